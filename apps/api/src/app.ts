@@ -1,0 +1,27 @@
+import type { FastifyInstance } from 'fastify';
+import {
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import authorize from './plugins/app/authorize.js';
+import errorHandler from './plugins/app/error-handler.js';
+import jwt from './plugins/external/jwt.js';
+import { backupRoutes } from './routes/backup-routes.js';
+import { jobRoutes } from './routes/job-routes.js';
+import type { ApiServices } from './services/api-services.js';
+
+/** 1 MiB: no request of this API needs more; larger bodies are refused with 413. */
+export const BODY_LIMIT = 1024 * 1024;
+
+/** The API as a plugin: it never listens (server.ts does), so tests use `app.inject()`. */
+export async function app(fastify: FastifyInstance, { services }: { services: ApiServices }) {
+  fastify.setValidatorCompiler(validatorCompiler);
+  fastify.setSerializerCompiler(serializerCompiler);
+  const typed = fastify.withTypeProvider<ZodTypeProvider>();
+  await typed.register(errorHandler);
+  await typed.register(jwt, { config: services.config });
+  await typed.register(authorize);
+  await typed.register(backupRoutes, { services });
+  await typed.register(jobRoutes, { services });
+}

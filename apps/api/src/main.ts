@@ -1,0 +1,40 @@
+import { ConfigError, createLogger, loadConfig } from '@pgkeep/core';
+import { buildServer, closeServices, createServices } from './server.js';
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig(process.env);
+} catch (error) {
+  process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
+  process.exit(1);
+}
+const logger = createLogger(config.LOG_LEVEL, 'pgkeep-api');
+const services = createServices(config, logger);
+const server = await buildServer(config, services);
+
+// First signal: stop accepting, finish in-flight requests, close connections. A second
+// signal, or a close that outlives SHUTDOWN_TIMEOUT_MS, exits at once.
+let signals = 0;
+const shutdown = (signal: NodeJS.Signals) => {
+  signals += 1;
+  if (signals > 1) process.exit(1);
+  server.log.info({ signal }, 'shutting down');
+  setTimeout(() => process.exit(1), config.SHUTDOWN_TIMEOUT_MS).unref();
+  server
+    .close()
+    .then(() => closeServices(services))
+    .then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+
+try {
+  await server.listen({ host: config.HOST, port: config.PORT });
+} catch (error) {
+  logger.fatal({ err: error }, 'api failed to start');
+  await closeServices(services);
+  process.exit(1);
+}

@@ -1,0 +1,112 @@
+import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import {
+  backupIdParams,
+  cleanQuery,
+  createBackupBody,
+  errorResponses,
+  healthSchema,
+  jobAccepted,
+  manifestSchema,
+  okEnvelope,
+  statsSchema,
+} from '../schemas.js';
+import type { ApiServices } from '../services/api-services.js';
+import {
+  backupStats,
+  enqueueBackup,
+  enqueueCleanup,
+  enqueueDelete,
+  getBackup,
+  listBackups,
+} from '../services/backup-service.js';
+import { checkHealth } from '../services/health-service.js';
+
+const admin = (request: { admin?: { requestedBy: string } }) => {
+  if (!request.admin) throw new Error('route registered without requireAdmin');
+  return request.admin;
+};
+
+export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = async (
+  app,
+  { services },
+) => {
+  app.get(
+    '/api/backup/health',
+    {
+      schema: {
+        response: {
+          200: okEnvelope(healthSchema),
+          503: okEnvelope(healthSchema).extend({ success: z.literal(false) }),
+        },
+      },
+    },
+    async (_request, reply) => {
+      const health = await checkHealth(services);
+      return reply
+        .code(health.healthy ? 200 : 503)
+        .send({ success: health.healthy as true, data: health });
+    },
+  );
+
+  await app.register(async (scope) => {
+    const adminApp = scope.withTypeProvider<ZodTypeProvider>();
+    adminApp.addHook('preHandler', app.requireAdmin);
+
+    adminApp.post(
+      '/api/backup',
+      { schema: { body: createBackupBody, response: { 202: jobAccepted, ...errorResponses } } },
+      async (request, reply) => {
+        const jobId = await enqueueBackup(services, admin(request), request.body ?? {});
+        return reply.code(202).send({ success: true, data: { jobId }, message: 'backup queued' });
+      },
+    );
+
+    adminApp.get(
+      '/api/backup',
+      { schema: { response: { 200: okEnvelope(z.array(manifestSchema)), ...errorResponses } } },
+      async () => {
+        const manifests = await listBackups(services);
+        return { success: true as const, data: manifests, count: manifests.length };
+      },
+    );
+
+    adminApp.get(
+      '/api/backup/stats',
+      { schema: { response: { 200: okEnvelope(statsSchema), ...errorResponses } } },
+      async () => ({ success: true as const, data: await backupStats(services) }),
+    );
+
+    adminApp.get(
+      '/api/backup/:id',
+      {
+        schema: {
+          params: backupIdParams,
+          response: { 200: okEnvelope(manifestSchema), ...errorResponses },
+        },
+      },
+      async (request) => ({
+        success: true as const,
+        data: await getBackup(services, request.params.id),
+      }),
+    );
+
+    adminApp.delete(
+      '/api/backup/:id',
+      { schema: { params: backupIdParams, response: { 202: jobAccepted, ...errorResponses } } },
+      async (request, reply) => {
+        const jobId = await enqueueDelete(services, admin(request), request.params.id);
+        return reply.code(202).send({ success: true, data: { jobId }, message: 'delete queued' });
+      },
+    );
+
+    adminApp.post(
+      '/api/backup/clean',
+      { schema: { querystring: cleanQuery, response: { 202: jobAccepted, ...errorResponses } } },
+      async (request, reply) => {
+        const jobId = await enqueueCleanup(services, admin(request), request.query.keepLast);
+        return reply.code(202).send({ success: true, data: { jobId }, message: 'cleanup queued' });
+      },
+    );
+  });
+};

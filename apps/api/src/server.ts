@@ -1,0 +1,44 @@
+import type { Config, Logger } from '@pgkeep/core';
+import { loggerOptions } from '@pgkeep/core';
+import { clientConfig, parseDatabaseUrl } from '@pgkeep/pg';
+import { closeQueues, createRedisConnection, openQueues } from '@pgkeep/queue';
+import { LocalStorage } from '@pgkeep/storage';
+import Fastify, { type FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { app, BODY_LIMIT } from './app.js';
+import type { ApiServices } from './services/api-services.js';
+
+export function createServices(config: Config, logger: Logger): ApiServices {
+  const redis = createRedisConnection(config.REDIS_URL, 'api', 'pgkeep-api');
+  redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+  const db = new pg.Pool({
+    ...clientConfig(parseDatabaseUrl(config.DATABASE_URL), 'pgkeep-api'),
+    max: 4,
+  });
+  db.on('error', (error) => logger.warn({ err: error.message }, 'database pool error'));
+  return {
+    config,
+    logger,
+    redis,
+    db,
+    queues: openQueues(redis, config.QUEUE_PREFIX),
+    storage: new LocalStorage(config.BACKUP_DIR, logger),
+  };
+}
+
+export async function closeServices(services: ApiServices): Promise<void> {
+  await closeQueues(services.queues).catch(() => {});
+  await services.redis.quit().catch(() => {});
+  await services.db.end().catch(() => {});
+}
+
+export async function buildServer(config: Config, services: ApiServices): Promise<FastifyInstance> {
+  const server = Fastify({
+    logger: loggerOptions(config.LOG_LEVEL, 'pgkeep-api'),
+    bodyLimit: BODY_LIMIT,
+    // Long parameters reach validation, which answers 400 with a code instead of a bare 404.
+    routerOptions: { maxParamLength: 20_000 },
+  });
+  await server.register(app, { services });
+  return server;
+}

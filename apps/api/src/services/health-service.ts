@@ -1,0 +1,78 @@
+import { pgDumpSupportsServer, serverVersion } from '@pgkeep/pg';
+import { readHeartbeats } from '@pgkeep/queue';
+import type { ApiServices } from './api-services.js';
+
+interface Check {
+  ok: boolean;
+  [detail: string]: unknown;
+}
+
+async function timed<T extends Check>(work: () => Promise<T>, ms = 3_000): Promise<T | Check> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work(),
+      new Promise<Check>((resolve) => {
+        timer = setTimeout(() => resolve({ ok: false, error: `no answer within ${ms} ms` }), ms);
+      }),
+    ]);
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * pg_dump is checked through the workers' heartbeats: the API never runs it, and what matters
+ * is the pg_dump of a live worker, compared with the server's version.
+ */
+export async function checkHealth(services: ApiServices) {
+  const [redis, database, storage, workers] = await Promise.all([
+    timed(async () => ({ ok: (await services.redis.ping()) === 'PONG' })),
+    timed(async () => {
+      const version = await serverVersion(services.db);
+      return { ok: true, serverVersion: version.version, serverVersionNum: version.num };
+    }),
+    timed(async () => {
+      await services.storage.checkWritable();
+      return { ok: true, dir: services.storage.dir };
+    }),
+    timed(async () => {
+      const beats = await readHeartbeats(services.redis, services.config.QUEUE_PREFIX);
+      return { ok: beats.length > 0, alive: beats.length, beats };
+    }),
+  ]);
+  const beats =
+    'beats' in workers ? (workers.beats as Awaited<ReturnType<typeof readHeartbeats>>) : [];
+  const serverNum = 'serverVersionNum' in database ? Number(database.serverVersionNum) : undefined;
+  const first = beats[0];
+  const pgDump: Check = first
+    ? {
+        ok:
+          serverNum === undefined ||
+          beats.every((beat) => pgDumpSupportsServer(beat.pgDump.major, serverNum)),
+        version: first.pgDump.version,
+        versions: [...new Set(beats.map((beat) => beat.pgDump.version))],
+      }
+    : { ok: false, error: 'no worker is running, so no pg_dump is known' };
+  const checks = {
+    pgDump,
+    redis,
+    database: {
+      ok: database.ok,
+      ...('serverVersion' in database ? { serverVersion: database.serverVersion } : {}),
+      ...('error' in database ? { error: database.error } : {}),
+    },
+    storage,
+    workers: {
+      ok: workers.ok,
+      alive: 'alive' in workers ? workers.alive : 0,
+      ...('error' in workers ? { error: workers.error } : {}),
+    },
+  };
+  const failing = Object.entries(checks)
+    .filter(([, check]) => !check.ok)
+    .map(([name]) => name);
+  return { healthy: failing.length === 0, failing, checks };
+}

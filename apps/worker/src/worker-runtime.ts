@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { type Config, type Logger, queueNames } from '@pgkeep/core';
+import { type EngineContext, sweepLeftovers } from '@pgkeep/engine';
+import { AdvisoryLocks, libpqEnv, parseDatabaseUrl, toolVersion, withDatabase } from '@pgkeep/pg';
+import { createRedisConnection, publishHeartbeat, removeHeartbeat } from '@pgkeep/queue';
+import { LocalStorage } from '@pgkeep/storage';
+import { Worker } from 'bullmq';
+import { createProcessor } from './processors.js';
+
+export interface WorkerRuntime {
+  workerId: string;
+  /** Graceful: stop taking jobs, let running ones finish within the deadline, then abort them. */
+  close(): Promise<void>;
+}
+
+export async function startWorkerRuntime(config: Config, logger: Logger): Promise<WorkerRuntime> {
+  const workerId = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const target = parseDatabaseUrl(config.DATABASE_URL);
+  const pgDump = await toolVersion('pg_dump', libpqEnv(target, { PATH: process.env.PATH }));
+  const storage = new LocalStorage(config.BACKUP_DIR, logger);
+  await storage.ensureDir();
+  const locks = new AdvisoryLocks(
+    withDatabase(target, config.MAINTENANCE_DATABASE),
+    config.LOCK_NAMESPACE,
+    logger,
+  );
+  const engine: EngineContext = { config, storage, locks, target, logger, pgDump };
+
+  // A worker that died mid-backup left a partial file; remove it unless a backup is running.
+  await sweepLeftovers(engine);
+
+  const connection = createRedisConnection(config.REDIS_URL, 'worker', `pgkeep-worker:${workerId}`);
+  connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
+  const processor = createProcessor(engine);
+  const common = {
+    connection,
+    prefix: config.QUEUE_PREFIX,
+    lockDuration: config.JOB_LOCK_DURATION_MS,
+    stalledInterval: config.JOB_STALLED_INTERVAL_MS,
+    // A job whose worker died is retried once on another worker, then failed as stalled.
+    maxStalledCount: 1,
+    autorun: true,
+  };
+  const workers = [
+    new Worker(queueNames.backups, processor, {
+      ...common,
+      concurrency: config.BACKUP_CONCURRENCY,
+    }),
+    // Destructive jobs also take the cluster-wide lock; one at a time per worker keeps a
+    // waiting job from holding a slot that a second one would need.
+    new Worker(queueNames.maintenance, processor, { ...common, concurrency: 1 }),
+  ];
+  for (const worker of workers) {
+    worker.on('error', (error) => logger.error({ err: error, queue: worker.name }, 'worker error'));
+    worker.on('failed', (job, error) => {
+      if (job && error.message.includes('stalled')) {
+        logger.error({ jobId: job.id, job: job.name }, 'job failed: its worker stopped responding');
+      }
+    });
+  }
+  await Promise.all(workers.map((worker) => worker.waitUntilReady()));
+
+  const startedAt = new Date().toISOString();
+  const beat = () =>
+    publishHeartbeat(
+      connection,
+      config.QUEUE_PREFIX,
+      {
+        workerId,
+        hostname: os.hostname(),
+        pid: process.pid,
+        startedAt,
+        seenAt: new Date().toISOString(),
+        pgDump,
+      },
+      config.WORKER_HEARTBEAT_MS * 3,
+    ).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat not published'));
+  await beat();
+  const heartbeat = setInterval(() => void beat(), config.WORKER_HEARTBEAT_MS);
+  heartbeat.unref();
+
+  logger.info(
+    {
+      workerId,
+      queues: Object.values(queueNames),
+      backupDir: storage.dir,
+      database: target.database,
+      pgDump: pgDump.version,
+      backupConcurrency: config.BACKUP_CONCURRENCY,
+    },
+    'worker started',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      clearInterval(heartbeat);
+      const deadline = setTimeout(() => {
+        logger.warn(
+          { timeoutMs: config.SHUTDOWN_TIMEOUT_MS },
+          'shutdown deadline: aborting running jobs',
+        );
+        for (const worker of workers) worker.cancelAllJobs('worker shutting down');
+      }, config.SHUTDOWN_TIMEOUT_MS);
+      deadline.unref();
+      await Promise.all(workers.map((worker) => worker.close()));
+      clearTimeout(deadline);
+      await removeHeartbeat(connection, config.QUEUE_PREFIX, workerId).catch(() => {});
+      await connection.quit().catch(() => {});
+      logger.info({ workerId }, 'worker stopped');
+    })();
+    return closing;
+  };
+  return { workerId, close };
+}

@@ -1,0 +1,81 @@
+/**
+ * One error type for the whole system. Every failure that reaches a user carries a stable
+ * `code`; the HTTP status for a code lives in one table, and `retryable` tells the worker
+ * whether BullMQ should try the job again.
+ */
+export const errorStatus = {
+  VALIDATION_ERROR: 400,
+  INVALID_BACKUP_ID: 400,
+  INVALID_JOB_ID: 400,
+  INVALID_TABLE_NAME: 400,
+  TABLE_NOT_FOUND: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  BACKUP_NOT_FOUND: 404,
+  JOB_NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  PG_DUMP_FAILED: 500,
+  COMPRESSION_FAILED: 500,
+  STORAGE_ERROR: 500,
+  MANIFEST_INVALID: 500,
+  LOCK_TIMEOUT: 503,
+  JOB_ABORTED: 500,
+  INTERNAL_ERROR: 500,
+  QUEUE_UNAVAILABLE: 503,
+  DATABASE_UNAVAILABLE: 503,
+} as const;
+
+export type ErrorCode = keyof typeof errorStatus;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(errorStatus, value);
+}
+
+export interface AppErrorOptions {
+  retryable?: boolean;
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.details = options.details;
+  }
+
+  get status(): number {
+    return errorStatus[this.code];
+  }
+}
+
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new AppError('INTERNAL_ERROR', message, { retryable: true, cause: error });
+}
+
+/**
+ * BullMQ keeps only a failed job's message. A job error is stored as `[CODE] message` so that
+ * the API can give the code back to whoever polls the job.
+ */
+const encodedError = /^\[([A-Z_]+)\] ([\s\S]*)$/;
+
+export function encodeJobError(error: AppError): string {
+  return `[${error.code}] ${error.message}`;
+}
+
+export function decodeJobError(failedReason: string): { code: string; message: string } {
+  const match = encodedError.exec(failedReason);
+  if (match?.[1] && match[2] !== undefined) return { code: match[1], message: match[2] };
+  return { code: 'JOB_FAILED', message: failedReason };
+}

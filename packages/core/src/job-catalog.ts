@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { backupIdRegex } from './backup-id.js';
+import {
+  backupFormatSchema,
+  backupTypeSchema,
+  compressionSchema,
+  manifestSchema,
+} from './manifest.js';
+import { tableListSchema } from './tables.js';
+
+/**
+ * The one place where queue names, job names, payloads and results are defined. The API and
+ * the worker derive their types from here; no other file spells a queue or job name.
+ *
+ * Two queues: `backups` runs non-destructive work side by side (up to the configured
+ * concurrency); `maintenance` carries destructive jobs, which also take the cluster-wide
+ * exclusive lock, so they never overlap anywhere.
+ */
+export const queueNames = { backups: 'backups', maintenance: 'maintenance' } as const;
+export type QueueName = (typeof queueNames)[keyof typeof queueNames];
+
+const requester = {
+  requestedBy: z.string().min(1).max(200),
+  requestedAt: z.iso.datetime(),
+};
+
+const lockTimes = z.object({
+  waitedMs: z.number().int().nonnegative(),
+  acquiredAt: z.iso.datetime(),
+  releasedAt: z.iso.datetime(),
+});
+
+export const labelSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
+
+export const jobCatalog = {
+  backup: {
+    queue: queueNames.backups,
+    destructive: false,
+    payload: z.object({
+      tables: tableListSchema.nullable(),
+      format: backupFormatSchema,
+      compression: compressionSchema,
+      label: labelSchema.nullable(),
+      type: backupTypeSchema,
+      ...requester,
+    }),
+    result: manifestSchema,
+  },
+  delete: {
+    queue: queueNames.maintenance,
+    destructive: true,
+    payload: z.object({ backupId: z.string().regex(backupIdRegex), ...requester }),
+    result: z.object({
+      deletedCount: z.number().int().nonnegative(),
+      deleted: z.array(z.string()),
+      lock: lockTimes,
+    }),
+  },
+  cleanup: {
+    queue: queueNames.maintenance,
+    destructive: true,
+    payload: z.object({ keepLast: z.number().int().min(1).max(10_000), ...requester }),
+    result: z.object({
+      deletedCount: z.number().int().nonnegative(),
+      deleted: z.array(z.string()),
+      keptLast: z.number().int(),
+      kept: z.array(z.string()),
+      lock: lockTimes,
+    }),
+  },
+} as const;
+
+export type JobName = keyof typeof jobCatalog;
+export type JobPayload<N extends JobName> = z.infer<(typeof jobCatalog)[N]['payload']>;
+export type JobResult<N extends JobName> = z.infer<(typeof jobCatalog)[N]['result']>;
+
+export const jobNames = Object.keys(jobCatalog) as JobName[];
+
+export function isJobName(value: string): value is JobName {
+  return Object.hasOwn(jobCatalog, value);
+}
+
+/**
+ * Job ids name their job, `backup-<uuid>`, so a poll finds the right queue in one lookup and
+ * ids never collide across queues.
+ */
+const jobIdPattern = new RegExp(
+  `^(${jobNames.join('|')})-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`,
+);
+
+export function newJobId(name: JobName): string {
+  return `${name}-${randomUUID()}`;
+}
+
+export function jobNameOfId(jobId: string): JobName | undefined {
+  const match = jobIdPattern.exec(jobId);
+  const name = match?.[1];
+  return name !== undefined && isJobName(name) ? name : undefined;
+}
+
+/** What a job reports while it runs; shown to whoever polls the job. */
+export const jobProgressSchema = z.object({
+  phase: z.string(),
+  percent: z.number().min(0).max(100).nullable(),
+  bytesRead: z.number().int().nonnegative().optional(),
+  bytesWritten: z.number().int().nonnegative().optional(),
+});
+export type JobProgress = z.infer<typeof jobProgressSchema>;

@@ -1,0 +1,50 @@
+import { type Logger, type LoggerOptions, pino } from 'pino';
+
+export type { Logger } from 'pino';
+
+/** Paths that may carry secrets anywhere a log line could reach them. */
+export const redactPaths = [
+  'password',
+  '*.password',
+  'connectionString',
+  '*.connectionString',
+  'env.PGPASSWORD',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'token',
+  '*.token',
+  'secret',
+  '*.secret',
+  'DATABASE_URL',
+  'REDIS_URL',
+  'JWT_SECRET',
+];
+
+export function loggerOptions(level: string, name: string): LoggerOptions {
+  const options: LoggerOptions = {
+    name,
+    level,
+    redact: { paths: redactPaths, censor: '[redacted]' },
+  };
+  // Pretty output only for a person at a terminal; JSON lines everywhere else.
+  if (process.stdout.isTTY) {
+    options.transport = { target: 'pino-pretty', options: { translateTime: 'SYS:standard' } };
+  }
+  return options;
+}
+
+export function createLogger(level: string, name: string): Logger {
+  return pino(loggerOptions(level, name));
+}
+
+/** `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs. */
+export function maskUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '[unparseable url]';
+  }
+}

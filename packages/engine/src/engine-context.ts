@@ -1,0 +1,23 @@
+import type { Config, JobProgress, Logger } from '@pgkeep/core';
+import type { AdvisoryLocks, PgTarget, ToolVersion } from '@pgkeep/pg';
+import type { LocalStorage } from '@pgkeep/storage';
+
+/** What every job handler needs, built once per worker process. */
+export interface EngineContext {
+  config: Config;
+  storage: LocalStorage;
+  locks: AdvisoryLocks;
+  /** The database that is backed up. */
+  target: PgTarget;
+  logger: Logger;
+  /** The pg_dump this worker runs, read once at start. */
+  pgDump: ToolVersion;
+}
+
+/** Per-run: the job's id and who asked, its AbortSignal, a progress callback, its logger. */
+export interface RunContext {
+  jobId: string | null;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((progress: JobProgress) => void) | undefined;
+  logger: Logger;
+}

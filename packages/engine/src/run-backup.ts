@@ -1,0 +1,212 @@
+import { Transform } from 'node:stream';
+import {
+  AppError,
+  artifactFilename,
+  type BackupManifest,
+  type JobPayload,
+  newBackupId,
+  type QualifiedTable,
+  tableKey,
+} from '@pgkeep/core';
+import {
+  ChildProcessError,
+  clientConfig,
+  countRows,
+  estimateDumpBytes,
+  listUserTables,
+  lockResources,
+  pgDumpSupportsServer,
+  resolveTables,
+  serverVersion,
+  startPgDump,
+} from '@pgkeep/pg';
+import pg from 'pg';
+import { compressionStage } from './compression.js';
+import type { EngineContext, RunContext } from './engine-context.js';
+
+type BackupPayload = JobPayload<'backup'>;
+
+function pgDumpError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (error instanceof ChildProcessError) {
+    // A lost connection is worth another try; a refused table or permission is not.
+    const transient = /could not connect|connection to server|server closed|timeout|terminat/i;
+    return new AppError('PG_DUMP_FAILED', error.message, {
+      retryable: error.signalName === null && transient.test(error.stderrTail),
+      cause: error,
+    });
+  }
+  return new AppError('PG_DUMP_FAILED', (error as Error).message, {
+    retryable: true,
+    cause: error,
+  });
+}
+
+/**
+ * One backup: pg_dump in a snapshot exported by our own session (so the exact row counts taken
+ * in that session describe the same data), through compression and sha256 into a partial file,
+ * fsync, rename, and the manifest last. Any failure leaves no listed backup and every older one
+ * untouched.
+ */
+export async function runBackup(
+  engine: EngineContext,
+  payload: BackupPayload,
+  run: RunContext,
+): Promise<BackupManifest> {
+  const { config, storage, locks, target } = engine;
+  const started = new Date();
+  const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
+  run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
+  const writeLock = await locks.acquire(lockResources.storageWrite, 'shared', lockOptions);
+  let databaseLock: Awaited<ReturnType<typeof locks.acquire>> | undefined;
+  const snapshotClient = new pg.Client(clientConfig(target, 'pgkeep-backup'));
+  snapshotClient.on('error', () => {});
+  try {
+    databaseLock = await locks.acquire(
+      lockResources.database(target.database),
+      'shared',
+      lockOptions,
+    );
+    const signal = AbortSignal.any(
+      [run.signal, writeLock.lost, databaseLock.lost].filter((s): s is AbortSignal => !!s),
+    );
+    run.onProgress?.({ phase: 'preparing', percent: 0 });
+    try {
+      await snapshotClient.connect();
+    } catch (error) {
+      throw new AppError('DATABASE_UNAVAILABLE', `cannot connect to database ${target.database}`, {
+        retryable: true,
+        cause: error,
+      });
+    }
+    await snapshotClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { rows } = await snapshotClient.query<{ snapshot: string }>(
+      'SELECT pg_export_snapshot() AS snapshot',
+    );
+    const snapshot = rows[0]?.snapshot;
+    const server = await serverVersion(snapshotClient);
+    if (!pgDumpSupportsServer(engine.pgDump.major, server.num)) {
+      throw new AppError(
+        'PG_DUMP_FAILED',
+        `pg_dump ${engine.pgDump.version} is older than the server (${server.version}); install pg_dump ${Math.floor(server.num / 10_000)} or newer`,
+      );
+    }
+    const tables: QualifiedTable[] | null = payload.tables
+      ? await resolveTables(snapshotClient, payload.tables)
+      : null;
+    const counted = tables ?? (await listUserTables(snapshotClient));
+    const estimate = await estimateDumpBytes(snapshotClient, tables);
+
+    const id = newBackupId(started);
+    const filename = artifactFilename(id, payload.format, payload.compression);
+    const log = run.logger.child({ backupId: id });
+    log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
+
+    const dump = startPgDump({ target, format: payload.format, tables, snapshot, signal });
+    const compressor = compressionStage(
+      payload.compression,
+      { zstd: config.BACKUP_ZSTD_LEVEL, gzip: config.BACKUP_GZIP_LEVEL },
+      signal,
+    );
+    let bytesRead = 0;
+    let bytesWritten = 0;
+    const report = () =>
+      run.onProgress?.({
+        phase: 'dumping',
+        // The dump of a database is smaller than its files (no indexes), so this stays below
+        // 100 until the end; it is an estimate, capped at 99 until the manifest is written.
+        percent: estimate > 0 ? Math.min(99, Math.floor((bytesRead / estimate) * 100)) : null,
+        bytesRead,
+        bytesWritten,
+      });
+    const countInput = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytesRead += chunk.length;
+        report();
+        callback(null, chunk);
+      },
+    });
+    const { stdout } = dump.child;
+    if (!stdout) throw new Error('pg_dump was started without a stdout pipe');
+    // Counted while pg_dump streams, in the same snapshot: the counts match the dump's data.
+    const counting = countRows(snapshotClient, counted);
+    counting.catch(() => {});
+
+    let rowCounts: Record<string, number> = {};
+    let artifact: Awaited<ReturnType<typeof storage.writeArtifact>>;
+    try {
+      artifact = await storage.writeArtifact(
+        filename,
+        [stdout, countInput, compressor.stream],
+        (written) => {
+          bytesWritten = written;
+        },
+        {
+          signal,
+          // Before the rename: a pg_dump that failed halfway closes its stdout like one that
+          // finished, so its exit status decides whether the file may become an artifact.
+          beforeCommit: async () => {
+            await dump.done;
+            await compressor.done;
+            rowCounts = await counting;
+          },
+        },
+      );
+    } catch (error) {
+      if (signal.aborted) {
+        const reason = signal.reason;
+        throw reason instanceof AppError
+          ? reason
+          : new AppError('JOB_ABORTED', 'the backup was cancelled', { retryable: true });
+      }
+      if (error instanceof ChildProcessError && error.command === 'zstd') {
+        throw new AppError('COMPRESSION_FAILED', error.message, { cause: error });
+      }
+      // pg_dump's own status says more than a broken pipe does.
+      await dump.done.catch((dumpError: unknown) => {
+        throw pgDumpError(dumpError);
+      });
+      throw pgDumpError(error);
+    }
+    await snapshotClient.query('COMMIT');
+    const completed = new Date();
+    const manifest: BackupManifest = {
+      manifestVersion: 1,
+      id,
+      filename,
+      size: artifact.size,
+      sha256: artifact.sha256,
+      createdAt: started.toISOString(),
+      completedAt: completed.toISOString(),
+      durationMs: completed.getTime() - started.getTime(),
+      type: payload.type,
+      status: 'completed',
+      format: payload.format,
+      compression: payload.compression,
+      tables: tables ? tables.map(tableKey) : null,
+      database: target.database,
+      serverVersion: server.version,
+      pgDumpVersion: engine.pgDump.version,
+      rowCounts,
+      requestedBy: payload.requestedBy,
+      label: payload.label,
+      jobId: run.jobId,
+    };
+    try {
+      await storage.writeManifest(manifest);
+    } catch (error) {
+      await storage.removeArtifact(filename);
+      throw error;
+    }
+    run.onProgress?.({ phase: 'completed', percent: 100, bytesRead, bytesWritten });
+    log.info(
+      { filename, size: artifact.size, durationMs: manifest.durationMs },
+      'backup completed',
+    );
+    return manifest;
+  } finally {
+    await snapshotClient.end().catch(() => {});
+    await databaseLock?.release();
+    await writeLock.release();
+  }
+}

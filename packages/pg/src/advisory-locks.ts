@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { AppError, type Logger } from '@pgkeep/core';
+import pg from 'pg';
+import { clientConfig, type PgTarget } from './connection.js';
+
+export type LockMode = 'shared' | 'exclusive';
+
+/** Resources that jobs lock. Destructive jobs hold `destructive` exclusively. */
+export const lockResources = {
+  destructive: 'destructive',
+  /** Backups hold it shared while they write; the partial-file sweep needs it exclusively. */
+  storageWrite: 'storage-write',
+  database: (name: string) => `database:${name}`,
+} as const;
+
+function int32Of(text: string): number {
+  return createHash('sha256').update(text).digest().readInt32BE(0);
+}
+
+export interface HeldLock {
+  readonly resource: string;
+  readonly mode: LockMode;
+  readonly acquiredAt: Date;
+  readonly waitedMs: number;
+  /** Aborted if the lock's connection dies: the holder must stop, exclusivity is gone. */
+  readonly lost: AbortSignal;
+  release(): Promise<Date>;
+}
+
+/**
+ * PostgreSQL advisory locks, each on its own connection to the maintenance database. The server
+ * releases a lock the moment its session ends, so a crashed or killed worker can never leave
+ * one held, and two holders of an exclusive lock cannot exist. Keys are (namespace, resource)
+ * hashed to two int4s, so separate deployments sharing a server do not block each other.
+ */
+export class AdvisoryLocks {
+  private readonly namespaceKey: number;
+
+  constructor(
+    private readonly maintenance: PgTarget,
+    namespace: string,
+    private readonly logger: Logger,
+  ) {
+    this.namespaceKey = int32Of(`pgkeep:${namespace}`);
+  }
+
+  private async connect(resource: string): Promise<pg.Client> {
+    const client = new pg.Client(clientConfig(this.maintenance, `pgkeep-lock:${resource}`));
+    client.on('error', () => {
+      // Reported through the `lost` signal; an unhandled 'error' would crash the process.
+    });
+    await client.connect();
+    // Makes a waiting backend notice a vanished client within a second instead of at its next
+    // write, so an abandoned wait never turns into a lock held for nobody.
+    await client.query("SET client_connection_check_interval = '1s'");
+    return client;
+  }
+
+  async acquire(
+    resource: string,
+    mode: LockMode,
+    options: { timeoutMs: number; signal?: AbortSignal | undefined },
+  ): Promise<HeldLock> {
+    const started = Date.now();
+    const client = await this.connect(resource);
+    const onAbort = () => void client.end().catch(() => {});
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const fn = mode === 'shared' ? 'pg_advisory_lock_shared' : 'pg_advisory_lock';
+    const objectKey = int32Of(resource);
+    try {
+      await client.query(`SET lock_timeout = ${Math.max(1, Math.floor(options.timeoutMs))}`);
+      await client.query(`SELECT ${fn}($1::int4, $2::int4)`, [this.namespaceKey, objectKey]);
+    } catch (error) {
+      await client.end().catch(() => {});
+      if (options.signal?.aborted) {
+        throw new AppError('JOB_ABORTED', `aborted while waiting for the ${resource} lock`);
+      }
+      if ((error as { code?: string }).code === '55P03') {
+        throw new AppError(
+          'LOCK_TIMEOUT',
+          `the ${resource} lock was not free within ${options.timeoutMs} ms`,
+          { retryable: true },
+        );
+      }
+      throw new AppError('DATABASE_UNAVAILABLE', `could not take the ${resource} lock`, {
+        retryable: true,
+        cause: error,
+      });
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+    return this.held(client, resource, mode, objectKey, started);
+  }
+
+  /** Takes the lock only if it is free right now; `undefined` when someone holds it. */
+  async tryAcquire(resource: string, mode: LockMode): Promise<HeldLock | undefined> {
+    const started = Date.now();
+    const client = await this.connect(resource);
+    const fn = mode === 'shared' ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
+    const objectKey = int32Of(resource);
+    try {
+      const { rows } = await client.query<{ locked: boolean }>(
+        `SELECT ${fn}($1::int4, $2::int4) AS locked`,
+        [this.namespaceKey, objectKey],
+      );
+      if (rows[0]?.locked) return this.held(client, resource, mode, objectKey, started);
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
+    }
+    await client.end().catch(() => {});
+    return undefined;
+  }
+
+  private held(
+    client: pg.Client,
+    resource: string,
+    mode: LockMode,
+    objectKey: number,
+    started: number,
+  ): HeldLock {
+    const lost = new AbortController();
+    let released = false;
+    const onLost = () => {
+      if (released || lost.signal.aborted) return;
+      this.logger.error({ resource, mode }, 'lock connection lost while the lock was held');
+      lost.abort(new AppError('LOCK_TIMEOUT', `lost the ${resource} lock`, { retryable: true }));
+    };
+    client.on('error', onLost);
+    client.on('end', onLost);
+    const acquiredAt = new Date();
+    const unlockFn = mode === 'shared' ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock';
+    return {
+      resource,
+      mode,
+      acquiredAt,
+      waitedMs: acquiredAt.getTime() - started,
+      lost: lost.signal,
+      release: async () => {
+        if (released) return new Date();
+        released = true;
+        try {
+          await client.query(`SELECT ${unlockFn}($1::int4, $2::int4)`, [
+            this.namespaceKey,
+            objectKey,
+          ]);
+        } catch {
+          // Ending the session below releases it all the same.
+        }
+        const releasedAt = new Date();
+        await client.end().catch(() => {});
+        return releasedAt;
+      },
+    };
+  }
+}

@@ -1,0 +1,116 @@
+import { AppError, parseTableName, type QualifiedTable, tableKey } from '@pgkeep/core';
+import type { ClientBase, Pool } from 'pg';
+
+/** Ordinary tables whose rows pg_dump writes (system schemas and extension members left out). */
+const userTablesSql = `
+  SELECT n.nspname AS schema, c.relname AS name
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r'
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg\\_toast%'
+    AND n.nspname NOT LIKE 'pg\\_temp%'
+    AND NOT EXISTS (
+      SELECT 1 FROM pg_depend d
+      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  ORDER BY 1, 2`;
+
+export async function listUserTables(client: ClientBase): Promise<QualifiedTable[]> {
+  const { rows } = await client.query<QualifiedTable>(userTablesSql);
+  return rows;
+}
+
+/**
+ * Finds each named table exactly as written, case included. A name without a schema must be
+ * unique across user schemas. An unknown or ambiguous name is a TABLE_NOT_FOUND error naming
+ * it: a table backup never silently leaves a table out.
+ */
+export async function resolveTables(
+  client: ClientBase,
+  names: readonly string[],
+): Promise<QualifiedTable[]> {
+  const { rows } = await client.query<QualifiedTable & { kind: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND c.relname = ANY($1::text[])`,
+    [names.map((name) => parseTableName(name).name)],
+  );
+  const missing: string[] = [];
+  const ambiguous: string[] = [];
+  const resolved: QualifiedTable[] = [];
+  for (const name of names) {
+    const wanted = parseTableName(name);
+    const qualified = name.includes('.');
+    const matches = rows.filter(
+      (row) => row.name === wanted.name && (!qualified || row.schema === wanted.schema),
+    );
+    const [first] = matches;
+    if (!first) missing.push(name);
+    else if (matches.length > 1) ambiguous.push(name);
+    else resolved.push({ schema: first.schema, name: first.name });
+  }
+  if (missing.length > 0) {
+    throw new AppError('TABLE_NOT_FOUND', `table not found: ${missing.join(', ')}`, {
+      details: { missing },
+    });
+  }
+  if (ambiguous.length > 0) {
+    throw new AppError(
+      'TABLE_NOT_FOUND',
+      `table name matches several schemas, qualify it as schema.table: ${ambiguous.join(', ')}`,
+      { details: { ambiguous } },
+    );
+  }
+  return resolved;
+}
+
+/** Exact row counts; run inside the dump's snapshot so they describe the same data. */
+export async function countRows(
+  client: ClientBase,
+  tables: readonly QualifiedTable[],
+): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const table of tables) {
+    const relation = `${client.escapeIdentifier(table.schema)}.${client.escapeIdentifier(table.name)}`;
+    const { rows } = await client.query<{ count: string }>(
+      `SELECT count(*)::text AS count FROM ${relation}`,
+    );
+    counts[tableKey(table)] = Number(rows[0]?.count ?? 0);
+  }
+  return counts;
+}
+
+/** Bytes on disk of what a dump will read: the estimate behind a backup's percentage. */
+export async function estimateDumpBytes(
+  client: ClientBase,
+  tables: readonly QualifiedTable[] | null,
+): Promise<number> {
+  if (tables === null) {
+    const { rows } = await client.query<{ size: string }>(
+      'SELECT pg_database_size(current_database())::text AS size',
+    );
+    return Number(rows[0]?.size ?? 0);
+  }
+  let total = 0;
+  for (const table of tables) {
+    const relation = `${client.escapeIdentifier(table.schema)}.${client.escapeIdentifier(table.name)}`;
+    const { rows } = await client.query<{ size: string }>(
+      'SELECT pg_table_size($1::regclass)::text AS size',
+      [relation],
+    );
+    total += Number(rows[0]?.size ?? 0);
+  }
+  return total;
+}
+
+export async function serverVersion(
+  client: ClientBase | Pool,
+): Promise<{ version: string; num: number }> {
+  const { rows } = await client.query<{ version: string; num: string }>(
+    "SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num",
+  );
+  const row = rows[0];
+  return { version: (row?.version ?? '').split(' ')[0] ?? '', num: Number(row?.num ?? 0) };
+}

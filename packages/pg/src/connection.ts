@@ -1,0 +1,64 @@
+/**
+ * Connection settings for libpq tools come through the child's environment (PGHOST, PGUSER,
+ * PGPASSWORD, …), never argv, where any user on the host could read them in `ps`.
+ */
+export interface PgTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string | undefined;
+  database: string;
+  sslmode: string | undefined;
+}
+
+export function parseDatabaseUrl(databaseUrl: string): PgTarget {
+  const url = new URL(databaseUrl);
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  return {
+    host: decodeURIComponent(url.hostname) || 'localhost',
+    port: url.port ? Number(url.port) : 5432,
+    user: decodeURIComponent(url.username) || 'postgres',
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    database: database || 'postgres',
+    sslmode: url.searchParams.get('sslmode') ?? undefined,
+  };
+}
+
+export function withDatabase(target: PgTarget, database: string): PgTarget {
+  return { ...target, database };
+}
+
+/** Environment for pg_dump/psql/pg_restore: only what they need, nothing of the parent's. */
+export function libpqEnv(target: PgTarget, base: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: base.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    PGHOST: target.host,
+    PGPORT: String(target.port),
+    PGUSER: target.user,
+    PGDATABASE: target.database,
+    PGAPPNAME: 'pgkeep',
+    PGCONNECT_TIMEOUT: '10',
+  };
+  if (target.password !== undefined) env.PGPASSWORD = target.password;
+  if (target.sslmode !== undefined) env.PGSSLMODE = target.sslmode;
+  return env;
+}
+
+/** Options for node-postgres built from the same target. */
+export function clientConfig(target: PgTarget, applicationName = 'pgkeep') {
+  return {
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    password: target.password,
+    database: target.database,
+    application_name: applicationName,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    ssl:
+      target.sslmode && target.sslmode !== 'disable'
+        ? { rejectUnauthorized: target.sslmode === 'verify-full' }
+        : undefined,
+  };
+}

@@ -1,0 +1,6 @@
+export * from './advisory-locks.js';
+export * from './catalog-queries.js';
+export * from './child-process.js';
+export * from './connection.js';
+export * from './pg-dump.js';
+export * from './pg-tools.js';

@@ -1,0 +1,36 @@
+import { type BackupFormat, pgDumpTablePattern, type QualifiedTable } from '@pgkeep/core';
+import { type RunningChild, startChild } from './child-process.js';
+import { libpqEnv, type PgTarget } from './connection.js';
+
+export interface PgDumpOptions {
+  target: PgTarget;
+  format: BackupFormat;
+  /** null: the whole database. */
+  tables: readonly QualifiedTable[] | null;
+  /** A snapshot exported by another session, so row counts and dump see the same data. */
+  snapshot?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export function pgDumpArgs(options: Omit<PgDumpOptions, 'target' | 'signal'>): string[] {
+  // Custom format without pg_dump's own compression: the stream is compressed outside, faster
+  // (zstd, multi-threaded) and with the same result for every format.
+  const args =
+    options.format === 'custom' ? ['--format=custom', '--compress=0'] : ['--format=plain'];
+  args.push('--no-password');
+  if (options.snapshot) args.push(`--snapshot=${options.snapshot}`);
+  if (options.tables) {
+    // --strict-names: a pattern that matches nothing is an error, never an empty dump.
+    args.push('--strict-names');
+    for (const table of options.tables) args.push(`--table=${pgDumpTablePattern(table)}`);
+  }
+  return args;
+}
+
+/** Starts pg_dump writing the archive to its stdout. */
+export function startPgDump(options: PgDumpOptions): RunningChild {
+  return startChild('pg_dump', pgDumpArgs(options), {
+    env: libpqEnv(options.target, { PATH: process.env.PATH }),
+    signal: options.signal,
+  });
+}

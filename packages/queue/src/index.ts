@@ -1,0 +1,3 @@
+export * from './queues.js';
+export * from './redis-connection.js';
+export * from './worker-registry.js';

@@ -1,0 +1,120 @@
+import {
+  AppError,
+  type Config,
+  decodeJobError,
+  type JobName,
+  type JobPayload,
+  jobCatalog,
+  jobNameOfId,
+  newJobId,
+  type QueueName,
+  queueNames,
+} from '@pgkeep/core';
+import { type Job, type JobsOptions, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+export type PgkeepQueues = Record<QueueName, Queue>;
+
+export function openQueues(connection: Redis, prefix: string): PgkeepQueues {
+  const backups = new Queue(queueNames.backups, { connection, prefix });
+  const maintenance = new Queue(queueNames.maintenance, { connection, prefix });
+  return { backups, maintenance };
+}
+
+export async function closeQueues(queues: PgkeepQueues): Promise<void> {
+  await Promise.all(Object.values(queues).map((queue) => queue.close()));
+}
+
+function jobOptions(name: JobName, config: Config): JobsOptions {
+  const keep = {
+    removeOnComplete: { count: config.JOB_KEEP_COMPLETED },
+    removeOnFail: { count: config.JOB_KEEP_FAILED },
+  };
+  if (name === 'backup') {
+    return {
+      ...keep,
+      attempts: config.BACKUP_ATTEMPTS,
+      backoff: { type: 'exponential', delay: 30_000 },
+    };
+  }
+  // Destructive jobs retry only what is worth retrying (a lock timeout, a lost connection);
+  // anything else fails at once as unrecoverable.
+  return { ...keep, attempts: 3, backoff: { type: 'exponential', delay: 10_000 } };
+}
+
+/** Validates the payload against the catalog and adds the job; 503 when Redis is down. */
+export async function enqueue<N extends JobName>(
+  queues: PgkeepQueues,
+  config: Config,
+  name: N,
+  payload: JobPayload<N>,
+): Promise<string> {
+  const definition = jobCatalog[name];
+  const data = definition.payload.parse(payload);
+  const jobId = newJobId(name);
+  try {
+    await queues[definition.queue].add(name, data, { ...jobOptions(name, config), jobId });
+  } catch (error) {
+    throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', {
+      retryable: true,
+      cause: error,
+    });
+  }
+  return jobId;
+}
+
+export type JobState = 'queued' | 'running' | 'completed' | 'failed';
+
+export interface JobView {
+  jobId: string;
+  name: JobName;
+  state: JobState;
+  progress: unknown;
+  result: unknown;
+  error: { code: string; message: string } | null;
+  attemptsMade: number;
+  requestedBy: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+function stateOf(bullState: string): JobState {
+  if (bullState === 'active') return 'running';
+  if (bullState === 'completed') return 'completed';
+  if (bullState === 'failed') return 'failed';
+  // waiting, delayed (a retry's backoff), prioritized, waiting-children: not started yet.
+  return 'queued';
+}
+
+const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
+
+export async function findJob(queues: PgkeepQueues, jobId: string): Promise<JobView> {
+  const name = jobNameOfId(jobId);
+  if (!name) throw new AppError('INVALID_JOB_ID', 'invalid job id');
+  let job: Job | undefined;
+  let bullState: string;
+  try {
+    job = (await queues[jobCatalog[name].queue].getJob(jobId)) as Job | undefined;
+    if (!job) throw new AppError('JOB_NOT_FOUND', `job ${jobId} not found`);
+    bullState = await job.getState();
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });
+  }
+  const state = stateOf(bullState);
+  const data = job.data as { requestedBy?: unknown };
+  return {
+    jobId,
+    name,
+    state,
+    progress: job.progress ?? null,
+    result: state === 'completed' ? (job.returnvalue ?? null) : null,
+    error: state === 'failed' && job.failedReason ? decodeJobError(job.failedReason) : null,
+    attemptsMade: job.attemptsMade,
+    requestedBy: typeof data.requestedBy === 'string' ? data.requestedBy : null,
+    createdAt: iso(job.timestamp) ?? new Date(0).toISOString(),
+    startedAt: iso(job.processedOn),
+    finishedAt: iso(job.finishedOn),
+  };
+}

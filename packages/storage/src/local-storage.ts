@@ -1,0 +1,245 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { type Duplex, type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  AppError,
+  type BackupManifest,
+  isBackupId,
+  type Logger,
+  manifestFilename,
+  manifestSchema,
+} from '@pgkeep/core';
+
+const PARTIAL_SUFFIX = '.partial';
+const MANIFEST_SUFFIX = '.manifest.json';
+
+export interface WrittenArtifact {
+  filename: string;
+  size: number;
+  sha256: string;
+}
+
+export interface InvalidManifest {
+  file: string;
+  reason: string;
+}
+
+/**
+ * Backups in a local directory. Storage is the catalog: an artifact plus a manifest beside it,
+ * and a backup exists exactly when its manifest does. Every write goes to a `.partial` file,
+ * is fsynced and renamed; the manifest is written the same way, last.
+ */
+export class LocalStorage {
+  readonly dir: string;
+
+  constructor(
+    dir: string,
+    private readonly logger: Logger,
+  ) {
+    this.dir = path.resolve(dir);
+  }
+
+  async ensureDir(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true });
+  }
+
+  /** Paths are only ever built from names that passed the strict id pattern. */
+  private pathOf(filename: string): string {
+    if (filename.includes('/') || filename.includes('\\') || filename.startsWith('.')) {
+      throw new AppError('STORAGE_ERROR', 'refused an unsafe file name');
+    }
+    return path.join(this.dir, filename);
+  }
+
+  private async fsyncDir(): Promise<void> {
+    const handle = await fs.open(this.dir, constants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * Streams the stages' output into `<filename>.partial` with sha256 and size computed on the way, then
+   * fsync, `beforeCommit` (the last chance to refuse the file), and rename. On any failure the partial file is removed and nothing else is touched.
+   */
+  async writeArtifact(
+    filename: string,
+    stages: [Readable, ...Duplex[]],
+    onBytes?: (bytesWritten: number) => void,
+    options: { signal?: AbortSignal; beforeCommit?: () => Promise<void> } = {},
+  ): Promise<WrittenArtifact> {
+    const finalPath = this.pathOf(filename);
+    const partialPath = `${finalPath}${PARTIAL_SUFFIX}`;
+    const hash = createHash('sha256');
+    let size = 0;
+    const measure = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk);
+        size += chunk.length;
+        onBytes?.(size);
+        callback(null, chunk);
+      },
+    });
+    // 'wx': never overwrite an artifact of the same name, partial or not.
+    const handle = await fs.open(partialPath, 'wx', 0o600);
+    try {
+      const file = createWriteStream('', { fd: handle.fd, autoClose: false });
+      await pipeline([...stages, measure, file], options.signal ? { signal: options.signal } : {});
+      await handle.sync();
+      await handle.close();
+      await options.beforeCommit?.();
+      await fs.link(partialPath, finalPath).catch(async (error: NodeJS.ErrnoException) => {
+        // link refuses to replace an existing file where rename would silently do so.
+        if (error.code === 'EEXIST') throw new AppError('STORAGE_ERROR', `${filename} exists`);
+        throw error;
+      });
+      await fs.unlink(partialPath);
+      await this.fsyncDir();
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await fs.rm(partialPath, { force: true });
+      throw error;
+    }
+    return { filename, size, sha256: hash.digest('hex') };
+  }
+
+  /** Written last: from this moment the backup exists. */
+  async writeManifest(manifest: BackupManifest): Promise<void> {
+    const valid = manifestSchema.parse(manifest);
+    const finalPath = this.pathOf(manifestFilename(valid.id));
+    const partialPath = `${finalPath}.${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`;
+    const handle = await fs.open(partialPath, 'wx', 0o600);
+    try {
+      await handle.writeFile(`${JSON.stringify(valid, null, 2)}\n`);
+      await handle.sync();
+      await handle.close();
+      await fs.rename(partialPath, finalPath);
+      await this.fsyncDir();
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await fs.rm(partialPath, { force: true });
+      throw new AppError('STORAGE_ERROR', 'could not write the manifest', { cause: error });
+    }
+  }
+
+  /** Removes an artifact that has no manifest yet (a backup that failed after its rename). */
+  async removeArtifact(filename: string): Promise<void> {
+    await fs.rm(this.pathOf(filename), { force: true });
+  }
+
+  async getManifest(id: string): Promise<BackupManifest | undefined> {
+    if (!isBackupId(id)) throw new AppError('INVALID_BACKUP_ID', 'invalid backup id');
+    let text: string;
+    try {
+      text = await fs.readFile(this.pathOf(manifestFilename(id)), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new AppError('STORAGE_ERROR', 'could not read the manifest', { cause: error });
+    }
+    const parsed = this.parseManifest(text);
+    if (!parsed.ok || parsed.manifest.id !== id) {
+      throw new AppError('MANIFEST_INVALID', `the manifest of backup ${id} is not valid`);
+    }
+    return parsed.manifest;
+  }
+
+  private parseManifest(
+    text: string,
+  ): { ok: true; manifest: BackupManifest } | { ok: false; reason: string } {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return { ok: false, reason: 'not JSON' };
+    }
+    const parsed = manifestSchema.safeParse(json);
+    if (!parsed.success) return { ok: false, reason: parsed.error.issues[0]?.message ?? 'invalid' };
+    return { ok: true, manifest: parsed.data };
+  }
+
+  /** Every valid manifest, newest first. Files that fail validation are reported, not listed. */
+  async listManifests(): Promise<{ manifests: BackupManifest[]; invalid: InvalidManifest[] }> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { manifests: [], invalid: [] };
+      throw new AppError('STORAGE_ERROR', 'could not read the backup directory', { cause: error });
+    }
+    const manifests: BackupManifest[] = [];
+    const invalid: InvalidManifest[] = [];
+    for (const name of names) {
+      if (!name.startsWith('backup-') || !name.endsWith(MANIFEST_SUFFIX)) continue;
+      const id = name.slice('backup-'.length, -MANIFEST_SUFFIX.length);
+      if (!isBackupId(id)) {
+        invalid.push({ file: name, reason: 'file name is not a backup id' });
+        continue;
+      }
+      let text: string;
+      try {
+        text = await fs.readFile(this.pathOf(name), 'utf8');
+      } catch (error) {
+        // Deleted between readdir and read: it is gone, which is what a list should say.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const parsed = this.parseManifest(text);
+      if (parsed.ok && parsed.manifest.id === id) manifests.push(parsed.manifest);
+      else invalid.push({ file: name, reason: parsed.ok ? 'id does not match' : parsed.reason });
+    }
+    if (invalid.length > 0) this.logger.warn({ invalid }, 'manifests skipped: not valid');
+    manifests.sort((a, b) =>
+      a.createdAt === b.createdAt
+        ? b.id.localeCompare(a.id)
+        : b.createdAt.localeCompare(a.createdAt),
+    );
+    return { manifests, invalid };
+  }
+
+  /**
+   * Deletes one backup: the manifest first, so it leaves the catalog in one atomic step, then
+   * the artifact. A crash between the two leaves an unlisted file that the sweep removes.
+   */
+  async deleteBackup(manifest: BackupManifest): Promise<void> {
+    await fs.rm(this.pathOf(manifestFilename(manifest.id)), { force: true });
+    await fs.rm(this.pathOf(manifest.filename), { force: true });
+    await this.fsyncDir();
+  }
+
+  /**
+   * Removes `.partial` files and artifacts with no manifest. Only call this while no backup can
+   * be writing (the caller holds the storage-write lock exclusively).
+   */
+  async sweepLeftovers(): Promise<string[]> {
+    await this.ensureDir();
+    const names = await fs.readdir(this.dir);
+    const manifests = new Set(names.filter((name) => name.endsWith(MANIFEST_SUFFIX)));
+    const removed: string[] = [];
+    for (const name of names) {
+      if (!name.startsWith('backup-')) continue;
+      const partial = name.endsWith(PARTIAL_SUFFIX);
+      const match = /^backup-(.+?)\.(dump|sql)(\.zst|\.gz)?$/.exec(name);
+      const orphan = match?.[1] !== undefined && !manifests.has(manifestFilename(match[1]));
+      if (partial || orphan) {
+        await fs.rm(this.pathOf(name), { force: true });
+        removed.push(name);
+      }
+    }
+    if (removed.length > 0)
+      this.logger.info({ removed }, 'removed leftovers of unfinished backups');
+    return removed;
+  }
+
+  /** Health: can this process create, write and remove a file in the backup directory? */
+  async checkWritable(): Promise<void> {
+    await this.ensureDir();
+    const probe = path.join(this.dir, `.write-check-${randomBytes(4).toString('hex')}`);
+    await fs.writeFile(probe, 'ok');
+    await fs.rm(probe, { force: true });
+  }
+}

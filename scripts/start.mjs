@@ -1,0 +1,46 @@
+// Starts the API and the worker side by side against the configured PostgreSQL and Redis.
+// On first run it creates .env from .env.example with a random JWT_SECRET.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const envFile = path.join(root, '.env');
+if (!existsSync(envFile)) {
+  const secret = randomBytes(36).toString('base64url');
+  const example = readFileSync(path.join(root, '.env.example'), 'utf8');
+  writeFileSync(envFile, example.replace(/^JWT_SECRET=$/m, `JWT_SECRET=${secret}`), {
+    mode: 0o600,
+    flag: 'wx',
+  });
+  process.stdout.write(
+    'created .env with a random JWT_SECRET; `npm run token` prints an admin token\n',
+  );
+}
+process.loadEnvFile(envFile);
+
+const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
+const children = ['worker', 'api'].map((app) => {
+  const child = spawn(tsx, [path.join(root, 'apps', app, 'src', 'main.ts')], {
+    cwd: root,
+    stdio: 'inherit',
+    env: process.env,
+  });
+  child.on('exit', (code, signal) => {
+    // One process gone means the service is broken: stop the other and report.
+    for (const other of children)
+      if (other !== child && other.exitCode === null) other.kill('SIGTERM');
+    if (!stopping) process.exitCode = code ?? (signal ? 1 : 0);
+  });
+  return child;
+});
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    stopping = true;
+    for (const child of children) if (child.exitCode === null) child.kill(signal);
+  });
+}
