@@ -75,12 +75,10 @@ export default fp(
         if (error instanceof AppError && status === 503) message = error.message;
         else message = 'internal error';
       }
-      void reply
-        .code(status)
-        .send({
-          success: false,
-          error: { code, message, ...(details === undefined ? {} : { details }) },
-        });
+      void reply.code(status).send({
+        success: false,
+        error: { code, message, ...(details === undefined ? {} : { details }) },
+      });
     });
   },
   { name: 'error-handler' },
