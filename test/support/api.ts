@@ -1,0 +1,103 @@
+import { type Config, createLogger, loadConfig } from '@pgkeep/core';
+import { createSigner } from 'fast-jwt';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { expect, vi } from 'vitest';
+import { buildServer, closeServices, createServices } from '../../apps/api/src/server.js';
+import type { ApiServices } from '../../apps/api/src/services/api-services.js';
+import { JWT_SECRET } from './test-env.js';
+
+export interface TestApi {
+  app: FastifyInstance;
+  services: ApiServices;
+  config: Config;
+  close(): Promise<void>;
+}
+
+/** The real API in-process (same plugins, real Redis and PostgreSQL), driven by inject(). */
+export async function startApi(env: Record<string, string>): Promise<TestApi> {
+  const config = loadConfig({ ...env, LOG_LEVEL: 'silent' });
+  const services = createServices(config, createLogger('silent', 'pgkeep-api-test'));
+  const app = await buildServer(config, services);
+  await app.ready();
+  return {
+    app,
+    services,
+    config,
+    async close() {
+      await app.close();
+      await closeServices(services);
+    },
+  };
+}
+
+export function token(
+  claims: Record<string, unknown> = { sub: 'admin@example.com', role: 'SUPER_ADMIN' },
+  secret = JWT_SECRET,
+  options: { expiresIn?: number } = {},
+) {
+  return createSigner({
+    key: secret,
+    algorithm: 'HS256',
+    ...(options.expiresIn ? { expiresIn: options.expiresIn } : {}),
+  })(claims);
+}
+
+export const adminHeaders = () => ({ authorization: `Bearer ${token()}` });
+
+export function json<
+  T = { success: boolean; data: never; count?: number; error: { code: string; message: string } },
+>(response: LightMyRequestResponse): T {
+  return response.json() as T;
+}
+
+export async function postJob(api: TestApi, url: string, body?: unknown): Promise<string> {
+  const response = await api.app.inject({
+    method: url.startsWith('DELETE ') ? 'DELETE' : 'POST',
+    url: url.replace(/^DELETE /, ''),
+    headers: adminHeaders(),
+    ...(body === undefined ? {} : { payload: body as object }),
+  });
+  expect(response.statusCode, response.body).toBe(202);
+  return (response.json() as { data: { jobId: string } }).data.jobId;
+}
+
+export interface PolledJob {
+  jobId: string;
+  state: 'queued' | 'running' | 'completed' | 'failed';
+  progress: { phase?: string; percent?: number | null; bytesWritten?: number } | null;
+  result: Record<string, unknown> | null;
+  error: { code: string; message: string } | null;
+  attemptsMade: number;
+  requestedBy: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export async function getJob(api: TestApi, jobId: string): Promise<PolledJob> {
+  const response = await api.app.inject({
+    method: 'GET',
+    url: `/api/jobs/${jobId}`,
+    headers: adminHeaders(),
+  });
+  expect(response.statusCode, response.body).toBe(200);
+  return (response.json() as { data: PolledJob }).data;
+}
+
+/** Polls the job through the API, as the panel does, until `until` holds (bounded). */
+export async function waitForJob(
+  api: TestApi,
+  jobId: string,
+  until: (job: PolledJob) => boolean = (job) => job.state === 'completed' || job.state === 'failed',
+  timeoutMs = 60_000,
+): Promise<PolledJob> {
+  return vi.waitFor(
+    async () => {
+      const job = await getJob(api, jobId);
+      if (!until(job))
+        throw new Error(`job ${jobId} is ${job.state} (${JSON.stringify(job.progress)})`);
+      return job;
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
+}

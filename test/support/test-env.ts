@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+export const JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';
+
+/** A database, a queue prefix, a lock namespace and a backup directory of the test's own. */
+export interface TestEnv {
+  name: string;
+  databaseUrl: string;
+  serverUrl: string;
+  redisUrl: string;
+  backupDir: string;
+  env: Record<string, string>;
+  cleanup(): Promise<void>;
+}
+
+export function urlWithDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createDatabase(serverUrl: string, name: string): Promise<void> {
+  await withClient(serverUrl, (client) => client.query(`CREATE DATABASE "${name}"`));
+}
+
+export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
+  await withClient(serverUrl, (client) =>
+    client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
+  );
+}
+
+export async function createTestEnv(
+  label: string,
+  overrides: Record<string, string> = {},
+): Promise<TestEnv> {
+  const serverUrl = inject('databaseUrl');
+  const redisUrl = inject('redisUrl');
+  const name = `pgkeep_t_${label}_${randomBytes(4).toString('hex')}`;
+  await createDatabase(serverUrl, name);
+  const databaseUrl = urlWithDatabase(serverUrl, name);
+  const backupDir = await mkdtemp(path.join(os.tmpdir(), `pgkeep-${label}-`));
+  const env: Record<string, string> = {
+    DATABASE_URL: databaseUrl,
+    MAINTENANCE_DATABASE: new URL(serverUrl).pathname.slice(1) || 'postgres',
+    REDIS_URL: redisUrl,
+    QUEUE_PREFIX: name,
+    LOCK_NAMESPACE: name,
+    BACKUP_DIR: backupDir,
+    JWT_SECRET,
+    LOG_LEVEL: 'info',
+    NODE_ENV: 'test',
+    JOB_LOCK_DURATION_MS: '2000',
+    JOB_STALLED_INTERVAL_MS: '1000',
+    WORKER_HEARTBEAT_MS: '1000',
+    ...overrides,
+  };
+  return {
+    name,
+    databaseUrl,
+    serverUrl,
+    redisUrl,
+    backupDir,
+    env,
+    async cleanup() {
+      await dropDatabase(serverUrl, name);
+      await rm(backupDir, { recursive: true, force: true });
+    },
+  };
+}

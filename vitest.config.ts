@@ -1,0 +1,31 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['apps/*/src/**/*.test.ts', 'packages/*/src/**/*.test.ts'],
+          exclude: ['**/*.int.test.ts', '**/node_modules/**'],
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: [
+            'apps/*/src/**/*.int.test.ts',
+            'packages/*/src/**/*.int.test.ts',
+            'test/**/*.int.test.ts',
+          ],
+          globalSetup: ['test/support/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // Two cores: each file starts worker processes and pg_dump; two files at a time
+          // keeps them from starving each other.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
