@@ -21,13 +21,17 @@ if (!existsSync(envFile)) {
 }
 process.loadEnvFile(envFile);
 
-const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
 const children = ['worker', 'api'].map((app) => {
-  const child = spawn(tsx, [path.join(root, 'apps', app, 'src', 'main.ts')], {
-    cwd: root,
-    stdio: 'inherit',
-    env: process.env,
-  });
+  // One process per app (`node --import tsx`), so signals reach the app itself.
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(root, 'apps', app, 'src', 'main.ts')],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: process.env,
+    },
+  );
   child.on('exit', (code, signal) => {
     // One process gone means the service is broken: stop the other and report.
     for (const other of children)

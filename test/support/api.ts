@@ -67,6 +67,7 @@ export interface PolledJob {
   progress: { phase?: string; percent?: number | null; bytesWritten?: number } | null;
   result: Record<string, unknown> | null;
   error: { code: string; message: string } | null;
+  lastError: { code: string; message: string } | null;
   attemptsMade: number;
   requestedBy: string | null;
   createdAt: string;

@@ -82,6 +82,7 @@ export const jobViewSchema = z.object({
   progress: z.unknown(),
   result: z.unknown(),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  lastError: z.object({ code: z.string(), message: z.string() }).nullable(),
   attemptsMade: z.number().int(),
   requestedBy: z.string().nullable(),
   createdAt: z.string(),

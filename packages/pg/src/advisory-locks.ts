@@ -137,7 +137,10 @@ export class AdvisoryLocks {
       waitedMs: acquiredAt.getTime() - started,
       lost: lost.signal,
       release: async () => {
-        if (released) return new Date();
+        // Taken before the unlock is sent: the next holder's acquiredAt always comes after it,
+        // so (acquiredAt, releasedAt) bounds exactly the time this holder had the lock.
+        const releasedAt = new Date();
+        if (released) return releasedAt;
         released = true;
         try {
           await client.query(`SELECT ${unlockFn}($1::int4, $2::int4)`, [
@@ -147,7 +150,6 @@ export class AdvisoryLocks {
         } catch {
           // Ending the session below releases it all the same.
         }
-        const releasedAt = new Date();
         await client.end().catch(() => {});
         return releasedAt;
       },

@@ -72,6 +72,8 @@ export interface JobView {
   progress: unknown;
   result: unknown;
   error: { code: string; message: string } | null;
+  /** The error of the latest failed attempt, also while a retry waits its turn. */
+  lastError: { code: string; message: string } | null;
   attemptsMade: number;
   requestedBy: string | null;
   createdAt: string;
@@ -94,10 +96,14 @@ export async function findJob(queues: PgkeepQueues, jobId: string): Promise<JobV
   if (!name) throw new AppError('INVALID_JOB_ID', 'invalid job id');
   let job: Job | undefined;
   let bullState: string;
+  const queue = queues[jobCatalog[name].queue];
   try {
-    job = (await queues[jobCatalog[name].queue].getJob(jobId)) as Job | undefined;
-    if (!job) throw new AppError('JOB_NOT_FOUND', `job ${jobId} not found`);
-    bullState = await job.getState();
+    // State first, then the job: once a job reads as finished its hash is final, whereas the
+    // other order can pair a "completed" state with a result read a moment before it was set.
+    bullState = await queue.getJobState(jobId);
+    job = (await queue.getJob(jobId)) as Job | undefined;
+    if (!job || bullState === 'unknown')
+      throw new AppError('JOB_NOT_FOUND', `job ${jobId} not found`);
   } catch (error) {
     if (error instanceof AppError) throw error;
     throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });
@@ -111,6 +117,7 @@ export async function findJob(queues: PgkeepQueues, jobId: string): Promise<JobV
     progress: job.progress ?? null,
     result: state === 'completed' ? (job.returnvalue ?? null) : null,
     error: state === 'failed' && job.failedReason ? decodeJobError(job.failedReason) : null,
+    lastError: job.failedReason ? decodeJobError(job.failedReason) : null,
     attemptsMade: job.attemptsMade,
     requestedBy: typeof data.requestedBy === 'string' ? data.requestedBy : null,
     createdAt: iso(job.timestamp) ?? new Date(0).toISOString(),
