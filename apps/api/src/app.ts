@@ -16,6 +16,8 @@ export const BODY_LIMIT = 1024 * 1024;
 
 /** The API as a plugin: it never listens (server.ts does), so tests use `app.inject()`. */
 export async function app(fastify: FastifyInstance, { services }: { services: ApiServices }) {
+  // JSON only: a text/plain body is refused with 415 instead of reaching validation as a string.
+  fastify.removeContentTypeParser(['text/plain']);
   fastify.setValidatorCompiler(validatorCompiler);
   fastify.setSerializerCompiler(serializerCompiler);
   const typed = fastify.withTypeProvider<ZodTypeProvider>();

@@ -50,7 +50,9 @@ export const createBackupBody = z
     compression: compressionSchema.optional(),
     label: labelSchema.optional(),
   })
-  .strict();
+  .strict()
+  // `curl -X POST /api/backup` with no body at all means a full backup with the defaults.
+  .optional();
 
 export const cleanQuery = z
   .object({

@@ -3,7 +3,7 @@ import { loggerOptions } from '@pgkeep/core';
 import { clientConfig, parseDatabaseUrl } from '@pgkeep/pg';
 import { closeQueues, createRedisConnection, openQueues } from '@pgkeep/queue';
 import { LocalStorage } from '@pgkeep/storage';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import pg from 'pg';
 import { app, BODY_LIMIT } from './app.js';
 import type { ApiServices } from './services/api-services.js';
@@ -38,6 +38,17 @@ export async function buildServer(config: Config, services: ApiServices): Promis
     bodyLimit: BODY_LIMIT,
     // Long parameters reach validation, which answers 400 with a code instead of a bare 404.
     routerOptions: { maxParamLength: 20_000 },
+    // A URL the router cannot decode (`/api/backup/%ZZ`) still gets the envelope and a code.
+    frameworkErrors: (error, _request, rawReply) => {
+      const reply = rawReply as unknown as FastifyReply;
+      const badUrl = error.code === 'FST_ERR_BAD_URL';
+      void reply.code(badUrl ? 400 : 500).send({
+        success: false,
+        error: badUrl
+          ? { code: 'VALIDATION_ERROR', message: 'the URL is not valid' }
+          : { code: 'INTERNAL_ERROR', message: 'internal error' },
+      });
+    },
   });
   await server.register(app, { services });
   return server;

@@ -47,6 +47,14 @@ export const manifestSchema = z
 
 export type BackupManifest = z.infer<typeof manifestSchema>;
 
+/**
+ * Newest first, by time rather than by text (a timestamp with and without milliseconds sorts
+ * wrongly as text); ties broken by id, which is unique.
+ */
+export function newestFirst(a: BackupManifest, b: BackupManifest): number {
+  return Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.id.localeCompare(a.id);
+}
+
 export function artifactExtension(format: BackupFormat, compression: Compression): string {
   const base = format === 'custom' ? 'dump' : 'sql';
   if (compression === 'zstd') return `${base}.zst`;

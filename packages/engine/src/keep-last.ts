@@ -1,4 +1,4 @@
-import type { BackupManifest } from '@pgkeep/core';
+import { type BackupManifest, newestFirst } from '@pgkeep/core';
 
 /** Backups that count toward `keepLast`: pre-restore safety copies follow their own rule. */
 const retainedTypes = new Set(['manual', 'scheduled']);
@@ -13,11 +13,7 @@ export function selectByKeepLast(
 ): { keep: BackupManifest[]; remove: BackupManifest[] } {
   const counted = manifests
     .filter((manifest) => retainedTypes.has(manifest.type))
-    .sort((a, b) =>
-      a.createdAt === b.createdAt
-        ? b.id.localeCompare(a.id)
-        : b.createdAt.localeCompare(a.createdAt),
-    );
-  const limit = Math.max(1, keepLast);
+    .sort(newestFirst);
+  const limit = Number.isFinite(keepLast) ? Math.max(1, Math.floor(keepLast)) : 1;
   return { keep: counted.slice(0, limit), remove: counted.slice(limit) };
 }

@@ -63,7 +63,14 @@ export async function resolveTables(
       { details: { ambiguous } },
     );
   }
-  return resolved;
+  // `User` and `public.User` are one table: dump it, and count it, once.
+  const seen = new Set<string>();
+  return resolved.filter((table) => {
+    const key = tableKey(table);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** Exact row counts; run inside the dump's snapshot so they describe the same data. */

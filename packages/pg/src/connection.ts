@@ -15,7 +15,8 @@ export function parseDatabaseUrl(databaseUrl: string): PgTarget {
   const url = new URL(databaseUrl);
   const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
   return {
-    host: decodeURIComponent(url.hostname) || 'localhost',
+    // WHATWG URLs keep IPv6 hosts in brackets; libpq and node-postgres want them bare.
+    host: decodeURIComponent(url.hostname).replace(/^\[(.*)\]$/, '$1') || 'localhost',
     port: url.port ? Number(url.port) : 5432,
     user: decodeURIComponent(url.username) || 'postgres',
     password: url.password ? decodeURIComponent(url.password) : undefined,
@@ -45,6 +46,24 @@ export function libpqEnv(target: PgTarget, base: NodeJS.ProcessEnv = {}): NodeJS
   return env;
 }
 
+/**
+ * libpq's sslmode in node-postgres terms. `allow`/`prefer` cannot fall back in node-postgres;
+ * they connect without TLS here (libpq tools still get PGSSLMODE as given).
+ */
+function nodeSsl(sslmode: string | undefined) {
+  switch (sslmode) {
+    case 'require':
+      return { rejectUnauthorized: false };
+    case 'verify-ca':
+      // The chain is checked, the host name is not: what libpq's verify-ca means.
+      return { rejectUnauthorized: true, checkServerIdentity: () => undefined };
+    case 'verify-full':
+      return { rejectUnauthorized: true };
+    default:
+      return undefined;
+  }
+}
+
 /** Options for node-postgres built from the same target. */
 export function clientConfig(target: PgTarget, applicationName = 'pgkeep') {
   return {
@@ -56,9 +75,6 @@ export function clientConfig(target: PgTarget, applicationName = 'pgkeep') {
     application_name: applicationName,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
-    ssl:
-      target.sslmode && target.sslmode !== 'disable'
-        ? { rejectUnauthorized: target.sslmode === 'verify-full' }
-        : undefined,
+    ssl: nodeSsl(target.sslmode),
   };
 }

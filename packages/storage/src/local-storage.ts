@@ -11,6 +11,7 @@ import {
   type Logger,
   manifestFilename,
   manifestSchema,
+  newestFirst,
 } from '@pgkeep/core';
 
 const PARTIAL_SUFFIX = '.partial';
@@ -193,11 +194,7 @@ export class LocalStorage {
       else invalid.push({ file: name, reason: parsed.ok ? 'id does not match' : parsed.reason });
     }
     if (invalid.length > 0) this.logger.warn({ invalid }, 'manifests skipped: not valid');
-    manifests.sort((a, b) =>
-      a.createdAt === b.createdAt
-        ? b.id.localeCompare(a.id)
-        : b.createdAt.localeCompare(a.createdAt),
-    );
+    manifests.sort(newestFirst);
     return { manifests, invalid };
   }
 
@@ -212,8 +209,10 @@ export class LocalStorage {
   }
 
   /**
-   * Removes `.partial` files and artifacts with no manifest. Only call this while no backup can
-   * be writing (the caller holds the storage-write lock exclusively).
+   * Removes what an interrupted backup of pgkeep's own left: `.partial` files, and artifacts
+   * named with a pgkeep id (which carries a random suffix) that have no manifest. Anything else
+   * in the directory, the panel's old `backup-<timestamp>.sql` files included, is never touched.
+   * Only call this while no backup can be writing (the storage-write lock held exclusively).
    */
   async sweepLeftovers(): Promise<string[]> {
     await this.ensureDir();
@@ -223,8 +222,11 @@ export class LocalStorage {
     for (const name of names) {
       if (!name.startsWith('backup-')) continue;
       const partial = name.endsWith(PARTIAL_SUFFIX);
-      const match = /^backup-(.+?)\.(dump|sql)(\.zst|\.gz)?$/.exec(name);
-      const orphan = match?.[1] !== undefined && !manifests.has(manifestFilename(match[1]));
+      const match = /^backup-(.+Z-[0-9a-f]{12})\.(dump|sql)(\.zst|\.gz)?$/.exec(name);
+      const orphan =
+        match?.[1] !== undefined &&
+        isBackupId(match[1]) &&
+        !manifests.has(manifestFilename(match[1]));
       if (partial || orphan) {
         await fs.rm(this.pathOf(name), { force: true });
         removed.push(name);

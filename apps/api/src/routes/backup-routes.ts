@@ -51,7 +51,9 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
 
   await app.register(async (scope) => {
     const adminApp = scope.withTypeProvider<ZodTypeProvider>();
-    adminApp.addHook('preHandler', app.requireAdmin);
+    // onRequest: the token is checked before the body is read or validated, so a stranger
+    // learns nothing from validation messages.
+    adminApp.addHook('onRequest', app.requireAdmin);
 
     adminApp.post(
       '/api/backup',

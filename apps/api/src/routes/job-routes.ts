@@ -7,7 +7,7 @@ export const jobRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = async
   app,
   { services },
 ) => {
-  app.addHook('preHandler', app.requireAdmin);
+  app.addHook('onRequest', app.requireAdmin);
   app.get(
     '/api/jobs/:jobId',
     {

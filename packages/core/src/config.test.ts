@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.js';
+
+const secret = 'a-very-long-hs256-secret-of-40-characters!';
+const minimal = {
+  DATABASE_URL: 'postgres://pgkeep:pw@db.example:5432/app',
+  JWT_SECRET: secret,
+};
+
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('loadConfig accepted an invalid environment');
+}
+
+describe('loadConfig', () => {
+  it('gives the documented defaults for a minimal environment', () => {
+    const config = loadConfig(minimal);
+    expect(config.PORT).toBe(5000);
+    expect(config.BACKUP_DIR).toBe('backups');
+    expect(config.BACKUP_COMPRESSION).toBe('zstd');
+    expect(config.BACKUP_FORMAT).toBe('custom');
+    expect(config.QUEUE_PREFIX).toBe('pgkeep');
+    expect(config.LOCK_NAMESPACE).toBe('pgkeep');
+    expect(config.REDIS_URL).toBe('redis://127.0.0.1:6379');
+    expect(config.MAINTENANCE_DATABASE).toBe('postgres');
+    expect(config.DATABASE_URL).toBe(minimal.DATABASE_URL);
+    expect(config.JWT_SECRET).toBe(secret);
+  });
+
+  it('defaults LOCK_NAMESPACE to the queue prefix, and keeps an explicit one', () => {
+    expect(loadConfig({ ...minimal, QUEUE_PREFIX: 'panel_a' }).LOCK_NAMESPACE).toBe('panel_a');
+    expect(
+      loadConfig({ ...minimal, QUEUE_PREFIX: 'panel_a', LOCK_NAMESPACE: 'shared' }).LOCK_NAMESPACE,
+    ).toBe('shared');
+  });
+
+  it('parses numbers and enums given as strings', () => {
+    const config = loadConfig({
+      ...minimal,
+      PORT: '8080',
+      BACKUP_COMPRESSION: 'gzip',
+      BACKUP_FORMAT: 'plain',
+      BACKUP_CONCURRENCY: '4',
+    });
+    expect(config.PORT).toBe(8080);
+    expect(config.BACKUP_COMPRESSION).toBe('gzip');
+    expect(config.BACKUP_FORMAT).toBe('plain');
+    expect(config.BACKUP_CONCURRENCY).toBe(4);
+  });
+
+  it('accepts a public key instead of a shared secret', () => {
+    const config = loadConfig({
+      DATABASE_URL: minimal.DATABASE_URL,
+      JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----',
+    });
+    expect(config.JWT_SECRET).toBeUndefined();
+    expect(config.JWT_PUBLIC_KEY).toContain('BEGIN PUBLIC KEY');
+  });
+
+  it('treats empty and blank strings as unset', () => {
+    const config = loadConfig({ ...minimal, PORT: '', BACKUP_DIR: '   ', QUEUE_PREFIX: '' });
+    expect(config.PORT).toBe(5000);
+    expect(config.BACKUP_DIR).toBe('backups');
+    expect(config.QUEUE_PREFIX).toBe('pgkeep');
+    // A required key given as an empty string is missing, not valid.
+    expect(configError({ ...minimal, DATABASE_URL: '' }).message).toContain('DATABASE_URL');
+    // An empty secret does not satisfy the "secret or public key" rule.
+    expect(configError({ ...minimal, JWT_SECRET: '' }).message).toContain('JWT_SECRET');
+  });
+
+  it('does not read process.env', () => {
+    const before = process.env.PORT;
+    process.env.PORT = '6123';
+    try {
+      expect(loadConfig(minimal).PORT).toBe(5000);
+    } finally {
+      if (before === undefined) delete process.env.PORT;
+      else process.env.PORT = before;
+    }
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['PORT', '-1'],
+    ['PORT', '80.5'],
+    ['DATABASE_URL', 'mysql://x'],
+    ['DATABASE_URL', 'not a url'],
+    ['REDIS_URL', 'nonsense'],
+    ['REDIS_URL', 'http://127.0.0.1:6379'],
+    ['BACKUP_COMPRESSION', 'lz4'],
+    ['BACKUP_FORMAT', 'tar'],
+    ['QUEUE_PREFIX', 'has space'],
+    ['QUEUE_PREFIX', 'a:b'],
+    ['LOCK_NAMESPACE', 'x'.repeat(65)],
+    ['BACKUP_ZSTD_LEVEL', '20'],
+    ['LOG_LEVEL', 'loud'],
+    ['JWT_SECRET', 'too-short'],
+  ])('rejects %s=%s with a ConfigError naming the key', (key, value) => {
+    const error = configError({ ...minimal, [key]: value });
+    expect(error.message).toMatch(new RegExp(`^\\s*- ${key}:`, 'm'));
+    expect(error.issues.some((issue) => issue.startsWith(`${key}:`))).toBe(true);
+  });
+
+  it('requires DATABASE_URL', () => {
+    const error = configError({ JWT_SECRET: secret });
+    expect(error.message).toContain('DATABASE_URL');
+  });
+
+  it('requires JWT_SECRET or JWT_PUBLIC_KEY', () => {
+    const error = configError({ DATABASE_URL: minimal.DATABASE_URL });
+    expect(error.message).toContain('JWT_SECRET');
+    expect(error.message).toContain('JWT_PUBLIC_KEY');
+  });
+
+  it('reports every bad key at once', () => {
+    const error = configError({ ...minimal, PORT: 'abc', BACKUP_COMPRESSION: 'lz4' });
+    expect(error.issues).toHaveLength(2);
+    expect(error.message).toContain('PORT');
+    expect(error.message).toContain('BACKUP_COMPRESSION');
+  });
+
+  it('never puts a secret value into the error message', () => {
+    const password = 'Sup3rS3cretPassw0rd';
+    const badUrl = configError({ ...minimal, DATABASE_URL: `mysql://admin:${password}@db/app` });
+    expect(badUrl.message).toContain('DATABASE_URL');
+    expect(badUrl.message).not.toContain(password);
+    expect(badUrl.issues.join('\n')).not.toContain(password);
+
+    const shortSecret = 'tiny-secret-xyz';
+    const badSecret = configError({ ...minimal, JWT_SECRET: shortSecret });
+    expect(badSecret.message).toContain('JWT_SECRET');
+    expect(badSecret.message).not.toContain(shortSecret);
+
+    const redisPassword = 'R3disPassw0rdValue';
+    const badRedis = configError({ ...minimal, REDIS_URL: `http://:${redisPassword}@cache:6379` });
+    expect(badRedis.message).toContain('REDIS_URL');
+    expect(badRedis.message).not.toContain(redisPassword);
+
+    // Another key is bad: the valid secrets must not appear either.
+    const other = configError({ ...minimal, PORT: 'abc' });
+    expect(other.message).not.toContain(secret);
+    expect(other.message).not.toContain('pw@');
+  });
+});

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import {
+  artifactExtension,
+  artifactFilename,
+  type BackupManifest,
+  manifestFilename,
+  manifestSchema,
+} from './manifest.js';
+
+const id = '2026-01-22T16-30-00-000Z-a1b2c3a1b2c3';
+
+function manifest(overrides: Partial<BackupManifest> = {}): BackupManifest {
+  return {
+    manifestVersion: 1,
+    id,
+    filename: `backup-${id}.dump.zst`,
+    size: 1234,
+    sha256: 'ab'.repeat(32),
+    createdAt: '2026-01-22T16:30:00.000Z',
+    completedAt: '2026-01-22T16:30:05.000Z',
+    durationMs: 5000,
+    type: 'manual',
+    status: 'completed',
+    format: 'custom',
+    compression: 'zstd',
+    tables: null,
+    database: 'app',
+    serverVersion: '15.20',
+    pgDumpVersion: '15.20',
+    rowCounts: { 'public.User': 3 },
+    requestedBy: 'admin-1',
+    label: null,
+    jobId: 'backup-00000000-0000-4000-8000-000000000000',
+    ...overrides,
+  };
+}
+
+describe('artifactFilename', () => {
+  it.each([
+    ['custom', 'zstd', 'dump.zst'],
+    ['custom', 'gzip', 'dump.gz'],
+    ['custom', 'none', 'dump'],
+    ['plain', 'zstd', 'sql.zst'],
+    ['plain', 'gzip', 'sql.gz'],
+    ['plain', 'none', 'sql'],
+  ] as const)('%s + %s → .%s', (format, compression, extension) => {
+    expect(artifactExtension(format, compression)).toBe(extension);
+    expect(artifactFilename(id, format, compression)).toBe(`backup-${id}.${extension}`);
+  });
+
+  it('names the manifest after the id', () => {
+    expect(manifestFilename(id)).toBe(`backup-${id}.manifest.json`);
+  });
+});
+
+describe('manifestSchema', () => {
+  it('accepts a well-formed manifest, full or table-only, labelled or not', () => {
+    expect(manifestSchema.parse(manifest())).toEqual(manifest());
+    const tableOnly = manifest({
+      tables: ['public.User'],
+      label: 'before migration',
+      format: 'plain',
+      compression: 'none',
+      filename: `backup-${id}.sql`,
+      type: 'pre-restore',
+      jobId: null,
+    });
+    expect(manifestSchema.safeParse(tableOnly).success).toBe(true);
+  });
+
+  it('accepts a legacy id without suffix', () => {
+    const legacy = '2026-01-22T16-30-00-000Z';
+    const result = manifestSchema.safeParse(
+      manifest({ id: legacy, filename: `backup-${legacy}.dump.zst` }),
+    );
+    expect(result.success).toBe(true);
+  });
+
+  it.each([
+    ['a path traversal', '../../etc/passwd'],
+    ['an absolute path', `/etc/backup-${id}.dump.zst`],
+    ['a traversal ending like the artifact', `../backup-${id}.dump.zst`],
+    ['another id', 'backup-2026-01-22T16-30-00-000Z-ffffffffffff.dump.zst'],
+    ['another format', `backup-${id}.sql.zst`],
+    ['another compression', `backup-${id}.dump.gz`],
+    ['the manifest itself', `backup-${id}.manifest.json`],
+    ['an empty name', ''],
+  ])('rejects a filename that is %s', (_label, filename) => {
+    const result = manifestSchema.safeParse(manifest({ filename }));
+    expect(result.success).toBe(false);
+    expect(result.error?.issues.some((issue) => issue.path.join('.') === 'filename')).toBe(true);
+  });
+
+  it.each([
+    ['a short sha256', { sha256: 'ab'.repeat(31) }],
+    ['an upper-case sha256', { sha256: 'AB'.repeat(32) }],
+    ['a non-hex sha256', { sha256: 'zz'.repeat(32) }],
+    ['an unknown status', { status: 'running' }],
+    ['an unknown type', { type: 'nightly' }],
+    ['an unknown format', { format: 'tar' }],
+    ['an unknown compression', { compression: 'lz4' }],
+    ['a negative size', { size: -1 }],
+    ['a fractional size', { size: 1.5 }],
+    ['an id that is a path', { id: '../x' }],
+    ['a bad createdAt', { createdAt: 'yesterday' }],
+    ['a negative row count', { rowCounts: { 'public.User': -1 } }],
+    ['another manifest version', { manifestVersion: 2 }],
+  ])('rejects %s', (_label, overrides) => {
+    const value = { ...manifest(), ...overrides };
+    expect(manifestSchema.safeParse(value).success).toBe(false);
+  });
+
+  it('rejects a manifest missing a field', () => {
+    const { sha256: _omitted, ...rest } = manifest();
+    expect(manifestSchema.safeParse(rest).success).toBe(false);
+  });
+});
