@@ -154,10 +154,11 @@ export async function runBackup(
       );
     } catch (error) {
       if (signal.aborted) {
-        const reason = signal.reason;
-        throw reason instanceof AppError
-          ? reason
-          : new AppError('JOB_ABORTED', 'the backup was cancelled', { retryable: true });
+        const reason: unknown = signal.reason;
+        if (reason instanceof AppError) throw reason;
+        const why =
+          typeof reason === 'string' ? reason : ((reason as Error)?.message ?? 'cancelled');
+        throw new AppError('JOB_ABORTED', `backup interrupted: ${why}`, { retryable: true });
       }
       if (error instanceof ChildProcessError && error.command === 'zstd') {
         throw new AppError('COMPRESSION_FAILED', error.message, { cause: error });

@@ -49,10 +49,9 @@ export class AdvisoryLocks {
     client.on('error', () => {
       // Reported through the `lost` signal; an unhandled 'error' would crash the process.
     });
+    // clientConfig sets client_connection_check_interval: a waiting backend notices a vanished
+    // client within seconds, so an abandoned wait never turns into a lock held for nobody.
     await client.connect();
-    // Makes a waiting backend notice a vanished client within a second instead of at its next
-    // write, so an abandoned wait never turns into a lock held for nobody.
-    await client.query("SET client_connection_check_interval = '1s'");
     return client;
   }
 

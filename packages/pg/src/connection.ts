@@ -30,6 +30,13 @@ export function withDatabase(target: PgTarget, database: string): PgTarget {
 }
 
 /** Environment for pg_dump/psql/pg_restore: only what they need, nothing of the parent's. */
+/**
+ * The server checks every 2 s that the client of a running query is still there, so a session
+ * whose worker (and pg_dump) died is ended even while it waits on a lock, instead of living on
+ * until the lock comes free.
+ */
+const SESSION_OPTIONS = '-c client_connection_check_interval=2000';
+
 export function libpqEnv(target: PgTarget, base: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: base.PATH ?? '/usr/local/bin:/usr/bin:/bin',
@@ -40,6 +47,7 @@ export function libpqEnv(target: PgTarget, base: NodeJS.ProcessEnv = {}): NodeJS
     PGDATABASE: target.database,
     PGAPPNAME: 'pgkeep',
     PGCONNECT_TIMEOUT: '10',
+    PGOPTIONS: SESSION_OPTIONS,
   };
   if (target.password !== undefined) env.PGPASSWORD = target.password;
   if (target.sslmode !== undefined) env.PGSSLMODE = target.sslmode;
@@ -73,6 +81,7 @@ export function clientConfig(target: PgTarget, applicationName = 'pgkeep') {
     password: target.password,
     database: target.database,
     application_name: applicationName,
+    options: SESSION_OPTIONS,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
     ssl: nodeSsl(target.sslmode),
