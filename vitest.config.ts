@@ -6,6 +6,8 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          // Unit tests first, then integration tests (which run two files at a time).
+          sequence: { groupOrder: 0 },
           include: ['apps/*/src/**/*.test.ts', 'packages/*/src/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', '**/node_modules/**'],
         },
@@ -13,6 +15,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          sequence: { groupOrder: 1 },
           include: [
             'apps/*/src/**/*.int.test.ts',
             'packages/*/src/**/*.int.test.ts',

@@ -22,15 +22,13 @@ if (!existsSync(envFile)) {
 process.loadEnvFile(envFile);
 
 const children = ['worker', 'api'].map((app) => {
-  // One process per app (`node --import tsx`), so signals reach the app itself.
+  // One process per app (`node --import tsx`), each in its own process group: a Ctrl-C at the
+  // terminal reaches this script alone, which passes it on once. (Reaching the apps twice
+  // would be their "second signal: exit now".)
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', path.join(root, 'apps', app, 'src', 'main.ts')],
-    {
-      cwd: root,
-      stdio: 'inherit',
-      env: process.env,
-    },
+    { cwd: root, stdio: 'inherit', env: process.env, detached: true },
   );
   child.on('exit', (code, signal) => {
     // One process gone means the service is broken: stop the other and report.
@@ -44,7 +42,16 @@ const children = ['worker', 'api'].map((app) => {
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
+    if (stopping) {
+      // A second Ctrl-C: the apps' own "exit now".
+      for (const child of children) if (child.exitCode === null) child.kill(signal);
+      return;
+    }
     stopping = true;
     for (const child of children) if (child.exitCode === null) child.kill(signal);
   });
 }
+// Whatever ends this script, the apps must not outlive it.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+});

@@ -150,9 +150,12 @@ describe('backups through the API and the worker', () => {
     expect(files.filter((file) => file.includes('partial'))).toEqual([]);
   });
 
-  it('reports progress with phase and bytes, and the job timestamps', async () => {
-    const jobId = await postJob(api, '/api/backup', {});
+  it('takes a POST with no body at all as a full backup, and reports progress and timestamps', async () => {
+    const response = await api.app.inject({ method: 'POST', url: '/api/backup', headers: adminHeaders() });
+    expect(response.statusCode, response.body).toBe(202);
+    const jobId = (response.json() as { data: { jobId: string } }).data.jobId;
     const job = await waitForJob(api, jobId);
+    expect((job.result as { tables: unknown }).tables).toBeNull();
     expect(job.progress).toMatchObject({ phase: 'completed', percent: 100 });
     expect(job.progress?.bytesWritten).toBe((job.result as { size: number }).size);
     expect(Date.parse(job.startedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(job.createdAt));

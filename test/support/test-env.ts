@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { inject } from 'vitest';
 
@@ -44,6 +45,21 @@ export async function dropDatabase(serverUrl: string, name: string): Promise<voi
   );
 }
 
+/** Every Redis key under a test's prefixes (its queue prefix and any derived from it). */
+export async function deleteRedisKeys(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
 export async function createTestEnv(
   label: string,
   overrides: Record<string, string> = {},
@@ -79,6 +95,7 @@ export async function createTestEnv(
     async cleanup() {
       await dropDatabase(serverUrl, name);
       await rm(backupDir, { recursive: true, force: true });
+      await deleteRedisKeys(redisUrl, name);
     },
   };
 }

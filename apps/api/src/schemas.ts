@@ -2,6 +2,7 @@ import {
   backupFormatSchema,
   backupIdRegex,
   compressionSchema,
+  databaseNameSchema,
   labelSchema,
   manifestSchema,
   tableListSchema,
@@ -52,12 +53,23 @@ export const createBackupBody = z
   })
   .strict()
   // `curl -X POST /api/backup` with no body at all means a full backup with the defaults.
-  .optional();
+  .nullish();
+
+export const restoreBody = z
+  .object({
+    confirm: z.string().max(63).optional(),
+    target: databaseNameSchema.optional(),
+  })
+  .strict();
+
+export const verifyBody = z.object({ restore: z.boolean().optional() }).strict().nullish();
 
 export const cleanQuery = z
   .object({
     keepLast: z
-      .string()
+      .string({
+        message: 'keepLast is required: how many of the newest backups to keep (1 to 10000)',
+      })
       .regex(/^[0-9]{1,5}$/, 'must be a whole number from 1 to 10000')
       .transform(Number)
       .pipe(z.number().int().min(1, 'must be at least 1').max(10_000, 'must be at most 10000')),
@@ -84,6 +96,7 @@ export const jobViewSchema = z.object({
   progress: z.unknown(),
   result: z.unknown(),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  cancelRequestedBy: z.string().nullable(),
   lastError: z.object({ code: z.string(), message: z.string() }).nullable(),
   attemptsMade: z.number().int(),
   requestedBy: z.string().nullable(),

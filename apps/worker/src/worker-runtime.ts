@@ -1,9 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { type Config, type Logger, queueNames } from '@pgkeep/core';
-import { type EngineContext, sweepLeftovers } from '@pgkeep/engine';
+import { dropAbandonedRestoreDatabases, type EngineContext, sweepLeftovers } from '@pgkeep/engine';
 import { AdvisoryLocks, libpqEnv, parseDatabaseUrl, toolVersion, withDatabase } from '@pgkeep/pg';
-import { createRedisConnection, publishHeartbeat, removeHeartbeat } from '@pgkeep/queue';
+import {
+  cancelRequestedBy,
+  createRedisConnection,
+  listenForCancels,
+  publishHeartbeat,
+  removeHeartbeat,
+} from '@pgkeep/queue';
 import { LocalStorage } from '@pgkeep/storage';
 import { Worker } from 'bullmq';
 import { createProcessor } from './processors.js';
@@ -17,7 +23,9 @@ export interface WorkerRuntime {
 export async function startWorkerRuntime(config: Config, logger: Logger): Promise<WorkerRuntime> {
   const workerId = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const target = parseDatabaseUrl(config.DATABASE_URL);
-  const pgDump = await toolVersion('pg_dump', libpqEnv(target, { PATH: process.env.PATH }));
+  const toolEnv = libpqEnv(target, { PATH: process.env.PATH });
+  const pgDump = await toolVersion('pg_dump', toolEnv);
+  const pgRestore = await toolVersion('pg_restore', toolEnv);
   const storage = new LocalStorage(config.BACKUP_DIR, logger);
   await storage.ensureDir();
   const locks = new AdvisoryLocks(
@@ -25,14 +33,18 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
     config.LOCK_NAMESPACE,
     logger,
   );
-  const engine: EngineContext = { config, storage, locks, target, logger, pgDump };
+  const engine: EngineContext = { config, storage, locks, target, logger, pgDump, pgRestore };
 
-  // A worker that died mid-backup left a partial file; remove it unless a backup is running.
+  // A worker that died mid-backup left a partial file, mid-restore a temporary database:
+  // remove them, unless a backup (or restore) is running somewhere right now.
   await sweepLeftovers(engine);
+  await dropAbandonedRestoreDatabases(engine);
 
   const connection = createRedisConnection(config.REDIS_URL, 'worker', `pgkeep-worker:${workerId}`);
   connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
-  const processor = createProcessor(engine);
+  const processor = createProcessor(engine, (jobId) =>
+    cancelRequestedBy(connection, config.QUEUE_PREFIX, jobId),
+  );
   const common = {
     connection,
     prefix: config.QUEUE_PREFIX,
@@ -61,6 +73,17 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
   }
   await Promise.all(workers.map((worker) => worker.waitUntilReady()));
 
+  // A cancellation asked for through the API reaches whichever worker runs the job.
+  const subscriber = connection.duplicate();
+  subscriber.on('error', (error) => logger.error({ err: error }, 'redis subscriber error'));
+  await listenForCancels(subscriber, config.QUEUE_PREFIX, ({ jobId, requestedBy }) => {
+    for (const worker of workers) {
+      if (worker.cancelJob(jobId, `cancelled by ${requestedBy}`)) {
+        logger.info({ jobId, requestedBy }, 'job cancellation requested');
+      }
+    }
+  });
+
   const startedAt = new Date().toISOString();
   const beat = () =>
     publishHeartbeat(
@@ -73,6 +96,7 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
         startedAt,
         seenAt: new Date().toISOString(),
         pgDump,
+        pgRestore,
       },
       config.WORKER_HEARTBEAT_MS * 3,
     ).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat not published'));
@@ -107,6 +131,7 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       await Promise.all(workers.map((worker) => worker.close()));
       clearTimeout(deadline);
       await removeHeartbeat(connection, config.QUEUE_PREFIX, workerId).catch(() => {});
+      await subscriber.quit().catch(() => {});
       await connection.quit().catch(() => {});
       logger.info({ workerId }, 'worker stopped');
     })();

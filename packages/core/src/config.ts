@@ -28,6 +28,10 @@ const redisUrl = z
     }
   }, 'must be a redis:// or rediss:// URL');
 
+const booleanFromEnv = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 const prefixName = z
@@ -56,6 +60,8 @@ export const configSchema = z
     BACKUP_GZIP_LEVEL: int(1, 9).default(6),
     BACKUP_CONCURRENCY: int(1, 16).default(1),
     BACKUP_ATTEMPTS: int(1, 20).default(3),
+    RESTORE_ENABLED: booleanFromEnv.default(true),
+    RESTORE_JOBS: int(1, 32).default(2),
     LOCK_TIMEOUT_MS: int(1_000, 86_400_000).default(600_000),
     JOB_LOCK_DURATION_MS: int(1_000, 600_000).default(30_000),
     JOB_STALLED_INTERVAL_MS: int(1_000, 600_000).default(30_000),

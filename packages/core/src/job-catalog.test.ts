@@ -21,6 +21,8 @@ const validPayloads: { [N in JobName]: Record<string, unknown> } = {
     type: 'manual',
     ...requester,
   },
+  verify: { backupId: '2026-01-22T16-30-00-000Z-a1b2c3a1b2c3', restore: true, ...requester },
+  restore: { backupId: '2026-01-22T16-30-00-000Z-a1b2c3a1b2c3', target: 'panel', ...requester },
   delete: { backupId: '2026-01-22T16-30-00-000Z-a1b2c3a1b2c3', ...requester },
   cleanup: { keepLast: 7, ...requester },
 };
@@ -44,7 +46,7 @@ describe('job ids', () => {
     'backup',
     'backup-',
     'backup-123',
-    'restore-00000000-0000-4000-8000-000000000000',
+    'rewind-00000000-0000-4000-8000-000000000000',
     'unknown-00000000-0000-4000-8000-000000000000',
     'BACKUP-00000000-0000-4000-8000-000000000000',
     'backup-00000000-0000-4000-8000-00000000000G',

@@ -37,6 +37,17 @@ export const labelSchema = z
   .max(200)
   .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
 
+/** A database pgkeep may create, restore into or rename: a plain identifier. */
+export const databaseNameSchema = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name (letters, digits, _ $ -)');
+
+const verifyCheck = z.object({
+  name: z.enum(['sha256', 'archive-read', 'scratch-restore', 'row-counts']),
+  ok: z.boolean(),
+  detail: z.string(),
+});
+
 export const jobCatalog = {
   backup: {
     queue: queueNames.backups,
@@ -50,6 +61,41 @@ export const jobCatalog = {
       ...requester,
     }),
     result: manifestSchema,
+  },
+  verify: {
+    queue: queueNames.backups,
+    destructive: false,
+    payload: z.object({
+      backupId: z.string().regex(backupIdRegex),
+      restore: z.boolean(),
+      ...requester,
+    }),
+    result: z.object({
+      backupId: z.string(),
+      ok: z.boolean(),
+      checks: z.array(verifyCheck),
+      durationMs: z.number().int().nonnegative(),
+    }),
+  },
+  restore: {
+    queue: queueNames.maintenance,
+    destructive: true,
+    payload: z.object({
+      backupId: z.string().regex(backupIdRegex),
+      target: databaseNameSchema,
+      ...requester,
+    }),
+    result: z.object({
+      backupId: z.string(),
+      target: z.string(),
+      mode: z.enum(['database', 'tables']),
+      /** The database the restore replaced, kept for rollback (null: there was none). */
+      previousDatabase: z.string().nullable(),
+      rowCounts: z.record(z.string(), z.number().int().nonnegative()),
+      downtimeMs: z.number().int().nonnegative(),
+      durationMs: z.number().int().nonnegative(),
+      lock: lockTimes,
+    }),
   },
   delete: {
     queue: queueNames.maintenance,
@@ -109,5 +155,7 @@ export const jobProgressSchema = z.object({
   percent: z.number().min(0).max(100).nullable(),
   bytesRead: z.number().int().nonnegative().optional(),
   bytesWritten: z.number().int().nonnegative().optional(),
+  itemsDone: z.number().int().nonnegative().optional(),
+  itemsTotal: z.number().int().nonnegative().optional(),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;

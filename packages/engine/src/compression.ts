@@ -1,5 +1,5 @@
 import { Duplex, PassThrough } from 'node:stream';
-import { createGzip } from 'node:zlib';
+import { createGunzip, createGzip } from 'node:zlib';
 import type { Compression } from '@pgkeep/core';
 import { type RunningChild, startChild } from '@pgkeep/pg';
 
@@ -31,5 +31,24 @@ export function compressionStage(
   if (compression === 'gzip') {
     return { stream: createGzip({ level: levels.gzip }), done: Promise.resolve() };
   }
+  return { stream: new PassThrough(), done: Promise.resolve() };
+}
+
+/** The inverse: the artifact's bytes back to what pg_dump wrote. zstd checks its frame checksums. */
+export function decompressionStage(
+  compression: Compression,
+  signal?: AbortSignal,
+): CompressionStage {
+  if (compression === 'zstd') {
+    const zstd: RunningChild = startChild('zstd', ['-d', '-c', '-q'], {
+      env: { PATH: process.env.PATH },
+      signal,
+      stdin: 'pipe',
+    });
+    const { stdin, stdout } = zstd.child;
+    if (!stdin || !stdout) throw new Error('zstd was started without pipes');
+    return { stream: Duplex.from({ writable: stdin, readable: stdout }), done: zstd.done };
+  }
+  if (compression === 'gzip') return { stream: createGunzip(), done: Promise.resolve() };
   return { stream: new PassThrough(), done: Promise.resolve() };
 }

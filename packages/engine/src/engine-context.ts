@@ -10,8 +10,9 @@ export interface EngineContext {
   /** The database that is backed up. */
   target: PgTarget;
   logger: Logger;
-  /** The pg_dump this worker runs, read once at start. */
+  /** The pg_dump and pg_restore this worker runs, read once at start. */
   pgDump: ToolVersion;
+  pgRestore: ToolVersion;
 }
 
 /** Per-run: the job's id and who asked, its AbortSignal, a progress callback, its logger. */

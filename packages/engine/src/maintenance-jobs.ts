@@ -24,6 +24,7 @@ async function withDestructiveLock<T>(
   } finally {
     releasedAt = await lock.release();
   }
+  run.onProgress?.({ phase: 'completed', percent: 100 });
   return {
     value,
     lock: {

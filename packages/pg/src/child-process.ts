@@ -36,6 +36,8 @@ export interface ChildOptions {
   env: NodeJS.ProcessEnv;
   signal?: AbortSignal | undefined;
   stdin?: 'ignore' | 'pipe';
+  /** Called for each line the child writes to stderr (progress of pg_restore --verbose). */
+  onStderrLine?: (line: string) => void;
 }
 
 export class ChildProcessError extends Error {
@@ -70,9 +72,14 @@ export function startChild(command: string, args: string[], options: ChildOption
     killSignal: 'SIGTERM',
   });
   let tail = '';
+  let partialLine = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
     tail = (tail + chunk).slice(-STDERR_TAIL_BYTES);
+    if (!options.onStderrLine) return;
+    const lines = (partialLine + chunk).split('\n');
+    partialLine = lines.pop() ?? '';
+    for (const line of lines) options.onStderrLine(line);
   });
   const stderrTail = () => tail.trim();
   const done = new Promise<void>((resolve, reject) => {

@@ -88,7 +88,8 @@ describe('libpqEnv', () => {
     expect(env.SECRET).toBeUndefined();
     expect(env.DATABASE_URL).toBeUndefined();
     expect(env.PGPASSFILE).toBeUndefined();
-    expect(env.PGOPTIONS).toBeUndefined();
+    // The parent's PGOPTIONS is not inherited; pgkeep sets its own.
+    expect(env.PGOPTIONS).toBe('-c client_connection_check_interval=2000');
     expect(Object.values(env)).not.toContain('do-not-leak');
   });
 

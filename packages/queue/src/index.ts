@@ -1,3 +1,4 @@
+export * from './cancellation.js';
 export * from './queues.js';
 export * from './redis-connection.js';
 export * from './worker-registry.js';

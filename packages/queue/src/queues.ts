@@ -12,6 +12,7 @@ import {
 } from '@pgkeep/core';
 import { type Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { cancelRequestedBy, requestCancel } from './cancellation.js';
 
 export type PgkeepQueues = Record<QueueName, Queue>;
 
@@ -72,6 +73,8 @@ export interface JobView {
   progress: unknown;
   result: unknown;
   error: { code: string; message: string } | null;
+  /** Set once someone asked to cancel the job; a running job stops, a queued one never starts. */
+  cancelRequestedBy: string | null;
   /** The error of the latest failed attempt, also while a retry waits its turn. */
   lastError: { code: string; message: string } | null;
   attemptsMade: number;
@@ -91,19 +94,31 @@ function stateOf(bullState: string): JobState {
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
 
-export async function findJob(queues: PgkeepQueues, jobId: string): Promise<JobView> {
+export interface JobLookup {
+  queues: PgkeepQueues;
+  redis: Redis;
+  prefix: string;
+}
+
+export async function findJob(
+  { queues, redis, prefix }: JobLookup,
+  jobId: string,
+): Promise<JobView> {
   const name = jobNameOfId(jobId);
   if (!name) throw new AppError('INVALID_JOB_ID', 'invalid job id');
   let job: Job | undefined;
   let bullState: string;
+  let cancelledBy: string | null;
   const queue = queues[jobCatalog[name].queue];
   try {
     // State first, then the job: once a job reads as finished its hash is final, whereas the
     // other order can pair a "completed" state with a result read a moment before it was set.
     bullState = await queue.getJobState(jobId);
     job = (await queue.getJob(jobId)) as Job | undefined;
-    if (!job || bullState === 'unknown')
+    if (!job || bullState === 'unknown') {
       throw new AppError('JOB_NOT_FOUND', `job ${jobId} not found`);
+    }
+    cancelledBy = await cancelRequestedBy(redis, prefix, jobId);
   } catch (error) {
     if (error instanceof AppError) throw error;
     throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });
@@ -117,6 +132,7 @@ export async function findJob(queues: PgkeepQueues, jobId: string): Promise<JobV
     progress: job.progress ?? null,
     result: state === 'completed' ? (job.returnvalue ?? null) : null,
     error: state === 'failed' && job.failedReason ? decodeJobError(job.failedReason) : null,
+    cancelRequestedBy: cancelledBy,
     lastError: job.failedReason ? decodeJobError(job.failedReason) : null,
     attemptsMade: job.attemptsMade,
     requestedBy: typeof data.requestedBy === 'string' ? data.requestedBy : null,
@@ -124,4 +140,29 @@ export async function findJob(queues: PgkeepQueues, jobId: string): Promise<JobV
     startedAt: iso(job.processedOn),
     finishedAt: iso(job.finishedOn),
   };
+}
+
+/**
+ * Asks for a job to stop: a running job is aborted by its worker (a restore then leaves the
+ * target untouched), a queued one fails as JOB_CANCELLED when a worker takes it. A finished
+ * job cannot be cancelled.
+ */
+export async function cancelJob(
+  lookup: JobLookup,
+  jobId: string,
+  requestedBy: string,
+): Promise<JobView> {
+  const view = await findJob(lookup, jobId);
+  if (view.state === 'completed' || view.state === 'failed') {
+    throw new AppError('JOB_NOT_CANCELLABLE', `job ${jobId} has already ${view.state}`);
+  }
+  try {
+    await requestCancel(lookup.redis, lookup.prefix, { jobId, requestedBy });
+    // A retry waiting out its backoff is brought forward, so it fails as cancelled now.
+    const job = await lookup.queues[jobCatalog[view.name].queue].getJob(jobId);
+    if (job && (await job.getState()) === 'delayed') await job.promote().catch(() => {});
+  } catch (error) {
+    throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });
+  }
+  return { ...view, cancelRequestedBy: requestedBy };
 }

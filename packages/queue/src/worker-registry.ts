@@ -12,6 +12,7 @@ export interface WorkerHeartbeat {
   startedAt: string;
   seenAt: string;
   pgDump: { version: string; major: number };
+  pgRestore: { version: string; major: number };
 }
 
 const keyPrefix = (prefix: string) => `${prefix}:pgkeep-workers:`;

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createWriteStream } from 'node:fs';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Duplex, type Readable, Transform } from 'node:stream';
+import { type Duplex, type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AppError,
@@ -126,6 +126,54 @@ export class LocalStorage {
       await fs.rm(partialPath, { force: true });
       throw new AppError('STORAGE_ERROR', 'could not write the manifest', { cause: error });
     }
+  }
+
+  /** Opens a backup's artifact for reading. */
+  openArtifact(manifest: BackupManifest): Readable {
+    return createReadStream(this.pathOf(manifest.filename));
+  }
+
+  /**
+   * sha256 and size of the artifact as it is on disk now, for comparison with its manifest:
+   * a flipped byte or a truncated file shows here before anything reads it further.
+   */
+  async hashArtifact(
+    manifest: BackupManifest,
+    onBytes?: (bytesRead: number) => void,
+    signal?: AbortSignal,
+  ): Promise<{ sha256: string; size: number }> {
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      await pipeline(
+        this.openArtifact(manifest),
+        new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            hash.update(chunk);
+            size += chunk.length;
+            onBytes?.(size);
+            callback();
+          },
+        }),
+        signal ? { signal } : {},
+      );
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new AppError('CHECKSUM_MISMATCH', `the artifact ${manifest.filename} is missing`);
+      }
+      throw error;
+    }
+    return { sha256: hash.digest('hex'), size };
+  }
+
+  /**
+   * A scratch file beside the backups (same disk, so no surprise about space elsewhere), named
+   * so that the leftover sweep removes it if the worker dies while it exists.
+   */
+  scratchPath(manifest: BackupManifest, purpose: string): string {
+    return this.pathOf(
+      `backup-${manifest.id}.${purpose}-${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`,
+    );
   }
 
   /** Removes an artifact that has no manifest yet (a backup that failed after its rename). */

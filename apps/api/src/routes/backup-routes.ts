@@ -9,7 +9,9 @@ import {
   jobAccepted,
   manifestSchema,
   okEnvelope,
+  restoreBody,
   statsSchema,
+  verifyBody,
 } from '../schemas.js';
 import type { ApiServices } from '../services/api-services.js';
 import {
@@ -17,6 +19,8 @@ import {
   enqueueBackup,
   enqueueCleanup,
   enqueueDelete,
+  enqueueRestore,
+  enqueueVerify,
   getBackup,
   listBackups,
 } from '../services/backup-service.js';
@@ -91,6 +95,42 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
         success: true as const,
         data: await getBackup(services, request.params.id),
       }),
+    );
+
+    adminApp.post(
+      '/api/backup/:id/restore',
+      {
+        schema: {
+          params: backupIdParams,
+          body: restoreBody,
+          response: { 202: jobAccepted, ...errorResponses },
+        },
+      },
+      async (request, reply) => {
+        const jobId = await enqueueRestore(
+          services,
+          admin(request),
+          request.params.id,
+          request.body,
+        );
+        return reply.code(202).send({ success: true, data: { jobId }, message: 'restore queued' });
+      },
+    );
+
+    adminApp.post(
+      '/api/backup/:id/verify',
+      {
+        schema: {
+          params: backupIdParams,
+          body: verifyBody,
+          response: { 202: jobAccepted, ...errorResponses },
+        },
+      },
+      async (request, reply) => {
+        const restore = request.body?.restore ?? false;
+        const jobId = await enqueueVerify(services, admin(request), request.params.id, restore);
+        return reply.code(202).send({ success: true, data: { jobId }, message: 'verify queued' });
+      },
     );
 
     adminApp.delete(

@@ -1,6 +1,6 @@
 import { AppError, type BackupFormat, type BackupManifest, type Compression } from '@pgkeep/core';
 import { resolveTables } from '@pgkeep/pg';
-import { enqueue } from '@pgkeep/queue';
+import { enqueue, readHeartbeats } from '@pgkeep/queue';
 import type { ApiServices } from './api-services.js';
 
 export interface Requester {
@@ -84,4 +84,55 @@ export async function enqueueCleanup(
   keepLast: number,
 ) {
   return enqueue(services.queues, services.config, 'cleanup', { keepLast, ...stamp(requester) });
+}
+
+export async function enqueueVerify(
+  services: ApiServices,
+  requester: Requester,
+  id: string,
+  restore: boolean,
+) {
+  await getBackup(services, id);
+  return enqueue(services.queues, services.config, 'verify', {
+    backupId: id,
+    restore,
+    ...stamp(requester),
+  });
+}
+
+/**
+ * Checked before queueing, so the admin hears at once: restores enabled, the backup exists,
+ * the confirmation names the target, the target is not the maintenance database, and a live
+ * worker's pg_restore can read the archive. The worker checks all of it again, and the
+ * artifact's checksum, before it touches anything.
+ */
+export async function enqueueRestore(
+  services: ApiServices,
+  requester: Requester,
+  id: string,
+  body: { confirm?: string | undefined; target?: string | undefined },
+) {
+  const { config } = services;
+  if (!config.RESTORE_ENABLED)
+    throw new AppError('RESTORE_DISABLED', 'restores are disabled (RESTORE_ENABLED=false)');
+  const manifest = await getBackup(services, id);
+  const target = body.target ?? manifest.database;
+  if (target === config.MAINTENANCE_DATABASE || /^template[01]$/.test(target)) {
+    throw new AppError('INVALID_DATABASE_NAME', `cannot restore into ${target}`);
+  }
+  if (body.confirm !== target) {
+    throw new AppError(
+      'CONFIRMATION_REQUIRED',
+      `a restore replaces database ${target}: send "confirm": "${target}" to go ahead`,
+    );
+  }
+  const beats = await readHeartbeats(services.redis, config.QUEUE_PREFIX).catch(() => []);
+  const dumpMajor = Number.parseInt(manifest.pgDumpVersion, 10);
+  if (beats.length > 0 && beats.every((beat) => (beat.pgRestore?.major ?? 0) < dumpMajor)) {
+    throw new AppError(
+      'PG_RESTORE_TOO_OLD',
+      `backup ${id} was made by pg_dump ${manifest.pgDumpVersion}; no worker has a pg_restore that new`,
+    );
+  }
+  return enqueue(services.queues, config, 'restore', { backupId: id, target, ...stamp(requester) });
 }

@@ -36,7 +36,8 @@ export async function checkHealth(services: ApiServices) {
     }),
     timed(async () => {
       await services.storage.checkWritable();
-      return { ok: true, dir: services.storage.dir };
+      // No path here: this answer is public.
+      return { ok: true };
     }),
     timed(async () => {
       const beats = await readHeartbeats(services.redis, services.config.QUEUE_PREFIX);

@@ -1,0 +1,285 @@
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import {
+  AppError,
+  type BackupManifest,
+  type JobPayload,
+  type JobResult,
+  parseTableName,
+} from '@pgkeep/core';
+import {
+  clientConfig,
+  createRestoreDatabase,
+  databaseExists,
+  dropDatabaseForce,
+  listTemporaryDatabases,
+  lockResources,
+  quoteIdent,
+  startPgRestoreToScript,
+  startPsqlScript,
+  swapDatabases,
+  TEMP_DATABASE_PREFIX,
+  withDatabase,
+} from '@pgkeep/pg';
+import pg from 'pg';
+import { decompressionStage } from './compression.js';
+import type { EngineContext, RunContext } from './engine-context.js';
+import {
+  assertPgRestoreCanRead,
+  compareRowCounts,
+  restoreError,
+  restoreIntoDatabase,
+  throwIfAborted,
+  verifyChecksum,
+} from './restore-steps.js';
+
+/** `<db>_pre_restore_<when>_<rand>`, cut to PostgreSQL's 63-byte limit on the db side. */
+export function previousDatabaseName(target: string, now: Date = new Date()): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:TZ.]/g, '')
+    .slice(0, 14);
+  const suffix = `_pre_restore_${stamp}_${randomBytes(2).toString('hex')}`;
+  return `${target.slice(0, 63 - suffix.length)}${suffix}`;
+}
+
+async function maintenanceClient(engine: EngineContext): Promise<pg.Client> {
+  const client = new pg.Client(
+    clientConfig(withDatabase(engine.target, engine.config.MAINTENANCE_DATABASE), 'pgkeep-restore'),
+  );
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
+
+/**
+ * Full restore: verify, load into a fresh temporary database, check row counts, then swap it
+ * in. The target stays untouched and online until the swap; any failure before it drops the
+ * temporary database and leaves the target exactly as it was.
+ */
+async function restoreDatabase(
+  engine: EngineContext,
+  manifest: BackupManifest,
+  target: string,
+  run: RunContext,
+  signal: AbortSignal,
+) {
+  const temporary = `${TEMP_DATABASE_PREFIX}${randomBytes(6).toString('hex')}`;
+  const admin = await maintenanceClient(engine);
+  try {
+    const targetExists = await databaseExists(admin, target);
+    await createRestoreDatabase(admin, temporary, targetExists ? target : null);
+    let swapped = false;
+    try {
+      const into = withDatabase(engine.target, temporary);
+      await restoreIntoDatabase(engine, manifest, into, run.onProgress, signal);
+      throwIfAborted(signal);
+
+      run.onProgress?.({ phase: 'validating', percent: null });
+      const check = new pg.Client(clientConfig(into, 'pgkeep-restore'));
+      check.on('error', () => {});
+      await check.connect();
+      let counts: Awaited<ReturnType<typeof compareRowCounts>>;
+      try {
+        counts = await compareRowCounts(check, manifest.rowCounts);
+      } finally {
+        await check.end().catch(() => {});
+      }
+      if (counts.mismatches.length > 0) {
+        throw new AppError(
+          'ROW_COUNT_MISMATCH',
+          `restored data does not match the backup: ${counts.mismatches.join('; ')}`,
+        );
+      }
+      throwIfAborted(signal);
+
+      run.onProgress?.({ phase: 'swapping', percent: 99 });
+      const swap = await swapDatabases(admin, {
+        target,
+        temporary,
+        previous: previousDatabaseName(target),
+      });
+      swapped = true;
+      run.logger.info(
+        {
+          target,
+          previousDatabase: swap.previousDatabase,
+          downtimeMs: swap.downtimeMs,
+          terminatedSessions: swap.terminatedSessions,
+        },
+        'restored database swapped in',
+      );
+      return {
+        previousDatabase: swap.previousDatabase,
+        downtimeMs: swap.downtimeMs,
+        rowCounts: counts.actual,
+      };
+    } finally {
+      if (!swapped) await dropDatabaseForce(admin, temporary).catch(() => {});
+    }
+  } finally {
+    await admin.end().catch(() => {});
+  }
+}
+
+/** SQL run after a table restore, inside its transaction: a wrong count undoes it all. */
+function rowCountAssertion(expected: Record<string, number>): string {
+  const checks = Object.entries(expected).map(([key, count]) => {
+    const table = parseTableName(key);
+    const relation = `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+    const literal = `'${relation.replaceAll("'", "''")}'`;
+    return `IF (SELECT count(*) FROM ${relation}) <> ${Number(count)} THEN RAISE EXCEPTION 'row count of % differs from the backup', ${literal}; END IF;`;
+  });
+  return `DO $pgkeep$ BEGIN ${checks.join(' ')} END $pgkeep$`;
+}
+
+/**
+ * Table restore, in the target itself and in one transaction: drop the backup's tables, load
+ * them, check their row counts. A table that other tables reference through foreign keys
+ * cannot be dropped, so that restore fails with PostgreSQL's reason and changes nothing.
+ */
+async function restoreTables(
+  engine: EngineContext,
+  manifest: BackupManifest,
+  target: string,
+  run: RunContext,
+  signal: AbortSignal,
+) {
+  const tables = manifest.tables ?? [];
+  const drops = tables.map((key) => {
+    const table = parseTableName(key);
+    return `DROP TABLE IF EXISTS ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+  });
+  const into = withDatabase(engine.target, target);
+  const psql = startPsqlScript(into, {
+    before: drops,
+    after: [rowCountAssertion(manifest.rowCounts)],
+    signal,
+  });
+  const { stdin } = psql.child;
+  if (!stdin) throw new Error('psql was started without stdin');
+  run.onProgress?.({ phase: 'restoring', percent: null });
+  const stage = decompressionStage(manifest.compression, signal);
+  const started = Date.now();
+  try {
+    if (manifest.format === 'custom') {
+      // The archive as SQL (pg_restore without a database), fed to the same transaction.
+      const script = startPgRestoreToScript(into, { clean: false, signal });
+      const { stdin: archiveIn, stdout: sqlOut } = script.child;
+      if (!archiveIn || !sqlOut) throw new Error('pg_restore was started without pipes');
+      await Promise.all([
+        pipeline([engine.storage.openArtifact(manifest), stage.stream, archiveIn], { signal }),
+        pipeline(sqlOut, stdin, { signal }),
+        stage.done,
+        script.done,
+      ]);
+    } else {
+      await Promise.all([
+        pipeline([engine.storage.openArtifact(manifest), stage.stream, stdin], { signal }),
+        stage.done,
+      ]);
+    }
+    await psql.done;
+  } catch (error) {
+    await psql.done.catch((psqlError: unknown) => {
+      throw restoreError(psqlError, signal);
+    });
+    throw restoreError(error, signal);
+  }
+  return {
+    previousDatabase: null,
+    downtimeMs: Date.now() - started,
+    rowCounts: manifest.rowCounts,
+  };
+}
+
+export async function runRestore(
+  engine: EngineContext,
+  payload: JobPayload<'restore'>,
+  run: RunContext,
+): Promise<JobResult<'restore'>> {
+  const { config, locks } = engine;
+  if (!config.RESTORE_ENABLED)
+    throw new AppError('RESTORE_DISABLED', 'restores are disabled (RESTORE_ENABLED=false)');
+  if (payload.target === config.MAINTENANCE_DATABASE || /^template[01]$/.test(payload.target)) {
+    throw new AppError('INVALID_DATABASE_NAME', `cannot restore into ${payload.target}`);
+  }
+  const started = Date.now();
+  run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
+  const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
+  // Destructive (no delete, cleanup or other restore anywhere), and the target's own lock
+  // exclusively (no backup or verify of that database meanwhile).
+  const destructive = await locks.acquire(lockResources.destructive, 'exclusive', lockOptions);
+  try {
+    const databaseLock = await locks.acquire(
+      lockResources.database(payload.target),
+      'exclusive',
+      lockOptions,
+    );
+    try {
+      const signal = AbortSignal.any(
+        [run.signal, destructive.lost, databaseLock.lost].filter((s): s is AbortSignal => !!s),
+      );
+      const manifest = await engine.storage.getManifest(payload.backupId);
+      if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${payload.backupId} not found`);
+      assertPgRestoreCanRead(engine, manifest);
+      run.onProgress?.({ phase: 'verifying', percent: 0 });
+      await verifyChecksum(engine, manifest, run.onProgress, signal);
+      throwIfAborted(signal);
+      run.logger.info(
+        { backupId: manifest.id, target: payload.target, tables: manifest.tables ?? 'all' },
+        'restore started',
+      );
+      const outcome =
+        manifest.tables === null
+          ? await restoreDatabase(engine, manifest, payload.target, run, signal)
+          : await restoreTables(engine, manifest, payload.target, run, signal);
+      run.onProgress?.({ phase: 'completed', percent: 100 });
+      const releasedAt = new Date();
+      return {
+        backupId: manifest.id,
+        target: payload.target,
+        mode: manifest.tables === null ? 'database' : 'tables',
+        ...outcome,
+        durationMs: Date.now() - started,
+        lock: {
+          waitedMs: destructive.waitedMs,
+          acquiredAt: destructive.acquiredAt.toISOString(),
+          releasedAt: releasedAt.toISOString(),
+        },
+      };
+    } finally {
+      await databaseLock.release();
+    }
+  } finally {
+    await destructive.release();
+  }
+}
+
+/**
+ * Drops temporary databases left by restores whose worker died, but only while no restore can
+ * be running anywhere (the destructive lock is free).
+ */
+export async function dropAbandonedRestoreDatabases(
+  engine: EngineContext,
+): Promise<string[] | undefined> {
+  const lock = await engine.locks.tryAcquire(lockResources.destructive, 'exclusive');
+  if (!lock) return undefined;
+  try {
+    const admin = await maintenanceClient(engine);
+    try {
+      const leftovers = await listTemporaryDatabases(admin);
+      for (const name of leftovers) await dropDatabaseForce(admin, name);
+      if (leftovers.length > 0)
+        engine.logger.info(
+          { dropped: leftovers },
+          'dropped temporary databases of unfinished restores',
+        );
+      return leftovers;
+    } finally {
+      await admin.end().catch(() => {});
+    }
+  } finally {
+    await lock.release();
+  }
+}

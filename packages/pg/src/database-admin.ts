@@ -1,0 +1,178 @@
+import { AppError } from '@pgkeep/core';
+import type { ClientBase } from 'pg';
+
+/** Database names pgkeep creates or is asked to restore into: plain identifiers only. */
+export const databaseNamePattern = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
+
+export const TEMP_DATABASE_PREFIX = 'pgkeep_restore_';
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+export async function databaseExists(client: ClientBase, name: string): Promise<boolean> {
+  const { rows } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+  return rows.length > 0;
+}
+
+/**
+ * A fresh database for a restore, from template0 with the encoding, collation and owner of the
+ * database it will replace (when there is one), so the swap changes nothing but the data.
+ */
+export async function createRestoreDatabase(
+  client: ClientBase,
+  name: string,
+  like: string | null,
+): Promise<void> {
+  let options = 'TEMPLATE template0';
+  if (like) {
+    const { rows } = await client.query<{
+      encoding: string;
+      collate: string;
+      ctype: string;
+      owner: string;
+    }>(
+      `SELECT pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate,
+              d.datctype AS ctype, pg_get_userbyid(d.datdba) AS owner
+       FROM pg_database d WHERE d.datname = $1`,
+      [like],
+    );
+    const source = rows[0];
+    if (source) {
+      options += ` ENCODING ${quoteLiteral(source.encoding)} LC_COLLATE ${quoteLiteral(source.collate)}`;
+      options += ` LC_CTYPE ${quoteLiteral(source.ctype)} OWNER ${quoteIdent(source.owner)}`;
+    }
+  }
+  await client.query(`CREATE DATABASE ${quoteIdent(name)} ${options}`);
+}
+
+export async function dropDatabaseForce(client: ClientBase, name: string): Promise<void> {
+  await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+}
+
+/** Temporary databases of restores that never finished (the caller makes sure none runs). */
+export async function listTemporaryDatabases(client: ClientBase): Promise<string[]> {
+  const { rows } = await client.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE datname LIKE 'pgkeep\\_restore\\_%' ORDER BY 1",
+  );
+  return rows.map((row) => row.datname);
+}
+
+/**
+ * Statements that give `target` the database-level state of `source` that a dump does not
+ * carry: `ALTER DATABASE … SET` settings (also per role), connection limit, and privileges.
+ */
+async function settingsStatements(client: ClientBase, source: string, target: string) {
+  const statements: string[] = [];
+  const t = quoteIdent(target);
+  const { rows: settings } = await client.query<{ role: string | null; setting: string }>(
+    `SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END AS role,
+            unnest(s.setconfig) AS setting
+     FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+     WHERE d.datname = $1`,
+    [source],
+  );
+  for (const { role, setting } of settings) {
+    const eq = setting.indexOf('=');
+    const key = setting.slice(0, eq);
+    const value = setting.slice(eq + 1);
+    const set = `SET ${quoteIdent(key)} = ${quoteLiteral(value)}`;
+    statements.push(
+      role
+        ? `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${t} ${set}`
+        : `ALTER DATABASE ${t} ${set}`,
+    );
+  }
+  const { rows: meta } = await client.query<{ connlimit: number; acl: string[] | null }>(
+    'SELECT datconnlimit AS connlimit, datacl::text[] AS acl FROM pg_database WHERE datname = $1',
+    [source],
+  );
+  const row = meta[0];
+  if (row && row.connlimit !== -1)
+    statements.push(`ALTER DATABASE ${t} CONNECTION LIMIT ${Number(row.connlimit)}`);
+  if (row?.acl) {
+    statements.push(`REVOKE ALL ON DATABASE ${t} FROM PUBLIC`);
+    const { rows: grants } = await client.query<{ grantee: string; privilege: string }>(
+      `SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS grantee,
+              a.privilege_type AS privilege
+       FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = $1`,
+      [source],
+    );
+    for (const { grantee, privilege } of grants) {
+      const who = grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(grantee);
+      statements.push(`GRANT ${privilege} ON DATABASE ${t} TO ${who}`);
+    }
+  }
+  return statements;
+}
+
+export interface SwapResult {
+  previousDatabase: string | null;
+  /** From the first session terminated to the commit: how long the target was unavailable. */
+  downtimeMs: number;
+  terminatedSessions: number;
+  attempts: number;
+}
+
+/**
+ * From the maintenance database: end the target's sessions, then in one transaction rename
+ * target → `previous` and `temporary` → target, carrying the database-level settings over.
+ * The renames lock the databases, so a client that connects meanwhile waits and then lands in
+ * the restored database. If a session slipped in between, the transaction fails as a whole
+ * and is tried again; if the worker dies, the server rolls it back and nothing changed.
+ */
+export async function swapDatabases(
+  client: ClientBase,
+  options: { target: string; temporary: string; previous: string; maxAttempts?: number },
+): Promise<SwapResult> {
+  const { target, temporary, previous } = options;
+  const exists = await databaseExists(client, target);
+  const started = Date.now();
+  let terminatedSessions = 0;
+  const maxAttempts = options.maxAttempts ?? 20;
+  for (let attempt = 1; ; attempt += 1) {
+    if (exists) {
+      const { rows } = await client.query<{ n: string }>(
+        `SELECT count(pg_terminate_backend(pid))::text AS n FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [target],
+      );
+      terminatedSessions += Number(rows[0]?.n ?? 0);
+    }
+    try {
+      await client.query('BEGIN');
+      await client.query("SET LOCAL lock_timeout = '5s'");
+      if (exists) {
+        const statements = await settingsStatements(client, target, temporary);
+        await client.query(
+          `ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`,
+        );
+        // The previous database stays for rollback, closed to connections so nothing writes
+        // to it by mistake.
+        await client.query(`ALTER DATABASE ${quoteIdent(previous)} ALLOW_CONNECTIONS false`);
+        for (const statement of statements) await client.query(statement);
+      }
+      await client.query(`ALTER DATABASE ${quoteIdent(temporary)} RENAME TO ${quoteIdent(target)}`);
+      await client.query('COMMIT');
+      return {
+        previousDatabase: exists ? previous : null,
+        downtimeMs: Date.now() - started,
+        terminatedSessions,
+        attempts: attempt,
+      };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      const code = (error as { code?: string }).code;
+      // 55006: someone connected between the terminate and the rename; try again.
+      if (code === '55006' && attempt < maxAttempts) continue;
+      throw new AppError('SWAP_FAILED', `could not swap ${target}: ${(error as Error).message}`, {
+        cause: error,
+        retryable: code === '55006' || code === '55P03',
+      });
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { type RunningChild, runChild, startChild } from './child-process.js';
+import { libpqEnv, type PgTarget } from './connection.js';
+
+const toolEnv = (target: PgTarget) => libpqEnv(target, { PATH: process.env.PATH });
+
+/** Entries of an archive's table of contents: the denominator of a restore's percentage. */
+export async function countArchiveEntries(file: string, target: PgTarget): Promise<number> {
+  const list = await runChild('pg_restore', ['--list', file], { env: toolEnv(target) });
+  return list.split('\n').filter((line) => line.trim() !== '' && !line.startsWith(';')).length;
+}
+
+export interface PgRestoreOptions {
+  /** Database to restore into (connection settings from the target, name from here). */
+  target: PgTarget;
+  /** A seekable archive file (parallel restore needs one). */
+  file: string;
+  jobs: number;
+  signal?: AbortSignal | undefined;
+  /** Called once per archive entry processed. */
+  onEntry?: (() => void) | undefined;
+}
+
+export function pgRestoreArgs(options: { file: string; jobs: number; database: string }): string[] {
+  return [
+    '--exit-on-error',
+    '--no-password',
+    '--verbose',
+    `--jobs=${Math.max(1, Math.floor(options.jobs))}`,
+    // A database name only; host, user and password come through the environment.
+    `--dbname=${options.database}`,
+    options.file,
+  ];
+}
+
+/** pg_restore --verbose announces each entry it processes on its own line. */
+const entryLine = /^pg_restore: (creating|processing|launching|finished item|executing)/;
+
+export function startPgRestore(options: PgRestoreOptions): RunningChild {
+  return startChild(
+    'pg_restore',
+    pgRestoreArgs({ ...options, database: options.target.database }),
+    {
+      env: toolEnv(options.target),
+      signal: options.signal,
+      onStderrLine: (line) => {
+        if (entryLine.test(line)) options.onEntry?.();
+      },
+    },
+  );
+}
+
+/** psql reading SQL from stdin, all in one transaction, stopping at the first error. */
+export function startPsqlScript(
+  target: PgTarget,
+  options: { before?: string[]; after?: string[]; signal?: AbortSignal | undefined },
+): RunningChild {
+  const args = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--single-transaction'];
+  for (const command of options.before ?? []) args.push('-c', command);
+  args.push('-f', '-');
+  for (const command of options.after ?? []) args.push('-c', command);
+  return startChild('psql', args, { env: toolEnv(target), signal: options.signal, stdin: 'pipe' });
+}
+
+/** pg_restore writing an archive back out as SQL, to stdout, from stdin or a file. */
+export function startPgRestoreToScript(
+  target: PgTarget,
+  options: { clean: boolean; signal?: AbortSignal | undefined; file?: string },
+): RunningChild {
+  const args = ['--file=-', '--exit-on-error'];
+  if (options.clean) args.push('--clean', '--if-exists');
+  if (options.file) args.push(options.file);
+  return startChild('pg_restore', args, {
+    env: toolEnv(target),
+    signal: options.signal,
+    stdin: options.file ? 'ignore' : 'pipe',
+  });
+}

@@ -1,0 +1,50 @@
+import type { Redis } from 'ioredis';
+
+/**
+ * Cancelling a job that another process runs: the API leaves a marker (checked by a worker
+ * before it starts the job) and publishes the id (heard by the worker running it, which aborts
+ * the job's signal). Markers expire after a day.
+ */
+const markerKey = (prefix: string, jobId: string) => `${prefix}:pgkeep-cancel:${jobId}`;
+export const cancelChannel = (prefix: string) => `${prefix}:pgkeep-cancel`;
+
+export interface CancelRequest {
+  jobId: string;
+  requestedBy: string;
+}
+
+export async function requestCancel(
+  redis: Redis,
+  prefix: string,
+  request: CancelRequest,
+): Promise<void> {
+  await redis.set(markerKey(prefix, request.jobId), request.requestedBy, 'EX', 86_400);
+  await redis.publish(cancelChannel(prefix), JSON.stringify(request));
+}
+
+/** Who asked to cancel this job, if anyone did. */
+export async function cancelRequestedBy(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+): Promise<string | null> {
+  return redis.get(markerKey(prefix, jobId));
+}
+
+/** Calls `onCancel` for every cancellation published; `subscriber` becomes a subscriber connection. */
+export async function listenForCancels(
+  subscriber: Redis,
+  prefix: string,
+  onCancel: (request: CancelRequest) => void,
+): Promise<void> {
+  subscriber.on('message', (channel: string, message: string) => {
+    if (channel !== cancelChannel(prefix)) return;
+    try {
+      const parsed = JSON.parse(message) as CancelRequest;
+      if (typeof parsed.jobId === 'string') onCancel(parsed);
+    } catch {
+      // not ours
+    }
+  });
+  await subscriber.subscribe(cancelChannel(prefix));
+}
