@@ -151,7 +151,11 @@ describe('backups through the API and the worker', () => {
   });
 
   it('takes a POST with no body at all as a full backup, and reports progress and timestamps', async () => {
-    const response = await api.app.inject({ method: 'POST', url: '/api/backup', headers: adminHeaders() });
+    const response = await api.app.inject({
+      method: 'POST',
+      url: '/api/backup',
+      headers: adminHeaders(),
+    });
     expect(response.statusCode, response.body).toBe(202);
     const jobId = (response.json() as { data: { jobId: string } }).data.jobId;
     const job = await waitForJob(api, jobId);
