@@ -21,7 +21,9 @@ export function createServices(config: Config, logger: Logger): ApiServices {
     logger,
     redis,
     db,
-    queues: openQueues(redis, config.QUEUE_PREFIX),
+    queues: openQueues(redis, config.QUEUE_PREFIX, {
+      onError: (error) => logger.warn({ err: error.message }, 'queue error'),
+    }),
     storage: new LocalStorage(config.BACKUP_DIR, logger),
   };
 }

@@ -1,37 +1,45 @@
 import { ConfigError, createLogger, loadConfig } from '@pgkeep/core';
-import { startWorkerRuntime } from './worker-runtime.js';
+import { startWorkerRuntime, type WorkerRuntime } from './worker-runtime.js';
 
 let config: ReturnType<typeof loadConfig>;
 try {
-  config = loadConfig(process.env);
+  config = loadConfig(process.env, { requireAuth: false });
 } catch (error) {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);
 }
 const logger = createLogger(config.LOG_LEVEL, 'pgkeep-worker');
 
-try {
-  const runtime = await startWorkerRuntime(config, logger);
-  // First SIGTERM/SIGINT: finish or abandon the running job within SHUTDOWN_TIMEOUT_MS.
-  // A second signal: exit now; the children die with us (pdeathsig) and the job is retried.
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals += 1;
-    if (signals > 1) {
-      logger.warn({ signal }, 'second signal: exiting now');
+// Handlers go in before anything starts, so a signal during start-up is a clean stop too.
+// First SIGTERM/SIGINT: finish or abandon the running job within SHUTDOWN_TIMEOUT_MS.
+// A second signal: exit now; the children die with us (pdeathsig) and the job is retried.
+let runtime: WorkerRuntime | undefined;
+let signals = 0;
+const stop = () => {
+  if (!runtime) return; // still starting: stopped as soon as it has started
+  runtime.close().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      logger.error({ err: error }, 'shutdown failed');
       process.exit(1);
-    }
-    logger.info({ signal }, 'shutting down');
-    runtime.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+    },
+  );
+};
+const onSignal = (signal: NodeJS.Signals) => {
+  signals += 1;
+  if (signals > 1) {
+    logger.warn({ signal }, 'second signal: exiting now');
+    process.exit(1);
+  }
+  logger.info({ signal }, 'shutting down');
+  stop();
+};
+process.on('SIGTERM', onSignal);
+process.on('SIGINT', onSignal);
+
+try {
+  runtime = await startWorkerRuntime(config, logger);
+  if (signals > 0) stop();
 } catch (error) {
   logger.fatal({ err: error }, 'worker failed to start');
   process.exit(1);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { type Config, type Logger, queueNames } from '@pgkeep/core';
-import { dropAbandonedRestoreDatabases, type EngineContext, sweepLeftovers } from '@pgkeep/engine';
+import { dropAbandonedScratchDatabases, type EngineContext, sweepLeftovers } from '@pgkeep/engine';
 import { AdvisoryLocks, libpqEnv, parseDatabaseUrl, toolVersion, withDatabase } from '@pgkeep/pg';
 import {
   cancelRequestedBy,
@@ -38,7 +38,7 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
   // A worker that died mid-backup left a partial file, mid-restore a temporary database:
   // remove them, unless a backup (or restore) is running somewhere right now.
   await sweepLeftovers(engine);
-  await dropAbandonedRestoreDatabases(engine);
+  await dropAbandonedScratchDatabases(engine);
 
   const connection = createRedisConnection(config.REDIS_URL, 'worker', `pgkeep-worker:${workerId}`);
   connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));

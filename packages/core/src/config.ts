@@ -1,3 +1,4 @@
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 
 /**
@@ -32,6 +33,36 @@ const booleanFromEnv = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
 
+export function isValidTimeZone(value: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: value });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A cron pattern as BullMQ reads it: 5 fields, or 6 with seconds first. */
+export function isValidCron(value: string): boolean {
+  const fields = value.trim().split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) return false;
+  try {
+    CronExpressionParser.parse(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const cronSchema = z
+  .string()
+  .refine(isValidCron, 'must be a cron pattern (5 fields, or 6 with seconds first)');
+export const timeZoneSchema = z
+  .string()
+  .refine(isValidTimeZone, 'must be an IANA time zone such as UTC or Europe/Lisbon');
+/** A schedule from the environment: a cron pattern, or `off`. */
+const scheduleFromEnv = z.union([z.literal('off'), cronSchema]);
+
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 const prefixName = z
@@ -60,6 +91,19 @@ export const configSchema = z
     BACKUP_GZIP_LEVEL: int(1, 9).default(6),
     BACKUP_CONCURRENCY: int(1, 16).default(1),
     BACKUP_ATTEMPTS: int(1, 20).default(3),
+    AUTO_BACKUP_ENABLED: booleanFromEnv.default(true),
+    BACKUP_SCHEDULE: cronSchema.default('0 2 * * *'),
+    BACKUP_CLEANUP_SCHEDULE: scheduleFromEnv.default('0 3 * * 0'),
+    BACKUP_TIMEZONE: timeZoneSchema.default('UTC'),
+    BACKUP_KEEP_LAST: int(1, 10_000).default(30),
+    BACKUP_RETENTION: z.enum(['keep-last', 'gfs']).default('keep-last'),
+    BACKUP_GFS_DAYS: int(0, 10_000).default(7),
+    BACKUP_GFS_WEEKS: int(0, 10_000).default(4),
+    BACKUP_GFS_MONTHS: int(0, 10_000).default(12),
+    BACKUP_GFS_YEARS: int(0, 1_000).default(5),
+    VERIFY_SCHEDULE: scheduleFromEnv.default('off'),
+    VERIFY_RESTORE: booleanFromEnv.default(false),
+    PRE_RESTORE_MAX_AGE_DAYS: int(0, 3_650).default(7),
     RESTORE_ENABLED: booleanFromEnv.default(true),
     RESTORE_JOBS: int(1, 32).default(2),
     LOCK_TIMEOUT_MS: int(1_000, 86_400_000).default(600_000),
@@ -71,11 +115,18 @@ export const configSchema = z
     WORKER_HEARTBEAT_MS: int(1_000, 600_000).default(10_000),
   })
   .superRefine((config, ctx) => {
-    if (!config.JWT_SECRET && !config.JWT_PUBLIC_KEY) {
+    if (
+      config.BACKUP_RETENTION === 'gfs' &&
+      config.BACKUP_GFS_DAYS +
+        config.BACKUP_GFS_WEEKS +
+        config.BACKUP_GFS_MONTHS +
+        config.BACKUP_GFS_YEARS ===
+        0
+    ) {
       ctx.addIssue({
         code: 'custom',
-        path: ['JWT_SECRET'],
-        message: 'JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256) is required',
+        path: ['BACKUP_GFS_DAYS'],
+        message: 'a GFS policy must keep something',
       });
     }
   });
@@ -89,18 +140,26 @@ export class ConfigError extends Error {
   }
 }
 
-/** Pure: reads only the object it is given. Empty strings count as unset. */
-export function loadConfig(env: Record<string, string | undefined>): Config {
+/**
+ * Pure: reads only the object it is given. Empty strings count as unset. `requireAuth` (the
+ * API's case) demands JWT_SECRET or JWT_PUBLIC_KEY; the worker checks no tokens.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  options: { requireAuth: boolean } = { requireAuth: true },
+): Config {
   const cleaned: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (value !== undefined && value.trim() !== '') cleaned[key] = value.trim();
   }
   const parsed = configSchema.safeParse(cleaned);
-  if (!parsed.success) {
-    // The message names the key and the rule, never the value: a value may be a secret.
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`),
-    );
+  // The messages name the key and the rule, never the value: a value may be a secret.
+  const issues = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  if (options.requireAuth && !cleaned.JWT_SECRET && !cleaned.JWT_PUBLIC_KEY) {
+    issues.push('JWT_SECRET: JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256) is required');
   }
+  if (!parsed.success || issues.length > 0) throw new ConfigError(issues);
   return { ...parsed.data, LOCK_NAMESPACE: parsed.data.LOCK_NAMESPACE ?? parsed.data.QUEUE_PREFIX };
 }

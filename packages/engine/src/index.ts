@@ -1,5 +1,6 @@
 export * from './compression.js';
 export * from './engine-context.js';
+export * from './gfs-retention.js';
 export * from './keep-last.js';
 export * from './maintenance-jobs.js';
 export * from './restore-steps.js';

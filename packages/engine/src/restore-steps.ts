@@ -5,6 +5,7 @@ import { AppError, type BackupManifest, type JobProgress, parseTableName } from 
 import {
   ChildProcessError,
   countArchiveEntries,
+  lockResources,
   type PgTarget,
   parseToolVersion,
   startPgRestore,
@@ -89,8 +90,17 @@ async function seekableArchive(
   if (manifest.compression === 'none') {
     return { file: `${engine.storage.dir}/${manifest.filename}`, cleanup: async () => {} };
   }
+  // Held while the scratch file exists: a worker starting meanwhile must not sweep it away.
+  const writeLock = await engine.locks.acquire(lockResources.storageWrite, 'shared', {
+    timeoutMs: engine.config.LOCK_TIMEOUT_MS,
+    signal,
+  });
   const file = engine.storage.scratchPath(manifest, 'restore');
   const stage = decompressionStage(manifest.compression, signal);
+  const cleanup = async () => {
+    await rm(file, { force: true });
+    await writeLock.release();
+  };
   try {
     await pipeline(
       [
@@ -102,10 +112,10 @@ async function seekableArchive(
     );
     await stage.done;
   } catch (error) {
-    await rm(file, { force: true });
+    await cleanup();
     throw restoreError(error, signal);
   }
-  return { file, cleanup: () => rm(file, { force: true }) };
+  return { file, cleanup };
 }
 
 /**

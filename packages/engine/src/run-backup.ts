@@ -54,7 +54,6 @@ export async function runBackup(
   run: RunContext,
 ): Promise<BackupManifest> {
   const { config, storage, locks, target } = engine;
-  const started = new Date();
   const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
   const writeLock = await locks.acquire(lockResources.storageWrite, 'shared', lockOptions);
@@ -67,6 +66,9 @@ export async function runBackup(
       'shared',
       lockOptions,
     );
+    // Dated from here, not from the request: a backup that waited for a restore to finish
+    // holds the restored data, and its time must say so.
+    const started = new Date();
     const signal = AbortSignal.any(
       [run.signal, writeLock.lost, databaseLock.lost].filter((s): s is AbortSignal => !!s),
     );

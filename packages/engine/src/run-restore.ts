@@ -12,13 +12,13 @@ import {
   createRestoreDatabase,
   databaseExists,
   dropDatabaseForce,
-  listTemporaryDatabases,
+  listScratchDatabases,
   lockResources,
   quoteIdent,
+  scratchDatabaseName,
   startPgRestoreToScript,
   startPsqlScript,
   swapDatabases,
-  TEMP_DATABASE_PREFIX,
   withDatabase,
 } from '@pgkeep/pg';
 import pg from 'pg';
@@ -43,7 +43,7 @@ export function previousDatabaseName(target: string, now: Date = new Date()): st
   return `${target.slice(0, 63 - suffix.length)}${suffix}`;
 }
 
-async function maintenanceClient(engine: EngineContext): Promise<pg.Client> {
+export async function maintenanceClient(engine: EngineContext): Promise<pg.Client> {
   const client = new pg.Client(
     clientConfig(withDatabase(engine.target, engine.config.MAINTENANCE_DATABASE), 'pgkeep-restore'),
   );
@@ -64,7 +64,7 @@ async function restoreDatabase(
   run: RunContext,
   signal: AbortSignal,
 ) {
-  const temporary = `${TEMP_DATABASE_PREFIX}${randomBytes(6).toString('hex')}`;
+  const temporary = scratchDatabaseName('restore', engine.config.LOCK_NAMESPACE);
   const admin = await maintenanceClient(engine);
   try {
     const targetExists = await databaseExists(admin, target);
@@ -257,29 +257,37 @@ export async function runRestore(
 }
 
 /**
- * Drops temporary databases left by restores whose worker died, but only while no restore can
- * be running anywhere (the destructive lock is free).
+ * Drops scratch databases left by restores and verifies whose worker died, but only those of
+ * this deployment, and only while none can be in use: no restore runs (the destructive lock is
+ * free) and no verify holds a scratch database (the verify-scratch lock is free).
  */
-export async function dropAbandonedRestoreDatabases(
-  engine: EngineContext,
-): Promise<string[] | undefined> {
-  const lock = await engine.locks.tryAcquire(lockResources.destructive, 'exclusive');
-  if (!lock) return undefined;
-  try {
-    const admin = await maintenanceClient(engine);
+export async function dropAbandonedScratchDatabases(engine: EngineContext): Promise<string[]> {
+  const dropped: string[] = [];
+  const kinds = [
+    { kind: 'restore', resource: lockResources.destructive },
+    { kind: 'verify', resource: lockResources.verifyScratch },
+  ] as const;
+  for (const { kind, resource } of kinds) {
+    const lock = await engine.locks.tryAcquire(resource, 'exclusive');
+    if (!lock) continue;
     try {
-      const leftovers = await listTemporaryDatabases(admin);
-      for (const name of leftovers) await dropDatabaseForce(admin, name);
-      if (leftovers.length > 0)
-        engine.logger.info(
-          { dropped: leftovers },
-          'dropped temporary databases of unfinished restores',
-        );
-      return leftovers;
+      const admin = await maintenanceClient(engine);
+      try {
+        for (const name of await listScratchDatabases(admin, kind, engine.config.LOCK_NAMESPACE)) {
+          await dropDatabaseForce(admin, name);
+          dropped.push(name);
+        }
+      } finally {
+        await admin.end().catch(() => {});
+      }
     } finally {
-      await admin.end().catch(() => {});
+      await lock.release();
     }
-  } finally {
-    await lock.release();
   }
+  if (dropped.length > 0)
+    engine.logger.info(
+      { dropped },
+      'dropped scratch databases of unfinished restores and verifies',
+    );
+  return dropped;
 }

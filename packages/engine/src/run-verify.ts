@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, type JobPayload, type JobResult, toAppError } from '@pgkeep/core';
@@ -7,8 +6,8 @@ import {
   createRestoreDatabase,
   dropDatabaseForce,
   lockResources,
+  scratchDatabaseName,
   startChild,
-  TEMP_DATABASE_PREFIX,
   withDatabase,
 } from '@pgkeep/pg';
 import pg from 'pg';
@@ -20,6 +19,7 @@ import {
   throwIfAborted,
   verifyChecksum,
 } from './restore-steps.js';
+import { maintenanceClient } from './run-restore.js';
 
 type Check = JobResult<'verify'>['checks'][number];
 
@@ -104,15 +104,13 @@ export async function runVerify(
           : 'the SQL decompressed completely';
       }));
     if (read && payload.restore) {
-      const scratch = `${TEMP_DATABASE_PREFIX}${randomBytes(6).toString('hex')}`;
-      const admin = new pg.Client(
-        clientConfig(
-          withDatabase(engine.target, engine.config.MAINTENANCE_DATABASE),
-          'pgkeep-verify',
-        ),
-      );
-      admin.on('error', () => {});
-      await admin.connect();
+      const scratch = scratchDatabaseName('verify', engine.config.LOCK_NAMESPACE);
+      // Held while the scratch database exists, so no worker's start-up sweep drops it.
+      const scratchLock = await engine.locks.acquire(lockResources.verifyScratch, 'shared', {
+        timeoutMs: engine.config.LOCK_TIMEOUT_MS,
+        signal: run.signal,
+      });
+      const admin = await maintenanceClient(engine);
       try {
         await createRestoreDatabase(admin, scratch, null);
         const restored = await attempt('scratch-restore', async () => {
@@ -145,6 +143,7 @@ export async function runVerify(
       } finally {
         await dropDatabaseForce(admin, scratch).catch(() => {});
         await admin.end().catch(() => {});
+        await scratchLock.release();
       }
     }
   } finally {

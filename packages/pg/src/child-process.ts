@@ -36,8 +36,11 @@ export interface ChildOptions {
   env: NodeJS.ProcessEnv;
   signal?: AbortSignal | undefined;
   stdin?: 'ignore' | 'pipe';
-  /** Called for each line the child writes to stderr (progress of pg_restore --verbose). */
-  onStderrLine?: (line: string) => void;
+  /**
+   * Called for each line the child writes to stderr (progress of pg_restore --verbose); lines
+   * for which it returns true are progress, kept out of the stderr tail of an error.
+   */
+  onStderrLine?: (line: string) => boolean | undefined;
 }
 
 export class ChildProcessError extends Error {
@@ -75,13 +78,18 @@ export function startChild(command: string, args: string[], options: ChildOption
   let partialLine = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
-    tail = (tail + chunk).slice(-STDERR_TAIL_BYTES);
-    if (!options.onStderrLine) return;
+    const onLine = options.onStderrLine;
+    if (!onLine) {
+      tail = (tail + chunk).slice(-STDERR_TAIL_BYTES);
+      return;
+    }
     const lines = (partialLine + chunk).split('\n');
     partialLine = lines.pop() ?? '';
-    for (const line of lines) options.onStderrLine(line);
+    for (const line of lines) {
+      if (!onLine(line)) tail = `${tail}${line}\n`.slice(-STDERR_TAIL_BYTES);
+    }
   });
-  const stderrTail = () => tail.trim();
+  const stderrTail = () => `${tail}${partialLine}`.trim();
   const done = new Promise<void>((resolve, reject) => {
     child.once('error', (error) => {
       // An abort also lands here (AbortError); the close handler below reports the exit.

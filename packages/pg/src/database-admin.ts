@@ -1,10 +1,27 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { AppError } from '@pgkeep/core';
 import type { ClientBase } from 'pg';
 
 /** Database names pgkeep creates or is asked to restore into: plain identifiers only. */
 export const databaseNamePattern = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
 
-export const TEMP_DATABASE_PREFIX = 'pgkeep_restore_';
+/**
+ * Scratch databases: `pgkeep_<restore|verify>_<namespace tag>_<random>`. The tag keeps one
+ * deployment's start-up clean-up away from another's databases on a shared server.
+ */
+export type ScratchKind = 'restore' | 'verify';
+
+function namespaceTag(namespace: string): string {
+  return createHash('sha256').update(namespace).digest('hex').slice(0, 8);
+}
+
+export function scratchDatabasePrefix(kind: ScratchKind, namespace: string): string {
+  return `pgkeep_${kind}_${namespaceTag(namespace)}_`;
+}
+
+export function scratchDatabaseName(kind: ScratchKind, namespace: string): string {
+  return `${scratchDatabasePrefix(kind, namespace)}${randomBytes(6).toString('hex')}`;
+}
 
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
@@ -54,12 +71,60 @@ export async function dropDatabaseForce(client: ClientBase, name: string): Promi
   await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
 }
 
-/** Temporary databases of restores that never finished (the caller makes sure none runs). */
-export async function listTemporaryDatabases(client: ClientBase): Promise<string[]> {
+/** Scratch databases of this namespace (the caller makes sure none is in use). */
+export async function listScratchDatabases(
+  client: ClientBase,
+  kind: ScratchKind,
+  namespace: string,
+): Promise<string[]> {
+  const prefix = scratchDatabasePrefix(kind, namespace);
   const { rows } = await client.query<{ datname: string }>(
-    "SELECT datname FROM pg_database WHERE datname LIKE 'pgkeep\\_restore\\_%' ORDER BY 1",
+    'SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1 ORDER BY 1',
+    [prefix],
   );
   return rows.map((row) => row.datname);
+}
+
+/** Settings whose stored value is a list (as pg_dump knows them): each element is quoted. */
+const listSettings = new Set([
+  'local_preload_libraries',
+  'search_path',
+  'session_preload_libraries',
+  'shared_preload_libraries',
+  'temp_tablespaces',
+  'unix_socket_directories',
+]);
+
+/** Splits `"$user", public` into `$user` and `public`, honouring double quotes. */
+export function splitSettingList(value: string): string[] {
+  const items: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (let i = 0; i < value.length; i += 1) {
+    const char = value[i];
+    if (char === '"') {
+      if (quoted && value[i + 1] === '"') {
+        current += '"';
+        i += 1;
+      } else {
+        quoted = !quoted;
+      }
+    } else if (char === ',' && !quoted) {
+      items.push(current.trim());
+      current = '';
+    } else {
+      current += char;
+    }
+  }
+  items.push(current.trim());
+  return items.filter((item) => item !== '');
+}
+
+/** The SQL for a stored setting value: a literal, or a list of literals for list settings. */
+export function settingValueSql(key: string, value: string): string {
+  if (!listSettings.has(key.toLowerCase())) return quoteLiteral(value);
+  const items = splitSettingList(value);
+  return items.length > 0 ? items.map(quoteLiteral).join(', ') : "''";
 }
 
 /**
@@ -80,7 +145,7 @@ async function settingsStatements(client: ClientBase, source: string, target: st
     const eq = setting.indexOf('=');
     const key = setting.slice(0, eq);
     const value = setting.slice(eq + 1);
-    const set = `SET ${quoteIdent(key)} = ${quoteLiteral(value)}`;
+    const set = `SET ${quoteIdent(key)} TO ${settingValueSql(key, value)}`;
     statements.push(
       role
         ? `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${t} ${set}`

@@ -44,6 +44,13 @@ export function startPgRestore(options: PgRestoreOptions): RunningChild {
       signal: options.signal,
       onStderrLine: (line) => {
         if (entryLine.test(line)) options.onEntry?.();
+        // --verbose chatter is progress; "pg_restore: error: …" and what follows stay in the
+        // stderr tail that a failure reports.
+        return (
+          line.startsWith('pg_restore: ') &&
+          !line.startsWith('pg_restore: error') &&
+          !line.startsWith('pg_restore: warning')
+        );
       },
     },
   );

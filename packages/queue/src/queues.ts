@@ -16,10 +16,17 @@ import { cancelRequestedBy, requestCancel } from './cancellation.js';
 
 export type PgkeepQueues = Record<QueueName, Queue>;
 
-export function openQueues(connection: Redis, prefix: string): PgkeepQueues {
-  const backups = new Queue(queueNames.backups, { connection, prefix });
-  const maintenance = new Queue(queueNames.maintenance, { connection, prefix });
-  return { backups, maintenance };
+export function openQueues(
+  connection: Redis,
+  prefix: string,
+  options: { onError: (error: Error) => void },
+): PgkeepQueues {
+  const open = (name: QueueName) => {
+    const queue = new Queue(name, { connection, prefix });
+    queue.on('error', options.onError);
+    return queue;
+  };
+  return { backups: open(queueNames.backups), maintenance: open(queueNames.maintenance) };
 }
 
 export async function closeQueues(queues: PgkeepQueues): Promise<void> {
@@ -43,6 +50,27 @@ function jobOptions(name: JobName, config: Config): JobsOptions {
   return { ...keep, attempts: 3, backoff: { type: 'exponential', delay: 10_000 } };
 }
 
+/**
+ * A connection that is still opening (just after start, or while it reconnects) gets a moment
+ * to become ready; a Redis that stays down is a 503 after it, never a request that hangs.
+ */
+async function connectionReady(queue: Queue, ms = 2_000): Promise<void> {
+  const connection = queue.opts.connection as unknown as Redis;
+  if (typeof connection.status !== 'string' || connection.status === 'ready') return;
+  const ready = await new Promise<boolean>((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      connection.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    connection.once('ready', onReady);
+  });
+  if (!ready)
+    throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { retryable: true });
+}
+
 /** Validates the payload against the catalog and adds the job; 503 when Redis is down. */
 export async function enqueue<N extends JobName>(
   queues: PgkeepQueues,
@@ -53,6 +81,7 @@ export async function enqueue<N extends JobName>(
   const definition = jobCatalog[name];
   const data = definition.payload.parse(payload);
   const jobId = newJobId(name);
+  await connectionReady(queues[definition.queue]);
   try {
     await queues[definition.queue].add(name, data, { ...jobOptions(name, config), jobId });
   } catch (error) {
@@ -110,6 +139,7 @@ export async function findJob(
   let bullState: string;
   let cancelledBy: string | null;
   const queue = queues[jobCatalog[name].queue];
+  await connectionReady(queue);
   try {
     // State first, then the job: once a job reads as finished its hash is final, whereas the
     // other order can pair a "completed" state with a result read a moment before it was set.

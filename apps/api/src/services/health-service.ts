@@ -23,23 +23,46 @@ async function timed<T extends Check>(work: () => Promise<T>, ms = 3_000): Promi
   }
 }
 
+/** A connection still opening (just after start) is given the check's time to get ready. */
+function whenReady(redis: ApiServices['redis'], ms = 2_500): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once('ready', done);
+  });
+}
+
 /**
  * pg_dump is checked through the workers' heartbeats: the API never runs it, and what matters
  * is the pg_dump of a live worker, compared with the server's version.
  */
 export async function checkHealth(services: ApiServices) {
   const [redis, database, storage, workers] = await Promise.all([
-    timed(async () => ({ ok: (await services.redis.ping()) === 'PONG' })),
+    timed(async () => {
+      await whenReady(services.redis);
+      return { ok: (await services.redis.ping()) === 'PONG' };
+    }),
     timed(async () => {
       const version = await serverVersion(services.db);
       return { ok: true, serverVersion: version.version, serverVersionNum: version.num };
     }),
     timed(async () => {
-      await services.storage.checkWritable();
-      // No path here: this answer is public.
+      try {
+        await services.storage.checkWritable();
+      } catch (error) {
+        // No path or system error here: this answer is public. The log has the details.
+        services.logger.warn({ err: error }, 'backup directory is not writable');
+        return { ok: false, error: 'the backup directory is not writable' };
+      }
       return { ok: true };
     }),
     timed(async () => {
+      await whenReady(services.redis);
       const beats = await readHeartbeats(services.redis, services.config.QUEUE_PREFIX);
       return { ok: beats.length > 0, alive: beats.length, beats };
     }),
