@@ -80,9 +80,14 @@ export async function createTestEnv(
     JWT_SECRET,
     LOG_LEVEL: 'info',
     NODE_ENV: 'test',
-    JOB_LOCK_DURATION_MS: '2000',
+    // Short enough for crash tests to see a dead worker's job come back within seconds, long
+    // enough that a busy machine renewing a live job's lock late does not look like a crash.
+    JOB_LOCK_DURATION_MS: '5000',
     JOB_STALLED_INTERVAL_MS: '1000',
     WORKER_HEARTBEAT_MS: '1000',
+    // No schedule fires in the middle of a test unless the test asks for one.
+    AUTO_BACKUP_ENABLED: 'false',
+    BACKUP_CLEANUP_SCHEDULE: 'off',
     ...overrides,
   };
   return {

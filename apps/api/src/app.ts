@@ -9,6 +9,7 @@ import errorHandler from './plugins/app/error-handler.js';
 import jwt from './plugins/external/jwt.js';
 import { backupRoutes } from './routes/backup-routes.js';
 import { jobRoutes } from './routes/job-routes.js';
+import { scheduleRoutes } from './routes/schedule-routes.js';
 import type { ApiServices } from './services/api-services.js';
 
 /** 1 MiB: no request of this API needs more; larger bodies are refused with 413. */
@@ -26,4 +27,5 @@ export async function app(fastify: FastifyInstance, { services }: { services: Ap
   await typed.register(authorize);
   await typed.register(backupRoutes, { services });
   await typed.register(jobRoutes, { services });
+  await typed.register(scheduleRoutes, { services });
 }

@@ -2,10 +2,12 @@ import {
   backupFormatSchema,
   backupIdRegex,
   compressionSchema,
+  cronSchema,
   databaseNameSchema,
   labelSchema,
   manifestSchema,
   tableListSchema,
+  timeZoneSchema,
 } from '@pgkeep/core';
 import { z } from 'zod';
 
@@ -64,17 +66,78 @@ export const restoreBody = z
 
 export const verifyBody = z.object({ restore: z.boolean().optional() }).strict().nullish();
 
+const wholeNumber = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]{1,5}$/, `must be a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+/**
+ * `?keepLast=N` (the panel's), or `?policy=gfs` with any of `days`, `weeks`, `months`, `years`
+ * (the rest from the configuration); `dryRun=true` deletes nothing and says what it would.
+ */
 export const cleanQuery = z
   .object({
-    keepLast: z
-      .string({
-        message: 'keepLast is required: how many of the newest backups to keep (1 to 10000)',
-      })
-      .regex(/^[0-9]{1,5}$/, 'must be a whole number from 1 to 10000')
-      .transform(Number)
-      .pipe(z.number().int().min(1, 'must be at least 1').max(10_000, 'must be at most 10000')),
+    keepLast: wholeNumber(1, 10_000).optional(),
+    policy: z.enum(['keep-last', 'gfs']).optional(),
+    days: wholeNumber(0, 10_000).optional(),
+    weeks: wholeNumber(0, 10_000).optional(),
+    months: wholeNumber(0, 10_000).optional(),
+    years: wholeNumber(0, 1_000).optional(),
+    dryRun: z.enum(['true', 'false']).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((query, ctx) => {
+    const gfsKeys = (['days', 'weeks', 'months', 'years'] as const).filter(
+      (key) => query[key] !== undefined,
+    );
+    if (query.policy === 'gfs') {
+      if (query.keepLast !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['keepLast'],
+          message: 'keepLast does not go with policy=gfs',
+        });
+      }
+    } else {
+      if (query.keepLast === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['keepLast'],
+          message:
+            'keepLast is required: how many of the newest backups to keep (1 to 10000), or policy=gfs',
+        });
+      }
+      for (const key of gfsKeys) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `${key} goes with policy=gfs` });
+      }
+    }
+  });
+export type CleanQuery = z.output<typeof cleanQuery>;
+
+export const scheduleParams = z.object({ name: z.enum(['backup', 'cleanup', 'verify']) });
+
+export const scheduleChangeBody = z
+  .object({
+    pattern: cronSchema.optional(),
+    timeZone: timeZoneSchema.optional(),
+    enabled: z.boolean().optional(),
+  })
+  .strict()
+  .refine((body) => Object.keys(body).length > 0, 'give pattern, timeZone or enabled');
+
+export const scheduleViewSchema = z.object({
+  name: z.string(),
+  job: z.string(),
+  pattern: z.string(),
+  timeZone: z.string(),
+  enabled: z.boolean(),
+  source: z.enum(['config', 'runtime']),
+  nextRunAt: z.string().nullable(),
+  updatedBy: z.string().nullable(),
+  updatedAt: z.string().nullable(),
+});
 
 export { manifestSchema };
 

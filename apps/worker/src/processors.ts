@@ -60,15 +60,39 @@ function throttledProgress(job: Job, logger: Logger) {
   };
 }
 
-/** Who asked to cancel a job, if anyone (see @pgkeep/queue cancellation). */
-export type CancelLookup = (jobId: string) => Promise<string | null>;
+/** The panel's lines for scheduled runs: what a scheduled backup, clean-up or verify did. */
+function logScheduledOutcome(logger: Logger, name: string, result: unknown): void {
+  const outcome = result as {
+    filename?: string;
+    deletedCount?: number;
+    ok?: boolean;
+    backupId?: string;
+  };
+  if (name === 'backup') logger.info({ filename: outcome.filename }, 'scheduled backup completed');
+  else if (name === 'cleanup')
+    logger.info({ deletedCount: outcome.deletedCount }, 'scheduled cleanup completed');
+  else
+    logger[outcome.ok ? 'info' : 'error'](
+      { backupId: outcome.backupId, ok: outcome.ok },
+      'scheduled verify completed',
+    );
+}
+
+/** What the processor asks of Redis besides the job itself (see @pgkeep/queue cancellation). */
+export interface JobLedger {
+  /** Who asked to cancel a job, if anyone. */
+  cancelledBy: (jobId: string) => Promise<string | null>;
+  earlierResult: (jobId: string) => Promise<unknown>;
+  recordResult: (jobId: string, result: unknown) => Promise<void>;
+}
 
 /**
  * Parses the payload with the catalog schema, runs the engine with the job's AbortSignal and
  * a progress callback, and turns failures into job errors: `[CODE] message`, unrecoverable
  * unless the error says a retry may help. A cancelled job fails as JOB_CANCELLED, not retried.
  */
-export function createProcessor(engine: EngineContext, cancelledBy: CancelLookup) {
+export function createProcessor(engine: EngineContext, ledger: JobLedger) {
+  const { cancelledBy } = ledger;
   return async (job: Job, _token?: string, signal?: AbortSignal): Promise<unknown> => {
     const logger = engine.logger.child({
       jobId: job.id,
@@ -81,7 +105,9 @@ export function createProcessor(engine: EngineContext, cancelledBy: CancelLookup
       const before = await cancelledBy(jobId);
       if (before) throw new AppError('JOB_CANCELLED', `cancelled by ${before} before it started`);
       if (!isJobName(name)) throw new AppError('VALIDATION_ERROR', `unknown job name ${name}`);
-      const parsed = jobCatalog[name].payload.safeParse(job.data);
+      // A scheduled run's template carries no time of its own: the run's is the request's.
+      const data = { requestedAt: new Date(job.timestamp).toISOString(), ...job.data };
+      const parsed = jobCatalog[name].payload.safeParse(data);
       if (!parsed.success) {
         throw new AppError(
           'VALIDATION_ERROR',
@@ -98,10 +124,16 @@ export function createProcessor(engine: EngineContext, cancelledBy: CancelLookup
         signal,
         onProgress: progress.report,
         logger,
+        earlierResult: () => ledger.earlierResult(jobId),
       });
       await progress.flush();
       logger.info('job completed');
-      return jobCatalog[name].result.parse(result);
+      const parsedResult = jobCatalog[name].result.parse(result);
+      await ledger.recordResult(jobId, parsedResult).catch((error: unknown) => {
+        logger.warn({ err: error }, 'could not record the job result');
+      });
+      if (jobId.startsWith('repeat:')) logScheduledOutcome(logger, name, parsedResult);
+      return parsedResult;
     } catch (error) {
       let appError = toAppError(error);
       if (signal?.aborted && appError.code !== 'JOB_CANCELLED') {
@@ -109,9 +141,10 @@ export function createProcessor(engine: EngineContext, cancelledBy: CancelLookup
         if (by) appError = new AppError('JOB_CANCELLED', `cancelled by ${by}`);
       }
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      logger[appError.retryable && !lastAttempt ? 'warn' : 'error'](
-        { code: appError.code, err: error, retryable: appError.retryable },
-        'job failed',
+      const final = !appError.retryable || lastAttempt;
+      logger[final ? 'error' : 'warn'](
+        { code: appError.code, err: error, retryable: appError.retryable, final },
+        jobId.startsWith('repeat:') ? `scheduled ${name} failed` : 'job failed',
       );
       const message = encodeJobError(appError);
       throw appError.retryable ? new Error(message) : new UnrecoverableError(message);

@@ -4,14 +4,21 @@ import { type Config, type Logger, queueNames } from '@pgkeep/core';
 import { dropAbandonedScratchDatabases, type EngineContext, sweepLeftovers } from '@pgkeep/engine';
 import { AdvisoryLocks, libpqEnv, parseDatabaseUrl, toolVersion, withDatabase } from '@pgkeep/pg';
 import {
+  applySchedules,
   cancelRequestedBy,
+  closeQueues,
   createRedisConnection,
   listenForCancels,
+  openQueues,
   publishHeartbeat,
+  recordedOutcome,
+  recordOutcome,
   removeHeartbeat,
+  retentionFromConfig,
 } from '@pgkeep/queue';
 import { LocalStorage } from '@pgkeep/storage';
 import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { createProcessor } from './processors.js';
 
 export interface WorkerRuntime {
@@ -42,9 +49,12 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
 
   const connection = createRedisConnection(config.REDIS_URL, 'worker', `pgkeep-worker:${workerId}`);
   connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
-  const processor = createProcessor(engine, (jobId) =>
-    cancelRequestedBy(connection, config.QUEUE_PREFIX, jobId),
-  );
+  const prefix = config.QUEUE_PREFIX;
+  const processor = createProcessor(engine, {
+    cancelledBy: (jobId) => cancelRequestedBy(connection, prefix, jobId),
+    earlierResult: (jobId) => recordedOutcome(connection, prefix, jobId),
+    recordResult: (jobId, result) => recordOutcome(connection, prefix, jobId, result),
+  });
   const common = {
     connection,
     prefix: config.QUEUE_PREFIX,
@@ -72,6 +82,8 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
     });
   }
   await Promise.all(workers.map((worker) => worker.waitUntilReady()));
+
+  await startSchedules(config, connection, logger);
 
   // A cancellation asked for through the API reaches whichever worker runs the job.
   const subscriber = connection.duplicate();
@@ -138,4 +150,53 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
     return closing;
   };
   return { workerId, close };
+}
+
+/**
+ * Upserts the schedules (BullMQ job schedulers, by fixed ids: any number of workers starting
+ * together leave one of each) and says what runs when.
+ */
+async function startSchedules(config: Config, connection: Redis, logger: Logger): Promise<void> {
+  const queues = openQueues(connection, config.QUEUE_PREFIX, {
+    onError: (error) => logger.error({ err: error }, 'queue error'),
+  });
+  try {
+    const { applied, droppedOverrides } = await applySchedules(queues, connection, config);
+    if (droppedOverrides.length > 0) {
+      logger.info(
+        { schedules: droppedOverrides },
+        'schedule configuration changed since a runtime change: the configuration applies',
+      );
+    }
+    logger.info({ timeZone: config.BACKUP_TIMEZONE }, 'scheduler started');
+    for (const { name, settings, source } of applied) {
+      const fields = {
+        schedule: name,
+        cron: settings.pattern,
+        timeZone: settings.timeZone,
+        source,
+      };
+      if (!settings.enabled) logger.info(fields, `${name} schedule off`);
+      else if (name === 'backup') logger.info(fields, 'backup schedule: backups run at this cron');
+      else if (name === 'cleanup') {
+        const retention = retentionFromConfig(config);
+        logger.info(
+          {
+            ...fields,
+            retention,
+            ...(retention.kind === 'keep-last' ? { keepLast: retention.keepLast } : {}),
+          },
+          retention.kind === 'keep-last'
+            ? `cleanup schedule: keeps the last ${retention.keepLast} backups`
+            : 'cleanup schedule: keeps backups by GFS policy',
+        );
+      } else
+        logger.info(
+          { ...fields, restore: config.VERIFY_RESTORE },
+          'verify schedule: verifies the newest backup',
+        );
+    }
+  } finally {
+    await closeQueues(queues);
+  }
 }

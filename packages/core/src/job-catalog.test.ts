@@ -24,7 +24,13 @@ const validPayloads: { [N in JobName]: Record<string, unknown> } = {
   verify: { backupId: '2026-01-22T16-30-00-000Z-a1b2c3a1b2c3', restore: true, ...requester },
   restore: { backupId: '2026-01-22T16-30-00-000Z-a1b2c3a1b2c3', target: 'panel', ...requester },
   delete: { backupId: '2026-01-22T16-30-00-000Z-a1b2c3a1b2c3', ...requester },
-  cleanup: { keepLast: 7, ...requester },
+  cleanup: {
+    retention: { kind: 'keep-last', keepLast: 7 },
+    timeZone: 'UTC',
+    dryRun: false,
+    preRestoreMaxAgeDays: 7,
+    ...requester,
+  },
 };
 
 describe('job ids', () => {
@@ -111,7 +117,7 @@ describe('job catalog', () => {
 
   it('rejects a cleanup that would keep fewer than one backup', () => {
     for (const keepLast of [0, -1, 1.5, 10_001]) {
-      const payload = { ...validPayloads.cleanup, keepLast };
+      const payload = { ...validPayloads.cleanup, retention: { kind: 'keep-last', keepLast } };
       expect(jobCatalog.cleanup.payload.safeParse(payload).success).toBe(false);
     }
   });

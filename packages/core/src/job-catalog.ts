@@ -48,6 +48,18 @@ const verifyCheck = z.object({
   detail: z.string(),
 });
 
+export const retentionSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('keep-last'), keepLast: z.number().int().min(1).max(10_000) }),
+  z.object({
+    kind: z.literal('gfs'),
+    days: z.number().int().min(0).max(10_000),
+    weeks: z.number().int().min(0).max(10_000),
+    months: z.number().int().min(0).max(10_000),
+    years: z.number().int().min(0).max(1_000),
+  }),
+]);
+export type Retention = z.infer<typeof retentionSchema>;
+
 export const jobCatalog = {
   backup: {
     queue: queueNames.backups,
@@ -66,7 +78,8 @@ export const jobCatalog = {
     queue: queueNames.backups,
     destructive: false,
     payload: z.object({
-      backupId: z.string().regex(backupIdRegex),
+      /** `latest`: the newest completed backup when the job runs (scheduled test restores). */
+      backupId: z.union([z.string().regex(backupIdRegex), z.literal('latest')]),
       restore: z.boolean(),
       ...requester,
     }),
@@ -110,12 +123,26 @@ export const jobCatalog = {
   cleanup: {
     queue: queueNames.maintenance,
     destructive: true,
-    payload: z.object({ keepLast: z.number().int().min(1).max(10_000), ...requester }),
+    payload: z.object({
+      retention: retentionSchema,
+      /** Calendar periods of a GFS policy are taken in this time zone. */
+      timeZone: z.string().min(1).max(64),
+      /** Say what would be deleted, delete nothing. */
+      dryRun: z.boolean(),
+      /** Replaced databases kept by restores are dropped after this many days (0: never). */
+      preRestoreMaxAgeDays: z.number().int().min(0).max(3_650),
+      ...requester,
+    }),
     result: z.object({
+      dryRun: z.boolean(),
       deletedCount: z.number().int().nonnegative(),
       deleted: z.array(z.string()),
-      keptLast: z.number().int(),
+      /** keep-last's N (null under GFS). */
+      keptLast: z.number().int().nullable(),
       kept: z.array(z.string()),
+      /** Backups that a running restore or verify was reading, left for the next clean-up. */
+      skipped: z.array(z.object({ id: z.string(), reason: z.string() })),
+      droppedDatabases: z.array(z.string()),
       lock: lockTimes,
     }),
   },
@@ -143,10 +170,32 @@ export function newJobId(name: JobName): string {
   return `${name}-${randomUUID()}`;
 }
 
+/**
+ * Schedules, each running one job. BullMQ names a scheduled run `repeat:<scheduler id>:<time>`;
+ * the scheduler id `schedule-<name>` says which job it is.
+ */
+export const scheduleJobs = { backup: 'backup', cleanup: 'cleanup', verify: 'verify' } as const;
+export type ScheduleName = keyof typeof scheduleJobs;
+export const scheduleNames = Object.keys(scheduleJobs) as ScheduleName[];
+
+export function isScheduleName(value: string): value is ScheduleName {
+  return Object.hasOwn(scheduleJobs, value);
+}
+
+export function schedulerId(name: ScheduleName): string {
+  return `schedule-${name}`;
+}
+
+const scheduledJobIdPattern = new RegExp(
+  `^repeat:schedule-(${scheduleNames.join('|')}):[0-9]{1,16}$`,
+);
+
 export function jobNameOfId(jobId: string): JobName | undefined {
   const match = jobIdPattern.exec(jobId);
   const name = match?.[1];
-  return name !== undefined && isJobName(name) ? name : undefined;
+  if (name !== undefined && isJobName(name)) return name;
+  const scheduled = scheduledJobIdPattern.exec(jobId)?.[1];
+  return scheduled !== undefined && isScheduleName(scheduled) ? scheduleJobs[scheduled] : undefined;
 }
 
 /** What a job reports while it runs; shown to whoever polls the job. */

@@ -21,4 +21,9 @@ export interface RunContext {
   signal?: AbortSignal | undefined;
   onProgress?: ((progress: JobProgress) => void) | undefined;
   logger: Logger;
+  /**
+   * The result an earlier run of this same job recorded, if one finished: a job whose worker
+   * stalled can be handed out again while (or after) its first run completes.
+   */
+  earlierResult?: (() => Promise<unknown>) | undefined;
 }

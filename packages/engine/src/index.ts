@@ -1,6 +1,7 @@
 export * from './compression.js';
 export * from './engine-context.js';
 export * from './gfs-retention.js';
+export * from './held-locks.js';
 export * from './keep-last.js';
 export * from './maintenance-jobs.js';
 export * from './restore-steps.js';

@@ -1,7 +1,20 @@
-import { AppError, type JobPayload, type JobResult } from '@pgkeep/core';
-import { type HeldLock, lockResources } from '@pgkeep/pg';
+import {
+  AppError,
+  type BackupManifest,
+  type JobPayload,
+  type JobResult,
+  type Retention,
+} from '@pgkeep/core';
+import {
+  dropDatabaseForce,
+  type HeldLock,
+  listPreRestoreDatabases,
+  lockResources,
+} from '@pgkeep/pg';
 import type { EngineContext, RunContext } from './engine-context.js';
+import { selectByGfs } from './gfs-retention.js';
 import { selectByKeepLast } from './keep-last.js';
+import { maintenanceClient } from './run-restore.js';
 
 /**
  * Runs `work` while holding the cluster-wide exclusive lock for destructive jobs, so that no two
@@ -42,6 +55,7 @@ function throwIfStopped(run: RunContext, lock: HeldLock): void {
   }
 }
 
+/** Waits (bounded) until no restore or verify reads the backup, then deletes it. */
 export async function deleteBackup(
   engine: EngineContext,
   payload: JobPayload<'delete'>,
@@ -51,46 +65,121 @@ export async function deleteBackup(
     run.onProgress?.({ phase: 'deleting', percent: null });
     const manifest = await engine.storage.getManifest(payload.backupId);
     if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${payload.backupId} not found`);
-    throwIfStopped(run, held);
-    await engine.storage.deleteBackup(manifest);
+    const inUse = await engine.locks.acquire(lockResources.backup(manifest.id), 'exclusive', {
+      timeoutMs: engine.config.LOCK_TIMEOUT_MS,
+      signal: run.signal,
+    });
+    try {
+      throwIfStopped(run, held);
+      await engine.storage.deleteBackup(manifest);
+    } finally {
+      await inUse.release();
+    }
     run.logger.info({ backupId: manifest.id, filename: manifest.filename }, 'backup deleted');
     return [manifest.id];
   });
   return { deletedCount: value.length, deleted: value, lock };
 }
 
+function selectForRetention(
+  manifests: BackupManifest[],
+  retention: Retention,
+  timeZone: string,
+): { keep: BackupManifest[]; remove: BackupManifest[] } {
+  if (retention.kind === 'keep-last') return selectByKeepLast(manifests, retention.keepLast);
+  return selectByGfs(manifests, retention, timeZone);
+}
+
+/**
+ * Applies the retention policy (keep the newest N, or GFS), never deleting the newest backup
+ * nor one that a running restore or verify is reading (it is skipped and said so), and drops
+ * replaced databases older than their age limit. A dry run reports and deletes nothing.
+ */
 export async function cleanupBackups(
   engine: EngineContext,
   payload: JobPayload<'cleanup'>,
   run: RunContext,
 ): Promise<JobResult<'cleanup'>> {
+  const { retention, dryRun } = payload;
   const { value, lock } = await withDestructiveLock(engine, run, async (held) => {
     run.onProgress?.({ phase: 'cleaning', percent: 0 });
     const { manifests } = await engine.storage.listManifests();
-    const { keep, remove } = selectByKeepLast(manifests, payload.keepLast);
+    const { keep, remove } = selectForRetention(manifests, retention, payload.timeZone);
     const deleted: string[] = [];
+    const skipped: { id: string; reason: string }[] = [];
     for (const manifest of remove) {
       throwIfStopped(run, held);
-      await engine.storage.deleteBackup(manifest);
+      if (dryRun) {
+        deleted.push(manifest.id);
+        continue;
+      }
+      const inUse = await engine.locks.tryAcquire(lockResources.backup(manifest.id), 'exclusive');
+      if (!inUse) {
+        skipped.push({ id: manifest.id, reason: 'a restore or verify is reading it' });
+        continue;
+      }
+      try {
+        await engine.storage.deleteBackup(manifest);
+      } finally {
+        await inUse.release();
+      }
       deleted.push(manifest.id);
       run.onProgress?.({
         phase: 'cleaning',
         percent: Math.floor((deleted.length / remove.length) * 100),
       });
     }
+    const droppedDatabases = await dropExpiredPreRestoreDatabases(engine, payload, run);
     run.logger.info(
-      { deletedCount: deleted.length, keptLast: payload.keepLast },
-      'cleanup completed',
+      {
+        dryRun,
+        deletedCount: deleted.length,
+        kept: keep.length,
+        skipped,
+        droppedDatabases,
+        retention,
+      },
+      dryRun ? 'cleanup dry run completed' : 'cleanup completed',
     );
-    return { deleted, kept: keep.map((manifest) => manifest.id) };
+    return { deleted, skipped, droppedDatabases, kept: keep.map((manifest) => manifest.id) };
   });
   return {
+    dryRun,
     deletedCount: value.deleted.length,
     deleted: value.deleted,
-    keptLast: payload.keepLast,
+    keptLast: retention.kind === 'keep-last' ? retention.keepLast : null,
     kept: value.kept,
+    skipped: value.skipped,
+    droppedDatabases: value.droppedDatabases,
     lock,
   };
+}
+
+async function dropExpiredPreRestoreDatabases(
+  engine: EngineContext,
+  payload: JobPayload<'cleanup'>,
+  run: RunContext,
+): Promise<string[]> {
+  if (payload.preRestoreMaxAgeDays === 0) return [];
+  const cutoff = Date.now() - payload.preRestoreMaxAgeDays * 86_400_000;
+  const admin = await maintenanceClient(engine);
+  try {
+    const expired = (await listPreRestoreDatabases(admin)).filter(
+      (db) => db.replacedAt.getTime() < cutoff,
+    );
+    if (!payload.dryRun) {
+      for (const db of expired) {
+        await dropDatabaseForce(admin, db.name);
+        run.logger.info(
+          { database: db.name, replacedAt: db.replacedAt },
+          'dropped a replaced database past its age limit',
+        );
+      }
+    }
+    return expired.map((db) => db.name);
+  } finally {
+    await admin.end().catch(() => {});
+  }
 }
 
 /**

@@ -24,6 +24,7 @@ import {
 import pg from 'pg';
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
+import { HeldLocks } from './held-locks.js';
 import {
   assertPgRestoreCanRead,
   compareRowCounts,
@@ -206,53 +207,54 @@ export async function runRestore(
   }
   const started = Date.now();
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
-  const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
-  // Destructive (no delete, cleanup or other restore anywhere), and the target's own lock
-  // exclusively (no backup or verify of that database meanwhile).
-  const destructive = await locks.acquire(lockResources.destructive, 'exclusive', lockOptions);
+  const held = new HeldLocks(locks, { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal });
   try {
-    const databaseLock = await locks.acquire(
-      lockResources.database(payload.target),
-      'exclusive',
-      lockOptions,
-    );
-    try {
-      const signal = AbortSignal.any(
-        [run.signal, destructive.lost, databaseLock.lost].filter((s): s is AbortSignal => !!s),
+    // Destructive: no delete, clean-up or other restore anywhere. The target's database lock
+    // exclusively: no backup or verify of it meanwhile. The backup's lock shared: nothing
+    // deletes it while it is read.
+    const destructive = await held.take(lockResources.destructive, 'exclusive');
+    await held.take(lockResources.database(payload.target), 'exclusive');
+    await held.take(lockResources.backup(payload.backupId), 'shared');
+    // Under the lock: a first run of this job that finished meanwhile is not done twice.
+    const earlier = (await run.earlierResult?.()) as JobResult<'restore'> | undefined;
+    if (earlier) {
+      run.logger.warn(
+        { previousDatabase: earlier.previousDatabase },
+        'restore already done by an earlier run of this job',
       );
-      const manifest = await engine.storage.getManifest(payload.backupId);
-      if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${payload.backupId} not found`);
-      assertPgRestoreCanRead(engine, manifest);
-      run.onProgress?.({ phase: 'verifying', percent: 0 });
-      await verifyChecksum(engine, manifest, run.onProgress, signal);
-      throwIfAborted(signal);
-      run.logger.info(
-        { backupId: manifest.id, target: payload.target, tables: manifest.tables ?? 'all' },
-        'restore started',
-      );
-      const outcome =
-        manifest.tables === null
-          ? await restoreDatabase(engine, manifest, payload.target, run, signal)
-          : await restoreTables(engine, manifest, payload.target, run, signal);
-      run.onProgress?.({ phase: 'completed', percent: 100 });
-      const releasedAt = new Date();
-      return {
-        backupId: manifest.id,
-        target: payload.target,
-        mode: manifest.tables === null ? 'database' : 'tables',
-        ...outcome,
-        durationMs: Date.now() - started,
-        lock: {
-          waitedMs: destructive.waitedMs,
-          acquiredAt: destructive.acquiredAt.toISOString(),
-          releasedAt: releasedAt.toISOString(),
-        },
-      };
-    } finally {
-      await databaseLock.release();
+      return earlier;
     }
+    const signal = held.signal();
+    const manifest = await engine.storage.getManifest(payload.backupId);
+    if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${payload.backupId} not found`);
+    assertPgRestoreCanRead(engine, manifest);
+    run.onProgress?.({ phase: 'verifying', percent: 0 });
+    await verifyChecksum(engine, manifest, run.onProgress, signal);
+    throwIfAborted(signal);
+    run.logger.info(
+      { backupId: manifest.id, target: payload.target, tables: manifest.tables ?? 'all' },
+      'restore started',
+    );
+    const outcome =
+      manifest.tables === null
+        ? await restoreDatabase(engine, manifest, payload.target, run, signal)
+        : await restoreTables(engine, manifest, payload.target, run, signal);
+    run.onProgress?.({ phase: 'completed', percent: 100 });
+    return {
+      backupId: manifest.id,
+      target: payload.target,
+      mode: manifest.tables === null ? 'database' : 'tables',
+      ...outcome,
+      durationMs: Date.now() - started,
+      lock: {
+        waitedMs: destructive.waitedMs,
+        acquiredAt: destructive.acquiredAt.toISOString(),
+        // Taken before the locks go: the next holder's acquiredAt comes after it.
+        releasedAt: new Date().toISOString(),
+      },
+    };
   } finally {
-    await destructive.release();
+    await held.releaseAll();
   }
 }
 

@@ -1,6 +1,12 @@
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError, type JobPayload, type JobResult, toAppError } from '@pgkeep/core';
+import {
+  AppError,
+  type BackupManifest,
+  type JobPayload,
+  type JobResult,
+  toAppError,
+} from '@pgkeep/core';
 import {
   clientConfig,
   createRestoreDatabase,
@@ -13,6 +19,7 @@ import {
 import pg from 'pg';
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
+import { HeldLocks } from './held-locks.js';
 import {
   compareRowCounts,
   restoreIntoDatabase,
@@ -64,21 +71,73 @@ async function readWholeArchive(
   await Promise.all([pipeline([source, stage.stream, sink], signal ? { signal } : {}), stage.done]);
 }
 
+/** The newest completed backup a schedule counts (manual or scheduled). */
+async function latestBackupId(engine: EngineContext): Promise<string> {
+  const { manifests } = await engine.storage.listManifests();
+  const newest = manifests.find(
+    (manifest) => manifest.type === 'manual' || manifest.type === 'scheduled',
+  );
+  if (!newest) throw new AppError('BACKUP_NOT_FOUND', 'there is no backup to verify yet');
+  return newest.id;
+}
+
+type Attempt = (name: Check['name'], work: () => Promise<string>) => Promise<boolean>;
+
+/** Restores into a scratch database and compares row counts; the scratch database is dropped. */
+async function scratchRestore(
+  engine: EngineContext,
+  manifest: BackupManifest,
+  run: RunContext,
+  attempt: Attempt,
+) {
+  const scratch = scratchDatabaseName('verify', engine.config.LOCK_NAMESPACE);
+  // Held while the scratch database exists, so no worker's start-up sweep drops it.
+  const scratchLock = await engine.locks.acquire(lockResources.verifyScratch, 'shared', {
+    timeoutMs: engine.config.LOCK_TIMEOUT_MS,
+    signal: run.signal,
+  });
+  const admin = await maintenanceClient(engine);
+  try {
+    await createRestoreDatabase(admin, scratch, null);
+    const into = withDatabase(engine.target, scratch);
+    const restored = await attempt('scratch-restore', async () => {
+      await restoreIntoDatabase(engine, manifest, into, run.onProgress, run.signal);
+      return 'restored into a scratch database';
+    });
+    if (!restored) return;
+    await attempt('row-counts', async () => {
+      run.onProgress?.({ phase: 'validating', percent: null });
+      const client = new pg.Client(clientConfig(into, 'pgkeep-verify'));
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        const { mismatches } = await compareRowCounts(client, manifest.rowCounts);
+        if (mismatches.length > 0) throw new Error(mismatches.join('; '));
+      } finally {
+        await client.end().catch(() => {});
+      }
+      return `${Object.keys(manifest.rowCounts).length} tables match the manifest's row counts`;
+    });
+  } finally {
+    await dropDatabaseForce(admin, scratch).catch(() => {});
+    await admin.end().catch(() => {});
+    await scratchLock.release();
+  }
+}
+
 export async function runVerify(
   engine: EngineContext,
   payload: JobPayload<'verify'>,
   run: RunContext,
 ): Promise<JobResult<'verify'>> {
   const started = Date.now();
-  const manifest = await engine.storage.getManifest(payload.backupId);
-  if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${payload.backupId} not found`);
-  // Shared with backups, excluded by a restore of the same database.
-  const lock = await engine.locks.acquire(lockResources.database(manifest.database), 'shared', {
+  const backupId = payload.backupId === 'latest' ? await latestBackupId(engine) : payload.backupId;
+  const held = new HeldLocks(engine.locks, {
     timeoutMs: engine.config.LOCK_TIMEOUT_MS,
     signal: run.signal,
   });
   const checks: Check[] = [];
-  const attempt = async (name: Check['name'], work: () => Promise<string>) => {
+  const attempt: Attempt = async (name, work) => {
     try {
       checks.push({ name, ok: true, detail: await work() });
       return true;
@@ -88,72 +147,38 @@ export async function runVerify(
       return false;
     }
   };
+  let manifest: BackupManifest | undefined;
   try {
+    // The backup's lock shared: no clean-up or delete removes it while it is read.
+    await held.take(lockResources.backup(backupId), 'shared');
+    manifest = await engine.storage.getManifest(backupId);
+    if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${backupId} not found`);
+    const verified = manifest;
+    // Shared with backups, excluded by a restore of the same database.
+    await held.take(lockResources.database(verified.database), 'shared');
     const hashed = await attempt('sha256', async () => {
-      await verifyChecksum(engine, manifest, run.onProgress, run.signal);
-      return `${manifest.size} bytes, sha256 matches the manifest`;
+      await verifyChecksum(engine, verified, run.onProgress, run.signal);
+      return `${verified.size} bytes, sha256 matches the manifest`;
     });
     // A file that fails its checksum is not read further: nothing trusts its content.
     const read =
       hashed &&
       (await attempt('archive-read', async () => {
         run.onProgress?.({ phase: 'reading', percent: null });
-        await readWholeArchive(engine, manifest, run.signal);
-        return manifest.format === 'custom'
+        await readWholeArchive(engine, verified, run.signal);
+        return verified.format === 'custom'
           ? 'pg_restore read every entry'
           : 'the SQL decompressed completely';
       }));
-    if (read && payload.restore) {
-      const scratch = scratchDatabaseName('verify', engine.config.LOCK_NAMESPACE);
-      // Held while the scratch database exists, so no worker's start-up sweep drops it.
-      const scratchLock = await engine.locks.acquire(lockResources.verifyScratch, 'shared', {
-        timeoutMs: engine.config.LOCK_TIMEOUT_MS,
-        signal: run.signal,
-      });
-      const admin = await maintenanceClient(engine);
-      try {
-        await createRestoreDatabase(admin, scratch, null);
-        const restored = await attempt('scratch-restore', async () => {
-          await restoreIntoDatabase(
-            engine,
-            manifest,
-            withDatabase(engine.target, scratch),
-            run.onProgress,
-            run.signal,
-          );
-          return `restored into a scratch database`;
-        });
-        if (restored) {
-          await attempt('row-counts', async () => {
-            run.onProgress?.({ phase: 'validating', percent: null });
-            const client = new pg.Client(
-              clientConfig(withDatabase(engine.target, scratch), 'pgkeep-verify'),
-            );
-            client.on('error', () => {});
-            await client.connect();
-            try {
-              const { mismatches } = await compareRowCounts(client, manifest.rowCounts);
-              if (mismatches.length > 0) throw new Error(mismatches.join('; '));
-            } finally {
-              await client.end().catch(() => {});
-            }
-            return `${Object.keys(manifest.rowCounts).length} tables match the manifest's row counts`;
-          });
-        }
-      } finally {
-        await dropDatabaseForce(admin, scratch).catch(() => {});
-        await admin.end().catch(() => {});
-        await scratchLock.release();
-      }
-    }
+    if (read && payload.restore) await scratchRestore(engine, verified, run, attempt);
   } finally {
-    await lock.release();
+    await held.releaseAll();
   }
   const ok = checks.every((check) => check.ok);
   run.onProgress?.({ phase: 'completed', percent: 100 });
   run.logger[ok ? 'info' : 'error'](
-    { backupId: manifest.id, checks },
+    { backupId, checks },
     ok ? 'backup verified' : 'backup failed verification',
   );
-  return { backupId: manifest.id, ok, checks, durationMs: Date.now() - started };
+  return { backupId, ok, checks, durationMs: Date.now() - started };
 }

@@ -11,6 +11,8 @@ export const lockResources = {
   /** Backups hold it shared while they write; the partial-file sweep needs it exclusively. */
   storageWrite: 'storage-write',
   database: (name: string) => `database:${name}`,
+  /** Restores and verifies hold it shared while they read a backup; deleting needs it. */
+  backup: (id: string) => `backup:${id}`,
   /** Verifies hold it shared while their scratch database exists; the start-up sweep needs it. */
   verifyScratch: 'verify-scratch',
 } as const;

@@ -241,3 +241,30 @@ export async function swapDatabases(
     }
   }
 }
+
+/** `<db>_pre_restore_<yyyymmddhhmmss>_<hex>`: the databases that restores replaced. */
+const preRestorePattern =
+  /^(.+)_pre_restore_(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})_[0-9a-f]{4}$/;
+
+export interface PreRestoreDatabase {
+  name: string;
+  replacedAt: Date;
+}
+
+/**
+ * Databases a restore replaced and kept for rollback: named by pgkeep's pattern and still
+ * closed to connections, as the swap left them. One an admin reopened is not listed.
+ */
+export async function listPreRestoreDatabases(client: ClientBase): Promise<PreRestoreDatabase[]> {
+  const { rows } = await client.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE NOT datallowconn AND datname LIKE '%\\_pre\\_restore\\_%' ORDER BY 1",
+  );
+  const found: PreRestoreDatabase[] = [];
+  for (const { datname } of rows) {
+    const m = preRestorePattern.exec(datname);
+    if (!m) continue;
+    const replacedAt = new Date(`${m[2]}-${m[3]}-${m[4]}T${m[5]}:${m[6]}:${m[7]}Z`);
+    if (!Number.isNaN(replacedAt.getTime())) found.push({ name: datname, replacedAt });
+  }
+  return found;
+}

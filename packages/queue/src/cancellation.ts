@@ -48,3 +48,27 @@ export async function listenForCancels(
   });
   await subscriber.subscribe(cancelChannel(prefix));
 }
+
+/**
+ * Results of finished jobs, kept a week by job id: a job handed out again after a stall finds
+ * that its first run already completed and does not redo a destructive step.
+ */
+const outcomeKey = (prefix: string, jobId: string) => `${prefix}:pgkeep-outcome:${jobId}`;
+
+export async function recordOutcome(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+  result: unknown,
+): Promise<void> {
+  await redis.set(outcomeKey(prefix, jobId), JSON.stringify(result), 'EX', 7 * 86_400);
+}
+
+export async function recordedOutcome(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+): Promise<unknown> {
+  const value = await redis.get(outcomeKey(prefix, jobId));
+  return value === null ? undefined : (JSON.parse(value) as unknown);
+}

@@ -1,4 +1,5 @@
 export * from './cancellation.js';
 export * from './queues.js';
 export * from './redis-connection.js';
+export * from './schedules.js';
 export * from './worker-registry.js';

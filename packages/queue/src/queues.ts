@@ -33,7 +33,7 @@ export async function closeQueues(queues: PgkeepQueues): Promise<void> {
   await Promise.all(Object.values(queues).map((queue) => queue.close()));
 }
 
-function jobOptions(name: JobName, config: Config): JobsOptions {
+export function jobOptions(name: JobName, config: Config): JobsOptions {
   const keep = {
     removeOnComplete: { count: config.JOB_KEEP_COMPLETED },
     removeOnFail: { count: config.JOB_KEEP_FAILED },

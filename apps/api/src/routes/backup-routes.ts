@@ -146,7 +146,7 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
       '/api/backup/clean',
       { schema: { querystring: cleanQuery, response: { 202: jobAccepted, ...errorResponses } } },
       async (request, reply) => {
-        const jobId = await enqueueCleanup(services, admin(request), request.query.keepLast);
+        const jobId = await enqueueCleanup(services, admin(request), request.query);
         return reply.code(202).send({ success: true, data: { jobId }, message: 'cleanup queued' });
       },
     );

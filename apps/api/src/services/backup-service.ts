@@ -1,6 +1,13 @@
-import { AppError, type BackupFormat, type BackupManifest, type Compression } from '@pgkeep/core';
+import {
+  AppError,
+  type BackupFormat,
+  type BackupManifest,
+  type Compression,
+  type Retention,
+} from '@pgkeep/core';
 import { resolveTables } from '@pgkeep/pg';
 import { enqueue, readHeartbeats } from '@pgkeep/queue';
+import type { CleanQuery } from '../schemas.js';
 import type { ApiServices } from './api-services.js';
 
 export interface Requester {
@@ -81,9 +88,35 @@ export async function enqueueDelete(services: ApiServices, requester: Requester,
 export async function enqueueCleanup(
   services: ApiServices,
   requester: Requester,
-  keepLast: number,
+  query: CleanQuery,
 ) {
-  return enqueue(services.queues, services.config, 'cleanup', { keepLast, ...stamp(requester) });
+  const { config } = services;
+  const retention: Retention =
+    query.policy === 'gfs'
+      ? {
+          kind: 'gfs',
+          days: query.days ?? config.BACKUP_GFS_DAYS,
+          weeks: query.weeks ?? config.BACKUP_GFS_WEEKS,
+          months: query.months ?? config.BACKUP_GFS_MONTHS,
+          years: query.years ?? config.BACKUP_GFS_YEARS,
+        }
+      : { kind: 'keep-last', keepLast: query.keepLast ?? config.BACKUP_KEEP_LAST };
+  if (
+    retention.kind === 'gfs' &&
+    retention.days + retention.weeks + retention.months + retention.years === 0
+  ) {
+    throw new AppError(
+      'VALIDATION_ERROR',
+      'a GFS policy must keep something: give days, weeks, months or years',
+    );
+  }
+  return enqueue(services.queues, config, 'cleanup', {
+    retention,
+    timeZone: config.BACKUP_TIMEZONE,
+    dryRun: query.dryRun === 'true',
+    preRestoreMaxAgeDays: config.PRE_RESTORE_MAX_AGE_DAYS,
+    ...stamp(requester),
+  });
 }
 
 export async function enqueueVerify(

@@ -1,0 +1,257 @@
+import {
+  AppError,
+  type Config,
+  jobCatalog,
+  type Retention,
+  type ScheduleName,
+  scheduleJobs,
+  scheduleNames,
+  schedulerId,
+} from '@pgkeep/core';
+import type { JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { PgkeepQueues } from './queues.js';
+import { jobOptions } from './queues.js';
+
+/** What decides when a schedule runs. */
+export interface ScheduleSettings {
+  pattern: string;
+  timeZone: string;
+  enabled: boolean;
+}
+
+/** A change made through the API, with the configuration it was made against. */
+export interface ScheduleOverride {
+  settings: ScheduleSettings;
+  configAtChange: ScheduleSettings;
+  updatedBy: string;
+  updatedAt: string;
+}
+
+export function retentionFromConfig(config: Config): Retention {
+  return config.BACKUP_RETENTION === 'gfs'
+    ? {
+        kind: 'gfs',
+        days: config.BACKUP_GFS_DAYS,
+        weeks: config.BACKUP_GFS_WEEKS,
+        months: config.BACKUP_GFS_MONTHS,
+        years: config.BACKUP_GFS_YEARS,
+      }
+    : { kind: 'keep-last', keepLast: config.BACKUP_KEEP_LAST };
+}
+
+/** Each schedule as the configuration has it (`off` keeps a pattern to turn back on with). */
+export function configSchedules(config: Config): Record<ScheduleName, ScheduleSettings> {
+  const tz = config.BACKUP_TIMEZONE;
+  const onOff = (value: string, fallback: string) =>
+    value === 'off' ? { pattern: fallback, enabled: false } : { pattern: value, enabled: true };
+  return {
+    backup: { pattern: config.BACKUP_SCHEDULE, timeZone: tz, enabled: config.AUTO_BACKUP_ENABLED },
+    cleanup: { ...onOff(config.BACKUP_CLEANUP_SCHEDULE, '0 3 * * 0'), timeZone: tz },
+    verify: { ...onOff(config.VERIFY_SCHEDULE, '0 4 * * *'), timeZone: tz },
+  };
+}
+
+/**
+ * The job each run adds. `requestedAt` is left out: a template is fixed, so the worker takes
+ * the run's own time.
+ */
+export function scheduleTemplate(
+  name: ScheduleName,
+  config: Config,
+): { data: Record<string, unknown>; opts: JobsOptions } {
+  const requestedBy = 'scheduler';
+  const data: Record<ScheduleName, Record<string, unknown>> = {
+    backup: {
+      tables: null,
+      format: config.BACKUP_FORMAT,
+      compression: config.BACKUP_COMPRESSION,
+      label: null,
+      type: 'scheduled',
+      requestedBy,
+    },
+    cleanup: {
+      retention: retentionFromConfig(config),
+      timeZone: config.BACKUP_TIMEZONE,
+      dryRun: false,
+      preRestoreMaxAgeDays: config.PRE_RESTORE_MAX_AGE_DAYS,
+      requestedBy,
+    },
+    verify: { backupId: 'latest', restore: config.VERIFY_RESTORE, requestedBy },
+  };
+  const { removeOnComplete, removeOnFail, attempts, backoff } = jobOptions(
+    scheduleJobs[name],
+    config,
+  );
+  return { data: data[name], opts: { removeOnComplete, removeOnFail, attempts, backoff } };
+}
+
+const overridesKey = (prefix: string) => `${prefix}:pgkeep-schedules`;
+
+function sameSettings(a: ScheduleSettings, b: ScheduleSettings): boolean {
+  return a.pattern === b.pattern && a.timeZone === b.timeZone && a.enabled === b.enabled;
+}
+
+export async function readOverrides(
+  redis: Redis,
+  prefix: string,
+): Promise<Partial<Record<ScheduleName, ScheduleOverride>>> {
+  const raw = await redis.hgetall(overridesKey(prefix));
+  const overrides: Partial<Record<ScheduleName, ScheduleOverride>> = {};
+  for (const name of scheduleNames) {
+    const value = raw[name];
+    if (!value) continue;
+    try {
+      overrides[name] = JSON.parse(value) as ScheduleOverride;
+    } catch {
+      // unreadable: the configuration applies
+    }
+  }
+  return overrides;
+}
+
+/**
+ * The rule between a runtime change and the configuration: a change made through the API
+ * holds across restarts for as long as the configuration of that schedule stays what it was
+ * when the change was made. Once the configuration changes, the configuration wins and the
+ * runtime change is dropped.
+ */
+export function effectiveSettings(
+  fromConfig: ScheduleSettings,
+  override: ScheduleOverride | undefined,
+): { settings: ScheduleSettings; source: 'config' | 'runtime'; staleOverride: boolean } {
+  if (!override) return { settings: fromConfig, source: 'config', staleOverride: false };
+  if (sameSettings(override.configAtChange, fromConfig)) {
+    return { settings: override.settings, source: 'runtime', staleOverride: false };
+  }
+  return { settings: fromConfig, source: 'config', staleOverride: true };
+}
+
+async function applyToQueue(
+  queues: PgkeepQueues,
+  config: Config,
+  name: ScheduleName,
+  settings: ScheduleSettings,
+) {
+  const jobName = scheduleJobs[name];
+  const queue = queues[jobCatalog[jobName].queue];
+  if (!settings.enabled) {
+    await queue.removeJobScheduler(schedulerId(name));
+    return;
+  }
+  const template = scheduleTemplate(name, config);
+  // Upsert by a fixed id: any number of workers doing this at once leave one scheduler.
+  await queue.upsertJobScheduler(
+    schedulerId(name),
+    { pattern: settings.pattern, tz: settings.timeZone },
+    { name: jobName, data: template.data, opts: template.opts },
+  );
+}
+
+export interface AppliedSchedule {
+  name: ScheduleName;
+  settings: ScheduleSettings;
+  source: 'config' | 'runtime';
+}
+
+/** At worker start: every schedule as config and runtime changes together say. */
+export async function applySchedules(
+  queues: PgkeepQueues,
+  redis: Redis,
+  config: Config,
+): Promise<{ applied: AppliedSchedule[]; droppedOverrides: ScheduleName[] }> {
+  const fromConfig = configSchedules(config);
+  const overrides = await readOverrides(redis, config.QUEUE_PREFIX);
+  const applied: AppliedSchedule[] = [];
+  const droppedOverrides: ScheduleName[] = [];
+  for (const name of scheduleNames) {
+    const effective = effectiveSettings(fromConfig[name], overrides[name]);
+    if (effective.staleOverride) {
+      await redis.hdel(overridesKey(config.QUEUE_PREFIX), name);
+      droppedOverrides.push(name);
+    }
+    await applyToQueue(queues, config, name, effective.settings);
+    applied.push({ name, settings: effective.settings, source: effective.source });
+  }
+  return { applied, droppedOverrides };
+}
+
+export interface ScheduleView extends ScheduleSettings {
+  name: ScheduleName;
+  job: string;
+  source: 'config' | 'runtime';
+  nextRunAt: string | null;
+  updatedBy: string | null;
+  updatedAt: string | null;
+}
+
+export async function listSchedules(
+  queues: PgkeepQueues,
+  redis: Redis,
+  config: Config,
+): Promise<ScheduleView[]> {
+  const fromConfig = configSchedules(config);
+  let overrides: Awaited<ReturnType<typeof readOverrides>>;
+  const views: ScheduleView[] = [];
+  try {
+    overrides = await readOverrides(redis, config.QUEUE_PREFIX);
+    for (const name of scheduleNames) {
+      const override = overrides[name];
+      const effective = effectiveSettings(fromConfig[name], override);
+      const jobName = scheduleJobs[name];
+      const scheduler = await queues[jobCatalog[jobName].queue].getJobScheduler(schedulerId(name));
+      views.push({
+        name,
+        job: jobName,
+        ...effective.settings,
+        enabled: effective.settings.enabled && scheduler !== undefined,
+        source: effective.source,
+        nextRunAt: scheduler?.next ? new Date(scheduler.next).toISOString() : null,
+        updatedBy: effective.source === 'runtime' ? (override?.updatedBy ?? null) : null,
+        updatedAt: effective.source === 'runtime' ? (override?.updatedAt ?? null) : null,
+      });
+    }
+  } catch (error) {
+    throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });
+  }
+  return views;
+}
+
+/** A runtime change through the API: stored with the configuration it was made against, applied now. */
+export async function changeSchedule(
+  queues: PgkeepQueues,
+  redis: Redis,
+  config: Config,
+  name: ScheduleName,
+  change: Partial<ScheduleSettings>,
+  updatedBy: string,
+): Promise<ScheduleView> {
+  const fromConfig = configSchedules(config)[name];
+  try {
+    const current = effectiveSettings(
+      fromConfig,
+      (await readOverrides(redis, config.QUEUE_PREFIX))[name],
+    ).settings;
+    const settings: ScheduleSettings = {
+      pattern: change.pattern ?? current.pattern,
+      timeZone: change.timeZone ?? current.timeZone,
+      enabled: change.enabled ?? current.enabled,
+    };
+    const override: ScheduleOverride = {
+      settings,
+      configAtChange: fromConfig,
+      updatedBy,
+      updatedAt: new Date().toISOString(),
+    };
+    await applyToQueue(queues, config, name, settings);
+    await redis.hset(overridesKey(config.QUEUE_PREFIX), name, JSON.stringify(override));
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });
+  }
+  const view = (await listSchedules(queues, redis, config)).find(
+    (schedule) => schedule.name === name,
+  );
+  if (!view) throw new AppError('INTERNAL_ERROR', `schedule ${name} vanished`);
+  return view;
+}
