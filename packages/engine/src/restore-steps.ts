@@ -8,6 +8,7 @@ import {
   lockResources,
   type PgTarget,
   parseToolVersion,
+  type RunningChild,
   startPgRestore,
   startPsqlScript,
 } from '@pgkeep/pg';
@@ -174,14 +175,26 @@ export async function restoreIntoDatabase(
       bytesRead,
     });
   });
+  await awaitPsql(
+    psql,
+    Promise.all([pipeline([source, stage.stream, stdin], signal ? { signal } : {}), stage.done]),
+    signal,
+  );
+}
+
+/**
+ * Waits for what feeds psql, then for psql itself. On failure psql's own exit status and
+ * message win over a broken pipe's, and an abort over both.
+ */
+export async function awaitPsql(
+  psql: RunningChild,
+  feeding: Promise<unknown>,
+  signal: AbortSignal | undefined,
+) {
   try {
-    await Promise.all([
-      pipeline([source, stage.stream, stdin], signal ? { signal } : {}),
-      stage.done,
-    ]);
+    await feeding;
     await psql.done;
   } catch (error) {
-    // psql's own exit status and message say more than a broken pipe.
     await psql.done.catch((psqlError: unknown) => {
       throw restoreError(psqlError, signal);
     });

@@ -27,8 +27,8 @@ import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
 import {
   assertPgRestoreCanRead,
+  awaitPsql,
   compareRowCounts,
-  restoreError,
   restoreIntoDatabase,
   throwIfAborted,
   verifyChecksum,
@@ -162,31 +162,23 @@ async function restoreTables(
   run.onProgress?.({ phase: 'restoring', percent: null });
   const stage = decompressionStage(manifest.compression, signal);
   const started = Date.now();
-  try {
-    if (manifest.format === 'custom') {
-      // The archive as SQL (pg_restore without a database), fed to the same transaction.
-      const script = startPgRestoreToScript(into, { clean: false, signal });
-      const { stdin: archiveIn, stdout: sqlOut } = script.child;
-      if (!archiveIn || !sqlOut) throw new Error('pg_restore was started without pipes');
-      await Promise.all([
-        pipeline([engine.storage.openArtifact(manifest), stage.stream, archiveIn], { signal }),
-        pipeline(sqlOut, stdin, { signal }),
-        stage.done,
-        script.done,
-      ]);
-    } else {
-      await Promise.all([
-        pipeline([engine.storage.openArtifact(manifest), stage.stream, stdin], { signal }),
-        stage.done,
-      ]);
-    }
-    await psql.done;
-  } catch (error) {
-    await psql.done.catch((psqlError: unknown) => {
-      throw restoreError(psqlError, signal);
-    });
-    throw restoreError(error, signal);
+  const source = engine.storage.openArtifact(manifest);
+  let feeding: Promise<unknown>;
+  if (manifest.format === 'custom') {
+    // The archive as SQL (pg_restore without a database), fed to the same transaction.
+    const script = startPgRestoreToScript(into, { clean: false, signal });
+    const { stdin: archiveIn, stdout: sqlOut } = script.child;
+    if (!archiveIn || !sqlOut) throw new Error('pg_restore was started without pipes');
+    feeding = Promise.all([
+      pipeline([source, stage.stream, archiveIn], { signal }),
+      pipeline(sqlOut, stdin, { signal }),
+      stage.done,
+      script.done,
+    ]);
+  } else {
+    feeding = Promise.all([pipeline([source, stage.stream, stdin], { signal }), stage.done]);
   }
+  await awaitPsql(psql, feeding, signal);
   return {
     previousDatabase: null,
     downtimeMs: Date.now() - started,
