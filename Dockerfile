@@ -23,6 +23,7 @@ COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
 COPY packages/core/package.json packages/core/
 COPY packages/engine/package.json packages/engine/
+COPY packages/notify/package.json packages/notify/
 COPY packages/pg/package.json packages/pg/
 COPY packages/queue/package.json packages/queue/
 COPY packages/storage/package.json packages/storage/

@@ -4,11 +4,17 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import adminSession from './plugins/app/admin-session.js';
 import authorize from './plugins/app/authorize.js';
 import errorHandler from './plugins/app/error-handler.js';
+import bullBoard from './plugins/external/bull-board.js';
+import cookie from './plugins/external/cookie.js';
 import jwt from './plugins/external/jwt.js';
+import swagger from './plugins/external/swagger.js';
+import { adminRoutes } from './routes/admin-routes.js';
 import { backupRoutes } from './routes/backup-routes.js';
 import { jobRoutes } from './routes/job-routes.js';
+import { metricsRoutes } from './routes/metrics-routes.js';
 import { scheduleRoutes } from './routes/schedule-routes.js';
 import type { ApiServices } from './services/api-services.js';
 
@@ -23,9 +29,16 @@ export async function app(fastify: FastifyInstance, { services }: { services: Ap
   fastify.setSerializerCompiler(serializerCompiler);
   const typed = fastify.withTypeProvider<ZodTypeProvider>();
   await typed.register(errorHandler);
+  // Before any route: it collects the routes' schemas as they are added (/docs).
+  await typed.register(swagger);
   await typed.register(jwt, { config: services.config });
   await typed.register(authorize);
+  await typed.register(cookie);
+  await typed.register(adminSession, { config: services.config });
   await typed.register(backupRoutes, { services });
   await typed.register(jobRoutes, { services });
+  await typed.register(metricsRoutes, { services });
   await typed.register(scheduleRoutes, { services });
+  await typed.register(adminRoutes);
+  await typed.register(bullBoard, { queues: services.queues });
 }

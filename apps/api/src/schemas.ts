@@ -12,10 +12,16 @@ import {
 import { z } from 'zod';
 
 /** The panel's envelope: `{ success, data, message?, count? }` or `{ success: false, error }`. */
-export const errorEnvelope = z.object({
-  success: z.literal(false),
-  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
-});
+export const errorEnvelope = z
+  .object({
+    success: z.literal(false),
+    error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+  })
+  // One named schema in the OpenAPI document (/docs), referenced by every error response.
+  .meta({
+    id: 'ErrorEnvelope',
+    description: 'A refused or failed request; `error.code` is stable, the status follows it.',
+  });
 
 export function okEnvelope<T extends z.ZodType>(data: T) {
   return z.object({
@@ -179,4 +185,27 @@ export const healthSchema = z.object({
     storage: check,
     workers: check,
   }),
+});
+
+export const healthDetailSchema = z.object({
+  status: z.enum(['ok', 'warning', 'error']),
+  reasons: z.array(
+    z.object({ code: z.string(), severity: z.enum(['warning', 'error']), message: z.string() }),
+  ),
+  checks: healthSchema.shape.checks,
+  backupCount: z.number().int().nullable(),
+  newestBackup: z
+    .object({ id: z.string(), completedAt: z.string(), ageSeconds: z.number() })
+    .nullable(),
+  maxBackupAgeSeconds: z.number(),
+  lastScheduledBackupFailure: z
+    .object({
+      jobId: z.string(),
+      dueAt: z.string(),
+      failedAt: z.string().nullable(),
+      error: z.object({ code: z.string(), message: z.string() }),
+    })
+    .nullable(),
+  freeBytes: z.number().nullable(),
+  minFreeBytes: z.number(),
 });

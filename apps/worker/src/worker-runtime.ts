@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { type Config, type Logger, queueNames } from '@pgkeep/core';
 import { dropAbandonedScratchDatabases, type EngineContext, sweepLeftovers } from '@pgkeep/engine';
+import { createJobNotifications, redisNotificationCounter } from '@pgkeep/notify';
 import { AdvisoryLocks, libpqEnv, parseDatabaseUrl, toolVersion, withDatabase } from '@pgkeep/pg';
 import {
   applySchedules,
@@ -19,6 +20,8 @@ import {
 import { LocalStorage } from '@pgkeep/storage';
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { notifyWhenFinished } from './job-notifications.js';
+import { countJobOutcomes } from './job-outcome-metrics.js';
 import { createProcessor } from './processors.js';
 
 export interface WorkerRuntime {
@@ -73,8 +76,16 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
     // waiting job from holding a slot that a second one would need.
     new Worker(queueNames.maintenance, processor, { ...common, concurrency: 1 }),
   ];
+  // Webhook/email on a job's final outcome; sent in the background, never holding a job up.
+  const notifications = createJobNotifications(
+    config,
+    logger,
+    redisNotificationCounter(connection, prefix),
+  );
   for (const worker of workers) {
     worker.on('error', (error) => logger.error({ err: error, queue: worker.name }, 'worker error'));
+    countJobOutcomes(worker, connection, config.QUEUE_PREFIX, logger);
+    notifyWhenFinished(worker, notifications, target.database);
     worker.on('failed', (job, error) => {
       if (job && error.message.includes('stalled')) {
         logger.error({ jobId: job.id, job: job.name }, 'job failed: its worker stopped responding');
@@ -142,6 +153,8 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       deadline.unref();
       await Promise.all(workers.map((worker) => worker.close()));
       clearTimeout(deadline);
+      // The last jobs' notifications get a bounded wait before the connection they count on goes.
+      await notifications.close(config.NOTIFY_SHUTDOWN_TIMEOUT_MS);
       await removeHeartbeat(connection, config.QUEUE_PREFIX, workerId).catch(() => {});
       await subscriber.quit().catch(() => {});
       await connection.quit().catch(() => {});

@@ -148,3 +148,33 @@ describe('loadConfig', () => {
     expect(other.message).not.toContain('pw@');
   });
 });
+
+describe('metrics and health settings', () => {
+  it('keeps /metrics closed by default and checks backups within a day and 1 GiB free', () => {
+    const config = loadConfig(minimal);
+    expect(config.METRICS_PUBLIC).toBe(false);
+    expect(config.METRICS_TOKEN).toBeUndefined();
+    expect(config.HEALTH_MAX_BACKUP_AGE_HOURS).toBe(24);
+    expect(config.HEALTH_MIN_FREE_BYTES).toBe(1024 ** 3);
+  });
+
+  it('takes a fraction of an hour, and refuses a short metrics token without echoing it', () => {
+    const config = loadConfig({
+      ...minimal,
+      HEALTH_MAX_BACKUP_AGE_HOURS: '0.5',
+      HEALTH_MIN_FREE_BYTES: '0',
+      METRICS_PUBLIC: 'true',
+    });
+    expect(config.HEALTH_MAX_BACKUP_AGE_HOURS).toBe(0.5);
+    expect(config.HEALTH_MIN_FREE_BYTES).toBe(0);
+    expect(config.METRICS_PUBLIC).toBe(true);
+    const error = configError({
+      ...minimal,
+      METRICS_TOKEN: 'short-token',
+      HEALTH_MAX_BACKUP_AGE_HOURS: '0',
+    });
+    expect(error.message).toContain('METRICS_TOKEN');
+    expect(error.message).toContain('HEALTH_MAX_BACKUP_AGE_HOURS');
+    expect(error.message).not.toContain('short-token');
+  });
+});

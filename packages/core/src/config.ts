@@ -69,6 +69,39 @@ const prefixName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-" only (at most 64)');
 
+/** An http(s) URL without credentials in it (fetch refuses those; a secret goes in a header). */
+const webhookUrl = z
+  .string()
+  .min(1)
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === 'http:' || url.protocol === 'https:') && !url.username;
+    } catch {
+      return false;
+    }
+  }, 'must be an http:// or https:// URL without user:password');
+
+const emailAddress = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
+/** `backups@example.com` or `pgkeep <backups@example.com>`. */
+const emailSender = z.string().refine((value) => {
+  const named = /^[^<>\r\n]*<([^<>]+)>$/.exec(value);
+  return emailAddress.test(named?.[1]?.trim() ?? value);
+}, 'must be an email address, optionally as "Name <address>"');
+/** A comma-separated list of plain addresses. */
+const emailList = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((address) => address.trim())
+      .filter((address) => address !== ''),
+  )
+  .refine(
+    (addresses) => addresses.length > 0 && addresses.every((address) => emailAddress.test(address)),
+    'must be a comma-separated list of email addresses',
+  );
+
 export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -84,6 +117,15 @@ export const configSchema = z
     PORT: int(0, 65535).default(5000),
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_PUBLIC_KEY: z.string().min(1).optional(),
+    // The board's sign-in cookie: `auto` marks it Secure when the request came over https.
+    ADMIN_COOKIE_SECURE: z
+      .enum(['auto', 'true', 'false', '1', '0', 'yes', 'no'], {
+        message: 'must be auto, true or false',
+      })
+      .transform((value) =>
+        value === 'auto' ? ('auto' as const) : value === 'true' || value === '1' || value === 'yes',
+      )
+      .default('auto'),
     BACKUP_DIR: z.string().min(1).default('backups'),
     BACKUP_FORMAT: z.enum(['custom', 'plain']).default('custom'),
     BACKUP_COMPRESSION: z.enum(['zstd', 'gzip', 'none']).default('zstd'),
@@ -113,6 +155,29 @@ export const configSchema = z
     JOB_KEEP_FAILED: int(1, 1_000_000).default(5_000),
     SHUTDOWN_TIMEOUT_MS: int(1_000, 3_600_000).default(30_000),
     WORKER_HEARTBEAT_MS: int(1_000, 600_000).default(10_000),
+    // GET /metrics: an admin token, or this token (Prometheus' bearer credentials), or no
+    // token at all when METRICS_PUBLIC=true (then bind the API to a private address).
+    METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
+    METRICS_PUBLIC: booleanFromEnv.default(false),
+    // GET /api/backup/health/detail: a newest backup older than this is a warning (decimals
+    // allowed: 0.5 is half an hour), free space in BACKUP_DIR below this too (0: not checked).
+    HEALTH_MAX_BACKUP_AGE_HOURS: z.coerce.number().positive().max(87_600).default(24),
+    HEALTH_MIN_FREE_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(1024 ** 3),
+    // Notifications of finished jobs (@pgkeep/notify): a webhook, email over SMTP, or both.
+    NOTIFY_ON: z.enum(['failure', 'always']).default('failure'),
+    NOTIFY_WEBHOOK_URL: webhookUrl.optional(),
+    NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+    NOTIFY_SMTP_HOST: z.string().min(1).max(253).optional(),
+    NOTIFY_SMTP_PORT: int(1, 65535).default(587),
+    NOTIFY_SMTP_SECURE: booleanFromEnv.default(false),
+    NOTIFY_SMTP_USER: z.string().min(1).optional(),
+    NOTIFY_SMTP_PASSWORD: z.string().min(1).optional(),
+    NOTIFY_EMAIL_FROM: emailSender.optional(),
+    NOTIFY_EMAIL_TO: emailList.optional(),
+    NOTIFY_RETRIES: int(0, 10).default(3),
+    NOTIFY_RETRY_DELAY_MS: int(0, 600_000).default(1_000),
+    NOTIFY_TIMEOUT_MS: int(100, 300_000).default(10_000),
+    NOTIFY_SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
   })
   .superRefine((config, ctx) => {
     if (
@@ -127,6 +192,42 @@ export const configSchema = z
         code: 'custom',
         path: ['BACKUP_GFS_DAYS'],
         message: 'a GFS policy must keep something',
+      });
+    }
+    if (config.NOTIFY_WEBHOOK_SECRET && !config.NOTIFY_WEBHOOK_URL) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NOTIFY_WEBHOOK_SECRET'],
+        message: 'is set but NOTIFY_WEBHOOK_URL is not',
+      });
+    }
+    // Email needs a server, a sender and recipients; any one alone is a half-done setup.
+    const emailKeys = {
+      NOTIFY_SMTP_HOST: config.NOTIFY_SMTP_HOST,
+      NOTIFY_EMAIL_FROM: config.NOTIFY_EMAIL_FROM,
+      NOTIFY_EMAIL_TO: config.NOTIFY_EMAIL_TO,
+    };
+    if (
+      Object.values(emailKeys).some(Boolean) ||
+      config.NOTIFY_SMTP_USER ||
+      config.NOTIFY_SMTP_PASSWORD
+    ) {
+      for (const [key, value] of Object.entries(emailKeys)) {
+        if (!value) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message:
+              'email notifications need NOTIFY_SMTP_HOST, NOTIFY_EMAIL_FROM and NOTIFY_EMAIL_TO together',
+          });
+        }
+      }
+    }
+    if (Boolean(config.NOTIFY_SMTP_USER) !== Boolean(config.NOTIFY_SMTP_PASSWORD)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [config.NOTIFY_SMTP_USER ? 'NOTIFY_SMTP_PASSWORD' : 'NOTIFY_SMTP_USER'],
+        message: 'NOTIFY_SMTP_USER and NOTIFY_SMTP_PASSWORD go together',
       });
     }
   });

@@ -19,6 +19,9 @@ export const redactPaths = [
   'DATABASE_URL',
   'REDIS_URL',
   'JWT_SECRET',
+  'NOTIFY_WEBHOOK_URL',
+  'NOTIFY_WEBHOOK_SECRET',
+  'NOTIFY_SMTP_PASSWORD',
 ];
 
 export function loggerOptions(level: string, name: string): LoggerOptions {

@@ -109,17 +109,14 @@ export async function cleanupBackups(
     const skipped: { id: string; reason: string }[] = [];
     for (const manifest of remove) {
       throwIfStopped(run, held);
-      if (dryRun) {
-        deleted.push(manifest.id);
-        continue;
-      }
       const inUse = await engine.locks.tryAcquire(lockResources.backup(manifest.id), 'exclusive');
       if (!inUse) {
         skipped.push({ id: manifest.id, reason: 'a restore or verify is reading it' });
         continue;
       }
       try {
-        await engine.storage.deleteBackup(manifest);
+        // A dry run reports what the real one would do, skips included, and deletes nothing.
+        if (!dryRun) await engine.storage.deleteBackup(manifest);
       } finally {
         await inUse.release();
       }
@@ -164,7 +161,7 @@ async function dropExpiredPreRestoreDatabases(
   const cutoff = Date.now() - payload.preRestoreMaxAgeDays * 86_400_000;
   const admin = await maintenanceClient(engine);
   try {
-    const expired = (await listPreRestoreDatabases(admin)).filter(
+    const expired = (await listPreRestoreDatabases(admin, engine.config.LOCK_NAMESPACE)).filter(
       (db) => db.replacedAt.getTime() < cutoff,
     );
     if (!payload.dryRun) {

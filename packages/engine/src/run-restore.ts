@@ -99,6 +99,7 @@ async function restoreDatabase(
         target,
         temporary,
         previous: previousDatabaseName(target),
+        namespace: engine.config.LOCK_NAMESPACE,
       });
       swapped = true;
       run.logger.info(

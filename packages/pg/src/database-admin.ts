@@ -152,11 +152,18 @@ async function settingsStatements(client: ClientBase, source: string, target: st
         : `ALTER DATABASE ${t} ${set}`,
     );
   }
-  const { rows: meta } = await client.query<{ connlimit: number; acl: string[] | null }>(
-    'SELECT datconnlimit AS connlimit, datacl::text[] AS acl FROM pg_database WHERE datname = $1',
+  const { rows: meta } = await client.query<{
+    connlimit: number;
+    acl: string[] | null;
+    comment: string | null;
+  }>(
+    `SELECT datconnlimit AS connlimit, datacl::text[] AS acl,
+            shobj_description(oid, 'pg_database') AS comment
+     FROM pg_database WHERE datname = $1`,
     [source],
   );
   const row = meta[0];
+  if (row?.comment) statements.push(`COMMENT ON DATABASE ${t} IS ${quoteLiteral(row.comment)}`);
   if (row && row.connlimit !== -1)
     statements.push(`ALTER DATABASE ${t} CONNECTION LIMIT ${Number(row.connlimit)}`);
   if (row?.acl) {
@@ -192,7 +199,14 @@ export interface SwapResult {
  */
 export async function swapDatabases(
   client: ClientBase,
-  options: { target: string; temporary: string; previous: string; maxAttempts?: number },
+  options: {
+    target: string;
+    temporary: string;
+    previous: string;
+    /** Marks the replaced database as this deployment's, for its clean-up to find. */
+    namespace: string;
+    maxAttempts?: number;
+  },
 ): Promise<SwapResult> {
   const { target, temporary, previous } = options;
   const exists = await databaseExists(client, target);
@@ -217,8 +231,12 @@ export async function swapDatabases(
           `ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`,
         );
         // The previous database stays for rollback, closed to connections so nothing writes
-        // to it by mistake.
+        // to it by mistake, and marked as replaced by this deployment (its own comment moves
+        // to the restored database below).
         await client.query(`ALTER DATABASE ${quoteIdent(previous)} ALLOW_CONNECTIONS false`);
+        await client.query(
+          `COMMENT ON DATABASE ${quoteIdent(previous)} IS ${quoteLiteral(replacedMarker(options.namespace, new Date()))}`,
+        );
         for (const statement of statements) await client.query(statement);
       }
       await client.query(`ALTER DATABASE ${quoteIdent(temporary)} RENAME TO ${quoteIdent(target)}`);
@@ -242,9 +260,16 @@ export async function swapDatabases(
   }
 }
 
-/** `<db>_pre_restore_<yyyymmddhhmmss>_<hex>`: the databases that restores replaced. */
-const preRestorePattern =
-  /^(.+)_pre_restore_(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})_[0-9a-f]{4}$/;
+/**
+ * A replaced database is marked with a comment naming the deployment (by its namespace tag)
+ * and the time: a clean-up drops only databases its own deployment replaced, never another's
+ * nor one that merely has a similar name.
+ */
+function replacedMarker(namespace: string, at: Date): string {
+  return `pgkeep:replaced:${namespaceTag(namespace)}:${at.toISOString()}`;
+}
+
+const replacedMarkerPattern = /^pgkeep:replaced:([0-9a-f]{8}):(\S+)$/;
 
 export interface PreRestoreDatabase {
   name: string;
@@ -252,19 +277,30 @@ export interface PreRestoreDatabase {
 }
 
 /**
- * Databases a restore replaced and kept for rollback: named by pgkeep's pattern and still
- * closed to connections, as the swap left them. One an admin reopened is not listed.
+ * Databases this deployment's restores replaced and kept for rollback: still closed to
+ * connections, as the swap left them, and carrying its marker. One an admin reopened is not
+ * listed.
  */
-export async function listPreRestoreDatabases(client: ClientBase): Promise<PreRestoreDatabase[]> {
-  const { rows } = await client.query<{ datname: string }>(
-    "SELECT datname FROM pg_database WHERE NOT datallowconn AND datname LIKE '%\\_pre\\_restore\\_%' ORDER BY 1",
+export async function listPreRestoreDatabases(
+  client: ClientBase,
+  namespace: string,
+): Promise<PreRestoreDatabase[]> {
+  const { rows } = await client.query<{ datname: string; comment: string | null }>(
+    `SELECT datname, shobj_description(oid, 'pg_database') AS comment
+     FROM pg_database WHERE NOT datallowconn ORDER BY 1`,
   );
+  const tag = namespaceTag(namespace);
   const found: PreRestoreDatabase[] = [];
-  for (const { datname } of rows) {
-    const m = preRestorePattern.exec(datname);
-    if (!m) continue;
-    const replacedAt = new Date(`${m[2]}-${m[3]}-${m[4]}T${m[5]}:${m[6]}:${m[7]}Z`);
+  for (const { datname, comment } of rows) {
+    const match = replacedMarkerPattern.exec(comment ?? '');
+    if (!match || match[1] !== tag) continue;
+    const replacedAt = new Date(match[2] ?? '');
     if (!Number.isNaN(replacedAt.getTime())) found.push({ name: datname, replacedAt });
   }
   return found;
+}
+
+/** For tests and tools: the marker a swap gives a replaced database. */
+export function preRestoreComment(namespace: string, at: Date): string {
+  return replacedMarker(namespace, at);
 }

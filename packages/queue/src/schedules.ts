@@ -127,9 +127,42 @@ export function effectiveSettings(
   return { settings: fromConfig, source: 'config', staleOverride: true };
 }
 
+type Template = ReturnType<typeof scheduleTemplate>;
+
+/**
+ * What the workers' configuration says of each schedule, published by every worker at start:
+ * the API shows and changes schedules against the workers' configuration, not its own.
+ */
+const workerViewKey = (prefix: string) => `${prefix}:pgkeep-schedule-config`;
+
+interface WorkerScheduleView {
+  config: ScheduleSettings;
+  template: Template;
+}
+
+async function readWorkerView(
+  redis: Redis,
+  config: Config,
+): Promise<Record<ScheduleName, WorkerScheduleView>> {
+  const raw = await redis.hgetall(workerViewKey(config.QUEUE_PREFIX));
+  const own = configSchedules(config);
+  const views = {} as Record<ScheduleName, WorkerScheduleView>;
+  for (const name of scheduleNames) {
+    let stored: WorkerScheduleView | undefined;
+    try {
+      stored = raw[name] ? (JSON.parse(raw[name]) as WorkerScheduleView) : undefined;
+    } catch {
+      stored = undefined;
+    }
+    // No worker has started yet: this process's configuration is the best guess.
+    views[name] = stored ?? { config: own[name], template: scheduleTemplate(name, config) };
+  }
+  return views;
+}
+
 async function applyToQueue(
   queues: PgkeepQueues,
-  config: Config,
+  template: Template,
   name: ScheduleName,
   settings: ScheduleSettings,
 ) {
@@ -139,7 +172,6 @@ async function applyToQueue(
     await queue.removeJobScheduler(schedulerId(name));
     return;
   }
-  const template = scheduleTemplate(name, config);
   // Upsert by a fixed id: any number of workers doing this at once leave one scheduler.
   await queue.upsertJobScheduler(
     schedulerId(name),
@@ -170,7 +202,10 @@ export async function applySchedules(
       await redis.hdel(overridesKey(config.QUEUE_PREFIX), name);
       droppedOverrides.push(name);
     }
-    await applyToQueue(queues, config, name, effective.settings);
+    const template = scheduleTemplate(name, config);
+    const view: WorkerScheduleView = { config: fromConfig[name], template };
+    await redis.hset(workerViewKey(config.QUEUE_PREFIX), name, JSON.stringify(view));
+    await applyToQueue(queues, template, name, effective.settings);
     applied.push({ name, settings: effective.settings, source: effective.source });
   }
   return { applied, droppedOverrides };
@@ -190,14 +225,13 @@ export async function listSchedules(
   redis: Redis,
   config: Config,
 ): Promise<ScheduleView[]> {
-  const fromConfig = configSchedules(config);
-  let overrides: Awaited<ReturnType<typeof readOverrides>>;
   const views: ScheduleView[] = [];
   try {
-    overrides = await readOverrides(redis, config.QUEUE_PREFIX);
+    const workerView = await readWorkerView(redis, config);
+    const overrides = await readOverrides(redis, config.QUEUE_PREFIX);
     for (const name of scheduleNames) {
       const override = overrides[name];
-      const effective = effectiveSettings(fromConfig[name], override);
+      const effective = effectiveSettings(workerView[name].config, override);
       const jobName = scheduleJobs[name];
       const scheduler = await queues[jobCatalog[jobName].queue].getJobScheduler(schedulerId(name));
       views.push({
@@ -226,8 +260,8 @@ export async function changeSchedule(
   change: Partial<ScheduleSettings>,
   updatedBy: string,
 ): Promise<ScheduleView> {
-  const fromConfig = configSchedules(config)[name];
   try {
+    const { config: fromConfig, template } = (await readWorkerView(redis, config))[name];
     const current = effectiveSettings(
       fromConfig,
       (await readOverrides(redis, config.QUEUE_PREFIX))[name],
@@ -243,7 +277,7 @@ export async function changeSchedule(
       updatedBy,
       updatedAt: new Date().toISOString(),
     };
-    await applyToQueue(queues, config, name, settings);
+    await applyToQueue(queues, template, name, settings);
     await redis.hset(overridesKey(config.QUEUE_PREFIX), name, JSON.stringify(override));
   } catch (error) {
     if (error instanceof AppError) throw error;

@@ -285,6 +285,12 @@ export class LocalStorage {
     return removed;
   }
 
+  /** Health: bytes an unprivileged process may still write on the backup directory's file system. */
+  async freeBytes(): Promise<number> {
+    const stats = await fs.statfs(this.dir);
+    return stats.bavail * stats.bsize;
+  }
+
   /** Health: can this process create, write and remove a file in the backup directory? */
   async checkWritable(): Promise<void> {
     await this.ensureDir();

@@ -5,6 +5,7 @@ import {
   cleanQuery,
   createBackupBody,
   errorResponses,
+  healthDetailSchema,
   healthSchema,
   jobAccepted,
   manifestSchema,
@@ -24,6 +25,7 @@ import {
   getBackup,
   listBackups,
 } from '../services/backup-service.js';
+import { checkHealthDetail } from '../services/health-detail-service.js';
 import { checkHealth } from '../services/health-service.js';
 
 const admin = (request: { admin?: { requestedBy: string } }) => {
@@ -58,6 +60,14 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
     // onRequest: the token is checked before the body is read or validated, so a stranger
     // learns nothing from validation messages.
     adminApp.addHook('onRequest', app.requireAdmin);
+
+    // Always 200 when answered: `status` says ok, warning or error, and `reasons` why. The quick
+    // check above is the probe whose status code a load balancer reads.
+    adminApp.get(
+      '/api/backup/health/detail',
+      { schema: { response: { 200: okEnvelope(healthDetailSchema), ...errorResponses } } },
+      async () => ({ success: true as const, data: await checkHealthDetail(services) }),
+    );
 
     adminApp.post(
       '/api/backup',

@@ -2,12 +2,16 @@ import { pgDumpSupportsServer, serverVersion } from '@pgkeep/pg';
 import { readHeartbeats } from '@pgkeep/queue';
 import type { ApiServices } from './api-services.js';
 
-interface Check {
+export interface Check {
   ok: boolean;
   [detail: string]: unknown;
 }
 
-async function timed<T extends Check>(work: () => Promise<T>, ms = 3_000): Promise<T | Check> {
+/** The work's answer, or a failed check once `ms` have passed or the work threw. */
+export async function timed<T extends Check>(
+  work: () => Promise<T>,
+  ms = 3_000,
+): Promise<T | Check> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
@@ -24,7 +28,7 @@ async function timed<T extends Check>(work: () => Promise<T>, ms = 3_000): Promi
 }
 
 /** A connection still opening (just after start) is given the check's time to get ready. */
-function whenReady(redis: ApiServices['redis'], ms = 2_500): Promise<void> {
+export function whenReady(redis: ApiServices['redis'], ms = 2_500): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
@@ -37,11 +41,14 @@ function whenReady(redis: ApiServices['redis'], ms = 2_500): Promise<void> {
   });
 }
 
+export type Heartbeats = Awaited<ReturnType<typeof readHeartbeats>>;
+
 /**
- * pg_dump is checked through the workers' heartbeats: the API never runs it, and what matters
- * is the pg_dump of a live worker, compared with the server's version.
+ * The dependencies every health answer starts from, each within its own time limit. pg_dump is
+ * checked through the workers' heartbeats: the API never runs it, and what matters is the
+ * pg_dump of a live worker, compared with the server's version.
  */
-export async function checkHealth(services: ApiServices) {
+export async function probeDependencies(services: ApiServices) {
   const [redis, database, storage, workers] = await Promise.all([
     timed(async () => {
       await whenReady(services.redis);
@@ -67,8 +74,7 @@ export async function checkHealth(services: ApiServices) {
       return { ok: beats.length > 0, alive: beats.length, beats };
     }),
   ]);
-  const beats =
-    'beats' in workers ? (workers.beats as Awaited<ReturnType<typeof readHeartbeats>>) : [];
+  const beats: Heartbeats = 'beats' in workers ? (workers.beats as Heartbeats) : [];
   const serverNum = 'serverVersionNum' in database ? Number(database.serverVersionNum) : undefined;
   const first = beats[0];
   const pgDump: Check = first
@@ -91,10 +97,18 @@ export async function checkHealth(services: ApiServices) {
     storage,
     workers: {
       ok: workers.ok,
-      alive: 'alive' in workers ? workers.alive : 0,
+      alive: 'alive' in workers ? Number(workers.alive) : 0,
       ...('error' in workers ? { error: workers.error } : {}),
     },
   };
+  return { checks, beats };
+}
+
+export type DependencyChecks = Awaited<ReturnType<typeof probeDependencies>>['checks'];
+
+/** The quick, public check: every dependency up, or 503 naming those that are not. */
+export async function checkHealth(services: ApiServices) {
+  const { checks } = await probeDependencies(services);
   const failing = Object.entries(checks)
     .filter(([, check]) => !check.ok)
     .map(([name]) => name);

@@ -18,8 +18,11 @@ function validationCode(
 ): ErrorCode {
   const firstPath =
     (error.validation?.[0] as { instancePath?: string } | undefined)?.instancePath ?? '';
-  if (error.validationContext === 'params')
-    return url.includes(':jobId') ? 'INVALID_JOB_ID' : 'INVALID_BACKUP_ID';
+  if (error.validationContext === 'params') {
+    if (url.includes(':jobId')) return 'INVALID_JOB_ID';
+    if (url.includes(':id')) return 'INVALID_BACKUP_ID';
+    return 'VALIDATION_ERROR';
+  }
   if (error.validationContext === 'body' && firstPath.startsWith('/tables'))
     return 'INVALID_TABLE_NAME';
   return 'VALIDATION_ERROR';

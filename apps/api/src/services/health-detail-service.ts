@@ -1,0 +1,148 @@
+import type { BackupManifest } from '@pgkeep/core';
+import { newestScheduledFailure, type ScheduledRunFailure } from '@pgkeep/queue';
+import type { ApiServices } from './api-services.js';
+import {
+  type Check,
+  type DependencyChecks,
+  probeDependencies,
+  timed,
+  whenReady,
+} from './health-service.js';
+
+export type HealthStatus = 'ok' | 'warning' | 'error';
+
+export interface HealthReason {
+  code: string;
+  severity: Exclude<HealthStatus, 'ok'>;
+  message: string;
+}
+
+/** The newest backup by completion time (the list is ordered by start time). */
+export function newestCompleted(manifests: BackupManifest[]): BackupManifest | undefined {
+  let newest: BackupManifest | undefined;
+  for (const manifest of manifests) {
+    if (!newest || Date.parse(manifest.completedAt) > Date.parse(newest.completedAt))
+      newest = manifest;
+  }
+  return newest;
+}
+
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+
+function duration(seconds: number): string {
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7_200) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3_600).toFixed(1)} h`;
+}
+
+/** What the quick check found, as reasons: every failing dependency is an error. */
+function dependencyReasons(checks: DependencyChecks): HealthReason[] {
+  const reasons: HealthReason[] = [];
+  const error = (code: string, message: string) =>
+    reasons.push({ code, severity: 'error', message });
+  const why = (check: Check) => (check.error ? `: ${String(check.error)}` : '');
+  if (!checks.redis.ok) error('REDIS_UNAVAILABLE', `Redis is not reachable${why(checks.redis)}`);
+  if (!checks.database.ok)
+    error('DATABASE_UNAVAILABLE', `the database is not reachable${why(checks.database)}`);
+  if (!checks.storage.ok) error('STORAGE_NOT_WRITABLE', 'the backup directory is not writable');
+  // With Redis down, nothing is known of the workers: that is the Redis reason above.
+  if (checks.redis.ok && !checks.workers.ok)
+    error('NO_WORKER', `no worker is alive${why(checks.workers)}`);
+  if (checks.workers.ok && checks.database.ok && !checks.pgDump.ok) {
+    const versions = (checks.pgDump.versions as string[] | undefined)?.join(', ') ?? 'unknown';
+    error(
+      'PG_DUMP_TOO_OLD',
+      `the workers' pg_dump (${versions}) is older than the server (${String(checks.database.serverVersion)}): backups fail`,
+    );
+  }
+  return reasons;
+}
+
+/**
+ * The admin's view: the quick check's dependencies plus what a monitoring person asks of a
+ * backup tool — is there a recent backup, did the last scheduled one fail, is the disk filling
+ * up. Each finding is a reason with a stable code; the status is the worst reason's severity.
+ * A fact that cannot be read (Redis down: no scheduled runs) is left to the reason that says so.
+ */
+export async function checkHealthDetail(services: ApiServices, now = () => Date.now()) {
+  const { config, storage } = services;
+  const [{ checks }, catalog, disk, scheduled] = await Promise.all([
+    probeDependencies(services),
+    timed(async () => ({ ok: true, manifests: (await storage.listManifests()).manifests })),
+    timed(async () => {
+      await storage.ensureDir();
+      return { ok: true, freeBytes: await storage.freeBytes() };
+    }),
+    timed(async () => {
+      await whenReady(services.redis);
+      return { ok: true, failure: await newestScheduledFailure(services.queues, 'backup') };
+    }),
+  ]);
+  const reasons = dependencyReasons(checks);
+  const warn = (code: string, message: string) =>
+    reasons.push({ code, severity: 'warning', message });
+
+  const manifests = 'manifests' in catalog ? (catalog.manifests as BackupManifest[]) : undefined;
+  if (!manifests) {
+    reasons.push({
+      code: 'CATALOG_UNREADABLE',
+      severity: 'error',
+      message: `the backup list could not be read: ${String((catalog as Check).error)}`,
+    });
+  }
+  const newest = manifests && newestCompleted(manifests);
+  const maxAgeSeconds = config.HEALTH_MAX_BACKUP_AGE_HOURS * 3_600;
+  const ageSeconds = newest ? (now() - Date.parse(newest.completedAt)) / 1000 : null;
+  if (manifests && !newest) {
+    reasons.push({ code: 'NO_BACKUP', severity: 'error', message: 'there is no backup at all' });
+  } else if (newest && ageSeconds !== null && ageSeconds > maxAgeSeconds) {
+    warn(
+      'BACKUP_TOO_OLD',
+      `the newest backup (${newest.id}) completed ${duration(ageSeconds)} ago, more than HEALTH_MAX_BACKUP_AGE_HOURS (${config.HEALTH_MAX_BACKUP_AGE_HOURS} h)`,
+    );
+  }
+
+  // A scheduled run that failed after the newest scheduled backup started: the schedule is
+  // broken until a later run succeeds. Manual backups in between do not clear it.
+  const failure = 'failure' in scheduled ? (scheduled.failure as ScheduledRunFailure | null) : null;
+  const newestScheduled = manifests?.find((manifest) => manifest.type === 'scheduled');
+  if (
+    failure &&
+    manifests &&
+    (!newestScheduled || Date.parse(failure.dueAt) > Date.parse(newestScheduled.createdAt))
+  ) {
+    reasons.push({
+      code: 'SCHEDULED_BACKUP_FAILED',
+      severity: 'error',
+      message: `the last scheduled backup (${failure.jobId}) failed: [${failure.error.code}] ${failure.error.message}`,
+    });
+  }
+
+  const freeBytes = 'freeBytes' in disk ? Number(disk.freeBytes) : null;
+  if (freeBytes !== null && freeBytes < config.HEALTH_MIN_FREE_BYTES) {
+    warn(
+      'LOW_DISK_SPACE',
+      `${gib(freeBytes)} free in the backup directory, less than HEALTH_MIN_FREE_BYTES (${gib(config.HEALTH_MIN_FREE_BYTES)})`,
+    );
+  }
+
+  const status: HealthStatus = reasons.some((reason) => reason.severity === 'error')
+    ? 'error'
+    : reasons.length > 0
+      ? 'warning'
+      : 'ok';
+  return {
+    status,
+    reasons,
+    checks,
+    backupCount: manifests ? manifests.length : null,
+    newestBackup:
+      newest && ageSeconds !== null
+        ? { id: newest.id, completedAt: newest.completedAt, ageSeconds: Math.round(ageSeconds) }
+        : null,
+    maxBackupAgeSeconds: maxAgeSeconds,
+    lastScheduledBackupFailure: failure,
+    freeBytes,
+    minFreeBytes: config.HEALTH_MIN_FREE_BYTES,
+  };
+}

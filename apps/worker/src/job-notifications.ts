@@ -1,0 +1,53 @@
+import type { FinishedJob, JobNotifications } from '@pgkeep/notify';
+import type { Job, Worker } from 'bullmq';
+
+/**
+ * A failed attempt is the job's end when no retry follows: the error is unrecoverable, or the
+ * attempts are used up (BullMQ has counted the failed attempt when it emits 'failed').
+ */
+export function isFinalFailure(job: Job, error: Error): boolean {
+  return error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+}
+
+function finishedJob(
+  job: Job,
+  end: Pick<FinishedJob, 'status' | 'result' | 'failedReason'>,
+  database: string,
+): FinishedJob {
+  return {
+    ...end,
+    name: job.name,
+    id: job.id ?? '',
+    payload: (job.data ?? {}) as Record<string, unknown>,
+    attemptsMade: job.attemptsMade,
+    queuedAt: job.timestamp,
+    startedAt: job.processedOn,
+    finishedAt: job.finishedOn ?? Date.now(),
+    database,
+  };
+}
+
+/**
+ * Announces each job this worker ends for good. The events fire after BullMQ has recorded the
+ * outcome, and `jobFinished` returns at once: the job is never held up by a notification.
+ */
+export function notifyWhenFinished(
+  worker: Worker,
+  notifications: JobNotifications,
+  database: string,
+): void {
+  if (!notifications.enabled) return;
+  worker.on('completed', (job, result) => {
+    notifications.jobFinished(finishedJob(job, { status: 'completed', result }, database));
+  });
+  worker.on('failed', (job, error) => {
+    if (!job || !isFinalFailure(job, error)) return;
+    notifications.jobFinished(
+      finishedJob(
+        job,
+        { status: 'failed', failedReason: job.failedReason ?? error.message },
+        database,
+      ),
+    );
+  });
+}

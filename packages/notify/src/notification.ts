@@ -1,0 +1,193 @@
+import { decodeJobError } from '@pgkeep/core';
+
+/** Jobs whose outcome is announced: the ones an operator must hear about when they fail. */
+export const notifiedJobs = ['backup', 'restore', 'verify'] as const;
+export type NotifiedJob = (typeof notifiedJobs)[number];
+
+export type NotifyOn = 'failure' | 'always';
+
+/** What the worker knows about a job that has ended for good (no retry to come). */
+export interface FinishedJob {
+  name: string;
+  id: string;
+  status: 'completed' | 'failed';
+  /** The job's payload as queued (`requestedBy`, `requestedAt`, `backupId`, `target`, …). */
+  payload: Record<string, unknown>;
+  /** A completed job's result (from the job catalog). */
+  result?: unknown;
+  /** A failed job's error, encoded `[CODE] message`. */
+  failedReason?: string;
+  attemptsMade: number;
+  /** Epoch milliseconds. */
+  queuedAt?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** The database the worker backs up, when the job itself does not name one. */
+  database?: string;
+}
+
+/**
+ * The webhook's JSON body. `text` is Slack-compatible (an incoming webhook shows it as is);
+ * everything else is there for a program to read.
+ */
+export interface JobNotification {
+  text: string;
+  /** `backup.failed`, `backup.succeeded`, `restore.failed`, `verify.failed`, … */
+  event: `${NotifiedJob}.${'succeeded' | 'failed'}`;
+  outcome: 'success' | 'failure';
+  jobName: NotifiedJob;
+  jobId: string;
+  /** A run started by a schedule (`repeat:schedule-…` job ids). */
+  scheduled: boolean;
+  attemptsMade: number;
+  backupId: string | null;
+  filename: string | null;
+  /** The backed-up database, or a restore's target. */
+  database: string | null;
+  error: { code: string; message: string } | null;
+  requestedBy: string | null;
+  requestedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string;
+}
+
+function isNotifiedJob(name: string): name is NotifiedJob {
+  return (notifiedJobs as readonly string[]).includes(name);
+}
+
+const asRecord = (value: unknown): Record<string, unknown> =>
+  typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+const stringOrNull = (value: unknown): string | null =>
+  typeof value === 'string' && value !== '' ? value : null;
+const isoOrNull = (epochMs: number | undefined): string | null =>
+  typeof epochMs === 'number' && Number.isFinite(epochMs) ? new Date(epochMs).toISOString() : null;
+
+/** A verify whose result says `ok: false` is a failure, whatever BullMQ thinks of the job. */
+function verifyFailure(result: Record<string, unknown>): { code: string; message: string } | null {
+  if (result.ok !== false) return null;
+  const checks = Array.isArray(result.checks) ? result.checks.map(asRecord) : [];
+  const failed = checks.find((check) => check.ok === false);
+  return {
+    code: 'VERIFY_FAILED',
+    message: failed ? `${String(failed.name)}: ${String(failed.detail)}` : 'verification failed',
+  };
+}
+
+/**
+ * The notification for a finished job, or null when the job is not one that is announced or
+ * `notifyOn` leaves it out (a success under `failure`).
+ */
+export function buildNotification(job: FinishedJob, notifyOn: NotifyOn): JobNotification | null {
+  if (!isNotifiedJob(job.name)) return null;
+  const payload = job.payload;
+  const result = asRecord(job.result);
+  const error =
+    job.status === 'failed'
+      ? decodeJobError(job.failedReason ?? '')
+      : job.name === 'verify'
+        ? verifyFailure(result)
+        : null;
+  const outcome = error ? 'failure' : 'success';
+  if (outcome === 'success' && notifyOn !== 'always') return null;
+
+  const backupId =
+    stringOrNull(result.id) ?? stringOrNull(result.backupId) ?? stringOrNull(payload.backupId);
+  const database =
+    job.name === 'restore'
+      ? (stringOrNull(result.target) ?? stringOrNull(payload.target))
+      : (stringOrNull(result.database) ?? job.database ?? null);
+  const notification: Omit<JobNotification, 'text'> = {
+    event: `${job.name}.${outcome === 'success' ? 'succeeded' : 'failed'}`,
+    outcome,
+    jobName: job.name,
+    jobId: job.id,
+    scheduled: job.id.startsWith('repeat:'),
+    attemptsMade: job.attemptsMade,
+    backupId,
+    filename: stringOrNull(result.filename),
+    database,
+    error,
+    requestedBy: stringOrNull(payload.requestedBy),
+    requestedAt: stringOrNull(payload.requestedAt) ?? isoOrNull(job.queuedAt),
+    startedAt: isoOrNull(job.startedAt),
+    finishedAt: isoOrNull(job.finishedAt) ?? new Date().toISOString(),
+  };
+  return { text: slackText(notification, result), ...notification };
+}
+
+/** Slack reads `&`, `<` and `>` as markup (links, mentions): an error message must not. */
+export function escapeSlack(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The headline: what happened to which job, without the details. */
+function headline(notification: Omit<JobNotification, 'text'>): string {
+  const verb = notification.outcome === 'success' ? 'succeeded' : 'failed';
+  const what = notification.scheduled ? `scheduled ${notification.jobName}` : notification.jobName;
+  const where = notification.database ? ` on ${notification.database}` : '';
+  return `pgkeep ${what} ${verb}${where}`;
+}
+
+function slackText(
+  notification: Omit<JobNotification, 'text'>,
+  result: Record<string, unknown>,
+): string {
+  const icon = notification.outcome === 'success' ? ':white_check_mark:' : ':x:';
+  let detail: string;
+  if (notification.error) {
+    detail = `[${notification.error.code}] ${notification.error.message}`;
+  } else if (notification.filename) {
+    const size = typeof result.size === 'number' ? `, ${formatBytes(result.size)}` : '';
+    detail = `${notification.filename}${size}`;
+  } else {
+    detail = notification.backupId ? `backup ${notification.backupId}` : 'done';
+  }
+  const context = [
+    `job ${notification.jobId}`,
+    notification.requestedBy ? `requested by ${notification.requestedBy}` : null,
+    `attempt ${notification.attemptsMade}`,
+  ].filter(Boolean);
+  return escapeSlack(`${icon} ${headline(notification)}: ${detail} (${context.join(', ')})`);
+}
+
+/** One line, no line breaks: SMTP header folding is not something a job error should decide. */
+export function emailSubject(notification: JobNotification): string {
+  const subject = notification.error
+    ? `[pgkeep] ${notification.jobName} failed: ${notification.error.code}`
+    : `[pgkeep] ${notification.jobName} succeeded${notification.backupId ? `: ${notification.backupId}` : ''}`;
+  return subject.replace(/[\r\n]+/g, ' ');
+}
+
+export function emailText(notification: JobNotification): string {
+  const rows: [string, string | null][] = [
+    ['Event', notification.event],
+    ['Error code', notification.error?.code ?? null],
+    ['Error', notification.error?.message ?? null],
+    ['Job', `${notification.jobName} ${notification.jobId}`],
+    ['Attempts', String(notification.attemptsMade)],
+    ['Backup', notification.backupId],
+    ['File', notification.filename],
+    ['Database', notification.database],
+    ['Requested by', notification.requestedBy],
+    ['Requested at', notification.requestedAt],
+    ['Started at', notification.startedAt],
+    ['Finished at', notification.finishedAt],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length)) + 2;
+  const lines = rows
+    .filter((row): row is [string, string] => row[1] !== null)
+    .map(([label, value]) => `${`${label}:`.padEnd(width)}${value}`);
+  return `${headline(notification)}.\n\n${lines.join('\n')}\n`;
+}
