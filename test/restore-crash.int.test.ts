@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
@@ -16,6 +15,7 @@ import {
   type TestApi,
   waitForJob,
 } from './support/api.js';
+import { childrenOf, isRunning } from './support/processes.js';
 import {
   createTestEnv,
   dropDatabase,
@@ -51,35 +51,6 @@ interface RestoreResult {
 }
 
 const bounded = { timeout: 30_000, interval: 50 };
-
-function childrenOf(pid: number): { pid: number; command: string; args: string }[] {
-  let out = '';
-  try {
-    out = execFileSync('ps', ['-o', 'pid=,comm=,args=', '--ppid', String(pid)], {
-      encoding: 'utf8',
-    });
-  } catch {
-    return []; // ps exits 1 when there are none
-  }
-  return out
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [childPid, command, ...args] = line.trim().split(/\s+/);
-      return { pid: Number(childPid), command: command ?? '', args: args.join(' ') };
-    });
-}
-
-/** Alive and not a zombie waiting to be reaped. */
-async function isRunning(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 interface RunningPgRestore {
   pid: number;

@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminHeaders, postJob, startApi, type TestApi, waitForJob } from './support/api.js';
+import { childrenOf, isRunning } from './support/processes.js';
 import { createTestEnv, type TestEnv, withClient } from './support/test-env.js';
 import { startWorker, type WorkerProcess } from './support/worker-process.js';
 
@@ -12,33 +12,6 @@ const workers: WorkerProcess[] = [];
 
 /** gzip -9 in-process makes a ~200 MB dump take seconds: long enough to interrupt for real. */
 const slowBackups = { BACKUP_COMPRESSION: 'gzip', BACKUP_GZIP_LEVEL: '9' };
-
-function childrenOf(pid: number): { pid: number; command: string }[] {
-  let out = '';
-  try {
-    out = execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(pid)], { encoding: 'utf8' });
-  } catch {
-    return []; // ps exits 1 when there are none
-  }
-  return out
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [childPid, command] = line.trim().split(/\s+/);
-      return { pid: Number(childPid), command: command ?? '' };
-    });
-}
-
-/** Alive and not a zombie waiting to be reaped. */
-async function isRunning(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 async function pgDumpSessions(): Promise<number> {
   return withClient(env.serverUrl, async (client) => {
