@@ -1,4 +1,4 @@
-import { Duplex, PassThrough } from 'node:stream';
+import { Duplex, PassThrough, type Readable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Compression } from '@pgkeep/core';
 import { type RunningChild, startChild } from '@pgkeep/pg';
@@ -7,6 +7,28 @@ export interface CompressionStage {
   stream: Duplex;
   /** Resolves when the compressor ended well (an external process exited with 0). */
   done: Promise<void>;
+}
+
+/**
+ * zstd reading another child's stdout directly, through a kernel pipe: the uncompressed bytes
+ * never pass through this process, only zstd's output does. That is what lets a backup run
+ * at the speed of `pg_dump | zstd` (see BENCHMARKS.md).
+ */
+export function zstdReading(
+  input: Readable,
+  level: number,
+  signal: AbortSignal | undefined,
+): { output: Readable; done: Promise<void> } {
+  const zstd = startChild('zstd', [`-${level}`, '-T0', '-q', '-c'], {
+    env: { PATH: process.env.PATH },
+    signal,
+    stdin: input,
+  });
+  // zstd has its own copy of the pipe; ours must go, or the pipe would have two readers.
+  input.destroy();
+  const { stdout } = zstd.child;
+  if (!stdout) throw new Error('zstd was started without a stdout pipe');
+  return { output: stdout, done: zstd.done };
 }
 
 /** zstd as a stream stage: its stdin and stdout as one Duplex, `done` its exit status. */

@@ -1,4 +1,5 @@
-import { Transform } from 'node:stream';
+import { readFile } from 'node:fs/promises';
+import { type Duplex, type Readable, Transform } from 'node:stream';
 import {
   AppError,
   artifactFilename,
@@ -21,10 +22,22 @@ import {
   startPgDump,
 } from '@pgkeep/pg';
 import pg from 'pg';
-import { compressionStage } from './compression.js';
+import { compressionStage, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 
 type BackupPayload = JobPayload<'backup'>;
+
+/** Bytes a live process has written so far (Linux: /proc/<pid>/io), if it can be read. */
+async function bytesWrittenBy(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const io = await readFile(`/proc/${pid}/io`, 'utf8');
+    const match = /^wchar:\s*(\d+)$/m.exec(io);
+    return match?.[1] ? Number(match[1]) : undefined;
+  } catch {
+    return undefined; // gone, or not Linux
+  }
+}
 
 function pgDumpError(error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -105,11 +118,8 @@ export async function runBackup(
     log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
 
     const dump = startPgDump({ target, format: payload.format, tables, snapshot, signal });
-    const compressor = compressionStage(
-      payload.compression,
-      { zstd: config.BACKUP_ZSTD_LEVEL, gzip: config.BACKUP_GZIP_LEVEL },
-      signal,
-    );
+    const { stdout } = dump.child;
+    if (!stdout) throw new Error('pg_dump was started without a stdout pipe');
     let bytesRead = 0;
     let bytesWritten = 0;
     const report = () =>
@@ -121,15 +131,42 @@ export async function runBackup(
         bytesRead,
         bytesWritten,
       });
-    const countInput = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        bytesRead += chunk.length;
-        report();
-        callback(null, chunk);
-      },
-    });
-    const { stdout } = dump.child;
-    if (!stdout) throw new Error('pg_dump was started without a stdout pipe');
+    let stages: [Readable, ...Duplex[]];
+    let compressed: Promise<void>;
+    let onWritten: () => void;
+    if (payload.compression === 'zstd') {
+      // pg_dump | zstd through a kernel pipe; what pg_dump has written so far is read from
+      // /proc for the progress, at most twice a second.
+      const zstd = zstdReading(stdout, config.BACKUP_ZSTD_LEVEL, signal);
+      stages = [zstd.output];
+      compressed = zstd.done;
+      let lastRead = 0;
+      onWritten = () => {
+        const now = Date.now();
+        if (now - lastRead < 500) return;
+        lastRead = now;
+        void bytesWrittenBy(dump.child.pid).then((written) => {
+          if (written !== undefined) bytesRead = written;
+          report();
+        });
+      };
+    } else {
+      const compressor = compressionStage(
+        payload.compression,
+        { zstd: config.BACKUP_ZSTD_LEVEL, gzip: config.BACKUP_GZIP_LEVEL },
+        signal,
+      );
+      const countInput = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          bytesRead += chunk.length;
+          report();
+          callback(null, chunk);
+        },
+      });
+      stages = [stdout, countInput, compressor.stream];
+      compressed = compressor.done;
+      onWritten = () => {};
+    }
     // Counted while pg_dump streams, in the same snapshot: the counts match the dump's data.
     const counting = countRows(snapshotClient, counted);
     counting.catch(() => {});
@@ -139,9 +176,10 @@ export async function runBackup(
     try {
       artifact = await storage.writeArtifact(
         filename,
-        [stdout, countInput, compressor.stream],
+        stages,
         (written) => {
           bytesWritten = written;
+          onWritten();
         },
         {
           signal,
@@ -149,7 +187,7 @@ export async function runBackup(
           // finished, so its exit status decides whether the file may become an artifact.
           beforeCommit: async () => {
             await dump.done;
-            await compressor.done;
+            await compressed;
             rowCounts = await counting;
           },
         },
@@ -201,6 +239,7 @@ export async function runBackup(
       await storage.removeArtifact(filename);
       throw error;
     }
+    bytesRead = (await bytesWrittenBy(dump.child.pid)) ?? bytesRead;
     run.onProgress?.({ phase: 'completed', percent: 100, bytesRead, bytesWritten });
     log.info(
       { filename, size: artifact.size, durationMs: manifest.durationMs },

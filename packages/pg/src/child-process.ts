@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 
 const STDERR_TAIL_BYTES = 4096;
 
@@ -35,7 +36,8 @@ function deathSignalPrefix(): string[] {
 export interface ChildOptions {
   env: NodeJS.ProcessEnv;
   signal?: AbortSignal | undefined;
-  stdin?: 'ignore' | 'pipe';
+  /** A Readable with a file descriptor (another child's stdout) is handed over as it is. */
+  stdin?: 'ignore' | 'pipe' | Readable;
   /**
    * Called for each line the child writes to stderr (progress of pg_restore --verbose); lines
    * for which it returns true are progress, kept out of the stderr tail of an error.
