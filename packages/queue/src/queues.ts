@@ -144,11 +144,16 @@ export async function findJob(
     // State first, then the job: once a job reads as finished its hash is final, whereas the
     // other order can pair a "completed" state with a result read a moment before it was set.
     bullState = await queue.getJobState(jobId);
-    job = (await queue.getJob(jobId)) as Job | undefined;
+    // Two round trips per poll, not three: the job and its cancel marker together.
+    const [found, marker] = await Promise.all([
+      queue.getJob(jobId) as Promise<Job | undefined>,
+      cancelRequestedBy(redis, prefix, jobId),
+    ]);
+    job = found;
+    cancelledBy = marker;
     if (!job || bullState === 'unknown') {
       throw new AppError('JOB_NOT_FOUND', `job ${jobId} not found`);
     }
-    cancelledBy = await cancelRequestedBy(redis, prefix, jobId);
   } catch (error) {
     if (error instanceof AppError) throw error;
     throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });

@@ -11,12 +11,14 @@ export default fp<{ config: Config }>(
     if (config.JWT_PUBLIC_KEY) {
       await app.register(fastifyJwt, {
         secret: { public: config.JWT_PUBLIC_KEY },
-        verify: { algorithms: ['RS256', 'ES256'] },
+        // cache: a polling panel sends the same token many times a second; expiry is still
+        // checked on every use.
+        verify: { algorithms: ['RS256', 'ES256'], cache: true },
       });
     } else {
       await app.register(fastifyJwt, {
         secret: config.JWT_SECRET ?? '',
-        verify: { algorithms: ['HS256'] },
+        verify: { algorithms: ['HS256'], cache: true },
       });
     }
   },
