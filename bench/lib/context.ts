@@ -1,0 +1,111 @@
+import { rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { dropDatabase, toolEnv } from './db.js';
+import { loadAverage } from './machine.js';
+import { statusKb } from './memory.js';
+import type { PgkeepStack } from './pgkeep.js';
+import type { SectionMeta } from './results.js';
+import { runPipeline } from './tools.js';
+
+/** What the sections share: the dataset, the running pgkeep, and artifacts made on the way. */
+export interface BenchContext {
+  scale: number;
+  runs: number;
+  database: string;
+  workDir: string;
+  stack: PgkeepStack;
+  log: (line: string) => void;
+  /** The newest pgkeep backup of the dataset (custom + zstd). */
+  pgkeepBackup?: { id: string; file: string };
+  /** `pg_dump -Fc` archive of the dataset. */
+  fcFile?: string;
+  /** `pg_dump` plain SQL of the dataset (the panel's old format). */
+  plainFile?: string;
+}
+
+export const rawDir = (ctx: BenchContext) => path.join(ctx.workDir, 'raw');
+
+export function sectionMeta(runs: number): { finish: () => SectionMeta } {
+  const startedAt = new Date().toISOString();
+  const load = loadAverage();
+  return {
+    finish: () => ({
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      loadAverage: load,
+      runs,
+    }),
+  };
+}
+
+export async function fileSize(file: string): Promise<number> {
+  return (await stat(file)).size;
+}
+
+export function phasesSince(seen: Record<string, number>, t0: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(seen).map(([phase, at]) => [phase, at - t0]));
+}
+
+/** A full pgkeep backup through the API; its id, artifact path and the job as reported. */
+export async function pgkeepBackup(ctx: BenchContext) {
+  const t0 = Date.now();
+  const jobId = await ctx.stack.enqueue('/api/backup', {});
+  const seen: Record<string, number> = {};
+  const job = await ctx.stack.waitForJob(jobId, { phases: seen });
+  const result = job.result as { id: string; filename: string; size: number; durationMs: number };
+  const ms = Date.parse(job.finishedAt ?? '') - t0;
+  ctx.pgkeepBackup = { id: result.id, file: path.join(ctx.stack.backupDir, result.filename) };
+  return { ms, bytes: result.size, jobMs: result.durationMs, phases: phasesSince(seen, t0), jobId };
+}
+
+export async function dumpCustom(ctx: BenchContext): Promise<number> {
+  const file = path.join(rawDir(ctx), 'dataset.dump');
+  await rm(file, { force: true });
+  const ms = await runPipeline([{ command: 'pg_dump', args: ['-Fc', '-f', file, ctx.database] }], {
+    env: toolEnv(ctx.database),
+  });
+  ctx.fcFile = file;
+  return ms;
+}
+
+export async function dumpPlain(ctx: BenchContext): Promise<number> {
+  const file = path.join(rawDir(ctx), 'dataset.sql');
+  await rm(file, { force: true });
+  const ms = await runPipeline([{ command: 'pg_dump', args: ['-f', file, ctx.database] }], {
+    env: toolEnv(ctx.database),
+  });
+  ctx.plainFile = file;
+  return ms;
+}
+
+/** Makes sure the artifacts a section needs exist (made once, untimed, when missing). */
+export async function ensureArtifacts(
+  ctx: BenchContext,
+  needs: { pgkeep?: boolean; fc?: boolean; plain?: boolean },
+): Promise<void> {
+  if (needs.pgkeep && !ctx.pgkeepBackup) {
+    ctx.log('  making a pgkeep backup for this section');
+    await pgkeepBackup(ctx);
+  }
+  if (needs.fc && !ctx.fcFile) {
+    ctx.log('  making a pg_dump -Fc archive for this section');
+    await dumpCustom(ctx);
+  }
+  if (needs.plain && !ctx.plainFile) {
+    ctx.log('  making a plain SQL dump for this section');
+    await dumpPlain(ctx);
+  }
+}
+
+/** Drops the databases a pgkeep restore replaced (`<db>_pre_restore_…`). */
+export async function dropReplaced(previous: unknown): Promise<void> {
+  if (typeof previous === 'string' && previous.length > 0) await dropDatabase(previous);
+}
+
+export const workerRssMb = (ctx: BenchContext) =>
+  statusKb(ctx.stack.worker.pid ?? 0, 'VmRSS') / 1024;
+export const workerHwmMb = (ctx: BenchContext) =>
+  statusKb(ctx.stack.worker.pid ?? 0, 'VmHWM') / 1024;
+
+export const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+export const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;

@@ -1,0 +1,349 @@
+import type {
+  ApiSection,
+  BackupSection,
+  BenchResults,
+  DowntimeSection,
+  RestoreSection,
+  SectionMeta,
+  StartSection,
+  Variant,
+} from './lib/results.js';
+import { median } from './lib/util.js';
+
+/**
+ * The tables of each section of BENCHMARKS.md: medians, the ratio to each baseline, and the
+ * targets of issue 7 checked (pushed onto `checks`). Pure: numbers in, markdown out.
+ */
+
+export const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+export const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const x = (ratio: number) => `${ratio.toFixed(2)}×`;
+const pct = (ratio: number) => `${(ratio * 100).toFixed(0)} %`;
+export const pass = (ok: boolean) => (ok ? '**pass**' : '**FAIL**');
+const medianMs = (variant: Variant) => median(variant.runs.map((run) => run.ms));
+const medianBytes = (variant: Variant) => median(variant.runs.map((run) => run.bytes ?? 0));
+const runList = (variant: Variant) =>
+  variant.runs.map((run) => (run.ms / 1000).toFixed(2)).join(' / ');
+
+export function table(header: string[], rows: string[][]): string {
+  // A `|` inside a cell (also inside code) would end the cell.
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+function metaLine(meta: SectionMeta): string {
+  return `_${meta.runs} runs each, alternating (ABAB); medians. Started ${meta.startedAt}, load average at start ${meta.loadAverage.join(' / ')} (1/5/15 min)._`;
+}
+
+/** pgkeep's own job time and the worker's CPU, beside the end-to-end time. */
+function pgkeepNote(variant: Variant): string {
+  const jobMs = variant.runs.flatMap((run) => (run.jobMs === undefined ? [] : [run.jobMs]));
+  const cpu = variant.runs.flatMap((run) =>
+    run.workerCpuMs === undefined ? [] : [run.workerCpuMs],
+  );
+  const parts: string[] = [];
+  if (jobMs.length > 0) {
+    parts.push(
+      `pgkeep's job reports ${s(median(jobMs))} itself (median); the rest of the end-to-end time is the queue, the locks and the polling`,
+    );
+  }
+  if (cpu.length > 0) parts.push(`the worker process used ${s(median(cpu))} of CPU per run`);
+  const phased = variant.runs.filter((run) => run.phases && Object.keys(run.phases).length > 0);
+  if (phased.length > 0) {
+    // A phase lasts from its first sighting (50 ms polls) to the next phase's, the last one
+    // to the job's end; 'completed' is the end itself.
+    const durations = new Map<string, { starts: number[]; spans: number[] }>();
+    for (const run of phased) {
+      const seen = Object.entries(run.phases ?? {})
+        .filter(([phase]) => phase !== 'completed')
+        .sort((a, b) => a[1] - b[1]);
+      seen.forEach(([phase, at], index) => {
+        const end = seen[index + 1]?.[1] ?? run.ms;
+        const entry = durations.get(phase) ?? { starts: [], spans: [] };
+        entry.starts.push(at);
+        entry.spans.push(end - at);
+        durations.set(phase, entry);
+      });
+    }
+    const spans = [...durations.entries()]
+      .sort((a, b) => median(a[1].starts) - median(b[1].starts))
+      .map(([phase, entry]) => `${phase} ${s(median(entry.spans))}`);
+    parts.push(`job phases as polled (median): ${spans.join(', ')}`);
+  }
+  return parts.length > 0 ? `${parts.join('; ')}.` : '';
+}
+
+export interface TargetCheck {
+  section: string;
+  target: string;
+  measured: string;
+  ok: boolean;
+  /** How far from the target, when missed. */
+  miss?: string;
+}
+
+export function backupTables(
+  section: BackupSection,
+  dumpBytes: number,
+  checks: TargetCheck[],
+): string {
+  const { pgkeep, zstd, fc, plain } = section.variants;
+  const p = medianMs(pgkeep);
+  const rows = [pgkeep, zstd, fc, plain].map((variant) => {
+    const ms = medianMs(variant);
+    return [
+      variant.label,
+      s(ms),
+      runList(variant),
+      mb(medianBytes(variant)),
+      `${(dumpBytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`,
+      variant === pgkeep ? '—' : `${x(p / ms)} (this is ${x(ms / p)} pgkeep's)`,
+    ];
+  });
+  const vsRaw = p / medianMs(zstd);
+  const vsFc = medianMs(fc) / p;
+  const sizeOk = medianBytes(pgkeep) <= medianBytes(fc);
+  checks.push(
+    {
+      section: 'backup',
+      target: 'pgkeep ≤ 1.05 × `pg_dump -Fc -Z0 | zstd`',
+      measured: x(vsRaw),
+      ok: vsRaw <= 1.05,
+      miss: `${pct(vsRaw / 1.05 - 1)} over`,
+    },
+    {
+      section: 'backup',
+      target: 'pgkeep ≥ 2 × faster than `pg_dump -Fc`',
+      measured: `${x(vsFc)} faster`,
+      ok: vsFc >= 2,
+      miss: `${pct(1 - vsFc / 2)} short`,
+    },
+    {
+      section: 'backup',
+      target: 'pgkeep size ≤ `pg_dump -Fc` size',
+      measured: `${mb(medianBytes(pgkeep))} vs ${mb(medianBytes(fc))}`,
+      ok: sizeOk,
+      miss: `${pct(medianBytes(pgkeep) / medianBytes(fc) - 1)} larger`,
+    },
+  );
+  return [
+    metaLine(section),
+    '',
+    table(['method', 'wall (median)', 'runs (s)', 'size', 'MB/s', 'pgkeep time ÷ this'], rows),
+    '',
+    `MB/s: the ${mb(dumpBytes)} that \`pg_dump -Fc -Z0\` writes for this database, divided by the wall time (the same data for every method). ${pgkeepNote(pgkeep)}`,
+  ].join('\n');
+}
+
+export function restoreTables(section: RestoreSection, checks: TargetCheck[]): string {
+  const { pgkeep, rawPipe, rawFile, fcJobs } = section.variants;
+  const p = medianMs(pgkeep);
+  const fastestRaw = Math.min(medianMs(rawPipe), medianMs(rawFile));
+  const rows = [pgkeep, rawPipe, rawFile, fcJobs].map((variant) => {
+    const ms = medianMs(variant);
+    return [variant.label, s(ms), runList(variant), variant === pgkeep ? '—' : x(p / ms)];
+  });
+  const ratio = p / fastestRaw;
+  checks.push({
+    section: 'restore',
+    target: 'pgkeep ≤ 1.15 × the fastest raw restore of the same artifact',
+    measured: x(ratio),
+    ok: ratio <= 1.15,
+    miss: `${pct(ratio / 1.15 - 1)} over`,
+  });
+  return [
+    metaLine(section),
+    '',
+    table(['method', 'wall (median)', 'runs (s)', 'pgkeep time ÷ this'], rows),
+    '',
+    `Raw restores go into a fresh empty database (\`createdb\` included in the time). pgkeep's swap itself (as its job reports it): median ${median(section.swapMs).toFixed(0)} ms. ${pgkeepNote(pgkeep)}`,
+  ].join('\n');
+}
+
+export function downtimeTables(section: DowntimeSection, checks: TargetCheck[]): string {
+  const row = (label: string, runs: DowntimeSection['pgkeep']) => [
+    label,
+    `${median(runs.map((r) => r.gapMs)).toFixed(0)} ms`,
+    `${Math.max(...runs.map((r) => r.gapMs)).toFixed(0)} ms`,
+    runs.map((r) => r.gapMs.toFixed(0)).join(' / '),
+    s(median(runs.map((r) => r.totalMs))),
+  ];
+  const worst = Math.max(...section.pgkeep.map((r) => r.gapMs));
+  const oldGap = median(section.oldWay.map((r) => r.gapMs));
+  const oldTotal = median(section.oldWay.map((r) => r.totalMs));
+  checks.push({
+    section: 'downtime',
+    target: 'pgkeep longest gap ≤ 1 s (worst run)',
+    measured: `${worst.toFixed(0)} ms`,
+    ok: worst <= 1000,
+    miss: `${(worst - 1000).toFixed(0)} ms over`,
+  });
+  return [
+    metaLine(section),
+    '',
+    table(
+      [
+        'restore',
+        'longest gap (median)',
+        'longest gap (worst)',
+        'runs (ms)',
+        'restore time (median)',
+      ],
+      [
+        row('pgkeep (swap)', section.pgkeep),
+        row('panel, old: `dropdb`, `createdb`, `psql -f` plain SQL', section.oldWay),
+      ],
+    ),
+    '',
+    `Probe: one client, a query every ${section.probeIntervalMs} ms that needs the newest user and the newest message; reconnects after any error. The old way's gap is ${pct(oldGap / oldTotal)} of its restore (the rest is index builds after the data, when the queries answer again but slowly).`,
+  ].join('\n');
+}
+
+export function apiTables(section: ApiSection, checks: TargetCheck[]): string {
+  const { job, list, bare } = section.variants;
+  const med = (
+    runs: ApiSection['variants']['job']['runs'],
+    key: 'requestsPerSec' | 'p50Ms' | 'p99Ms',
+  ) => median(runs.map((run) => run[key]));
+  const bareRps = med(bare.runs, 'requestsPerSec');
+  const rows = [job, list, bare].map((variant) => [
+    variant.label,
+    med(variant.runs, 'requestsPerSec').toFixed(0),
+    variant.runs.map((run) => run.requestsPerSec.toFixed(0)).join(' / '),
+    `${med(variant.runs, 'p50Ms').toFixed(1)} ms`,
+    `${med(variant.runs, 'p99Ms').toFixed(1)} ms`,
+    variant === bare ? '—' : pct(med(variant.runs, 'requestsPerSec') / bareRps),
+    String(variant.runs.reduce((sum, run) => sum + run.non2xx + run.errors, 0)),
+  ]);
+  const rps = med(job.runs, 'requestsPerSec');
+  const p99 = med(job.runs, 'p99Ms');
+  checks.push(
+    {
+      section: 'api',
+      target: '`GET /api/jobs/:id` ≥ 5,000 req/s',
+      measured: `${rps.toFixed(0)} req/s`,
+      ok: rps >= 5000,
+      miss: `${pct(1 - rps / 5000)} short`,
+    },
+    {
+      section: 'api',
+      target: '`GET /api/jobs/:id` p99 ≤ 20 ms',
+      measured: `${p99.toFixed(1)} ms`,
+      ok: p99 <= 20,
+      miss: `${(p99 - 20).toFixed(1)} ms over`,
+    },
+    {
+      section: 'api',
+      target: '`GET /api/jobs/:id` ≥ 40 % of a bare Fastify route',
+      measured: pct(rps / bareRps),
+      ok: rps / bareRps >= 0.4,
+      miss: `${((0.4 - rps / bareRps) * 100).toFixed(0)} points short`,
+    },
+  );
+  return [
+    metaLine(section),
+    '',
+    table(['endpoint', 'req/s (median)', 'runs', 'p50', 'p99', '÷ bare', 'non-2xx + errors'], rows),
+    '',
+    `autocannon in the bench process, ${section.connections} connections, ${section.durationSec} s per run after a 3 s warm-up of each; the API at LOG_LEVEL=warn with a real admin token (HS256).`,
+  ].join('\n');
+}
+
+export function startTables(section: StartSection): string {
+  const row = (label: string, values: number[]) => {
+    const ordered = [...values].sort((a, b) => a - b);
+    const p90 = ordered[Math.min(ordered.length - 1, Math.floor(ordered.length * 0.9))] ?? 0;
+    return [
+      label,
+      `${median(values).toFixed(0)} ms`,
+      `${p90.toFixed(0)} ms`,
+      `${Math.max(...values).toFixed(0)} ms`,
+    ];
+  };
+  return [
+    `_${section.firstByteMs.length} samples. Started ${section.startedAt}, load average at start ${section.loadAverage.join(' / ')} (1/5/15 min)._`,
+    '',
+    table(
+      ['from POST to', 'median', 'p90', 'max'],
+      [
+        row('202 answered', section.acceptedMs),
+        row('job picked up by the worker', section.pickedUpMs),
+        row('first byte in the backup file', section.firstByteMs),
+      ],
+    ),
+    '',
+    'Each sample is a full backup, cancelled through the API once its first byte is on disk. The first byte is what zstd writes, so it includes pg_dump reading the catalog and zstd filling its first block.',
+  ].join('\n');
+}
+
+export function renderMemory(results: BenchResults, checks: TargetCheck[]): string {
+  const scales = Object.values(results.scales)
+    .filter((run) => run.sections.backup || run.sections.restore)
+    .sort((a, b) => a.scale - b.scale);
+  if (scales.length === 0) return '_No backup or restore section run yet._';
+  const rows = scales.map((run) => {
+    const b = run.sections.backup?.memory;
+    const r = run.sections.restore?.memory;
+    const children = (memory: typeof b) =>
+      memory
+        ? `${memory.childrenPeakMb.toFixed(0)} MB (${Object.entries(memory.byCommandMb)
+            .sort((m, n) => n[1] - m[1])
+            .slice(0, 3)
+            .map(([name, value]) => `${name} ${value.toFixed(0)}`)
+            .join(', ')})`
+        : '—';
+    return [
+      String(run.scale),
+      `${(run.dataset.sizeBytes / 1e9).toFixed(2)} GB`,
+      b ? `${b.idleMb.toFixed(0)} MB` : '—',
+      b ? `${b.selfPeakMb.toFixed(0)} MB` : '—',
+      r ? `${r.selfPeakMb.toFixed(0)} MB` : '—',
+      `${Math.max(b?.hwmMb ?? 0, r?.hwmMb ?? 0).toFixed(0)} MB`,
+      children(b),
+      children(r),
+    ];
+  });
+  const peaks = scales.map((run) =>
+    Math.max(
+      run.sections.backup?.memory.selfPeakMb ?? 0,
+      run.sections.restore?.memory.selfPeakMb ?? 0,
+    ),
+  );
+  const worst = Math.max(...peaks);
+  checks.push({
+    section: 'memory',
+    target: 'worker peak RSS ≤ 150 MB (backup and restore, every scale)',
+    measured: `${worst.toFixed(0)} MB`,
+    ok: worst <= 150,
+    miss: `${(worst - 150).toFixed(0)} MB over`,
+  });
+  if (scales.length > 1) {
+    const first = peaks[0] as number;
+    const last = peaks.at(-1) as number;
+    checks.push({
+      section: 'memory',
+      target: `worker peak flat as the database grows (scale ${scales[0]?.scale} → ${scales.at(-1)?.scale}: within 20 %)`,
+      measured: `${first.toFixed(0)} → ${last.toFixed(0)} MB (${x(last / first)})`,
+      ok: last <= first * 1.2,
+      miss: `${pct(last / first - 1.2)} over`,
+    });
+  }
+  return [
+    table(
+      [
+        'scale',
+        'database',
+        'worker idle',
+        'worker peak, backup',
+        'worker peak, restore',
+        'worker VmHWM',
+        'children peak, backup',
+        'children peak, restore',
+      ],
+      rows,
+    ),
+    '',
+    'RSS of the worker process sampled every 50 ms from /proc during the pgkeep runs of sections 1 and 2; VmHWM is its lifetime peak (start-up included). Children: the summed RSS of its child processes at one instant (pg_restore -j 2 forks two workers), with the largest per command. PostgreSQL backends are not children of the worker and are not counted.',
+  ].join('\n');
+}

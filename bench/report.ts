@@ -1,0 +1,125 @@
+import type { BenchResults, ScaleResults } from './lib/results.js';
+import {
+  apiTables,
+  backupTables,
+  downtimeTables,
+  mb,
+  pass,
+  renderMemory,
+  restoreTables,
+  s,
+  startTables,
+  type TargetCheck,
+  table,
+} from './report-sections.js';
+
+export { renderMemory, type TargetCheck };
+
+/**
+ * BENCHMARKS.md from results.json: a table per section with the medians, the ratio to each
+ * baseline and pass/fail against the targets of issue 7 (report-sections.ts renders the
+ * sections). Pure: numbers in, markdown out.
+ */
+export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
+  const { dataset } = run;
+  const parts = [
+    `## Scale ${run.scale}`,
+    '',
+    `Database \`${dataset.database}\`: ${(dataset.sizeBytes / 1e9).toFixed(2)} GB on disk with indexes; ${Object.entries(
+      dataset.counts,
+    )
+      .map(([name, count]) => `${count.toLocaleString('en-US')} ${name}`)
+      .join(
+        ', ',
+      )}; \`pg_dump -Fc -Z0\` writes ${mb(dataset.dumpBytes)}.${dataset.generatedMs ? ` Generated in ${s(dataset.generatedMs)}.` : ''}`,
+  ];
+  const scaleChecks: TargetCheck[] = [];
+  const { backup, restore, downtime, api, start } = run.sections;
+  if (backup)
+    parts.push('', '### 1. Backup', '', backupTables(backup, dataset.dumpBytes, scaleChecks));
+  if (restore) parts.push('', '### 2. Restore', '', restoreTables(restore, scaleChecks));
+  if (downtime)
+    parts.push('', '### 3. Downtime during restore', '', downtimeTables(downtime, scaleChecks));
+  if (api) parts.push('', '### 5. API under load', '', apiTables(api, scaleChecks));
+  if (start) parts.push('', '### 6. Enqueue to start', '', startTables(start));
+  if (scaleChecks.length > 0) {
+    parts.push('', `### Targets at scale ${run.scale}`, '', checksTable(scaleChecks));
+  }
+  for (const check of scaleChecks)
+    checks.push({ ...check, section: `${check.section} (scale ${run.scale})` });
+  return parts.join('\n');
+}
+
+export function checksTable(checks: TargetCheck[]): string {
+  return table(
+    ['section', 'target', 'measured', 'result'],
+    checks.map((check) => [
+      check.section,
+      check.target,
+      check.measured,
+      check.ok ? pass(true) : `${pass(false)} (${check.miss})`,
+    ]),
+  );
+}
+
+export function renderMarkdown(results: BenchResults, analysis: string | null): string {
+  const runs = Object.values(results.scales).sort((a, b) => a.scale - b.scale);
+  const latest = runs.at(-1);
+  const checks: TargetCheck[] = [];
+  const scaleParts = runs.map((run) => renderScale(run, checks));
+  const memory = renderMemory(results, checks);
+  const machine = latest?.machine;
+  const dates = runs
+    .flatMap((run) => Object.values(run.sections).map((section) => section.startedAt.slice(0, 10)))
+    .filter((date, index, all) => all.indexOf(date) === index);
+  return [
+    '# pgkeep benchmarks',
+    '',
+    "Measured by `npm run bench` (bench/run.ts): pgkeep end to end (its API and worker as real processes, driven over HTTP) against the raw PostgreSQL tools and the panel's old way, on the same generated database in the same run, alternating methods (ABAB) and taking medians. The raw numbers are in [bench/results.json](bench/results.json); this file is rendered from them.",
+    '',
+    '```sh',
+    'npm run bench                                  # scale 0.1 (≈ 0.3 GB), every section, 3 runs: ≈ 4 min',
+    'npm run bench -- --scale 1                     # ≈ 3 GB: dataset ≈ 4 min, the whole run ≈ 30 min',
+    'npm run bench -- --scale 0.03 --sections backup,api --runs 3   # a quick look at some sections',
+    'npm run bench -- --scale 1 --keep-dataset      # keep the generated database for the next run',
+    'npx tsx bench/generate-dataset.ts --scale 1    # only the dataset',
+    'npm run bench -- --render-only                 # BENCHMARKS.md again from bench/results.json',
+    '```',
+    '',
+    'Profiling aids (not part of the run): `bench/profile-worker.ts` (the worker under `--cpu-prof` for one backup and one restore), `bench/backup-datapath.ts` (the backup and restore data paths alone), `bench/api-breakdown.ts` (the pieces of one job poll), `bench/api-variants.ts` (the job route with proposed changes, over HTTP), `bench/profile-summary.ts` (self time by package and function of a `.cpuprofile`; `--api-cpu-prof` writes one for the API during a run).',
+    '',
+    'Sections: `backup`, `restore`, `downtime`, `api`, `start` (memory is sampled during backup and restore). A run replaces the sections it ran at its scale in results.json and keeps the others.',
+    '',
+    '## Machine',
+    '',
+    machine
+      ? table(
+          ['', ''],
+          [
+            ['CPU', `${machine.cpus} × ${machine.cpuModel}`],
+            ['memory', `${machine.memoryGiB} GiB`],
+            ['kernel', machine.kernel],
+            ['Node', machine.node],
+            ['PostgreSQL server', machine.postgresServer],
+            ['pg_dump / pg_restore', `${machine.pgDump} / ${machine.pgRestore}`],
+            ['zstd', machine.zstd],
+            ['Redis', machine.redis],
+            ['dates', dates.join(', ')],
+          ],
+        )
+      : '_no run yet_',
+    '',
+    'The machine was shared with other work during the runs: each section notes the load average when it started (2 cores: a load of 2 is a full machine).',
+    '',
+    ...scaleParts.flatMap((part) => [part, '']),
+    '## 4. Memory (worker and children) across scales',
+    '',
+    memory,
+    '',
+    '## All targets',
+    '',
+    checksTable(checks),
+    ...(analysis ? ['', analysis.trim()] : []),
+    '',
+  ].join('\n');
+}

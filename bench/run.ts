@@ -1,0 +1,233 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { generateDataset } from './generate-dataset.js';
+import type { BenchContext } from './lib/context.js';
+import { dropDatabase, listDatabases, toolEnv } from './lib/db.js';
+import { loadAverage, machineInfo } from './lib/machine.js';
+import { type PgkeepStack, ROOT, startPgkeep } from './lib/pgkeep.js';
+import type { BenchResults, ScaleResults } from './lib/results.js';
+import { countOutputBytes, runTool } from './lib/tools.js';
+import {
+  checksTable,
+  renderMarkdown,
+  renderMemory,
+  renderScale,
+  type TargetCheck,
+} from './report.js';
+import { benchApi } from './sections/api.js';
+import { benchBackup } from './sections/backup.js';
+import { benchDowntime } from './sections/downtime.js';
+import { benchRestore } from './sections/restore.js';
+import { benchStart } from './sections/start.js';
+
+/**
+ * `npm run bench`: generates (or reuses) the dataset, starts pgkeep's API and worker as real
+ * processes, runs the sections, writes bench/results.json and BENCHMARKS.md, prints the tables.
+ */
+/** Where --api-cpu-prof leaves the API's .cpuprofile (outside the work tree, kept). */
+const API_PROFILE_DIR = path.join(os.tmpdir(), 'pgkeep-bench-profiles');
+const SECTIONS = ['backup', 'restore', 'downtime', 'api', 'start'] as const;
+type SectionName = (typeof SECTIONS)[number];
+
+const { values } = parseArgs({
+  options: {
+    scale: { type: 'string', default: '0.1' },
+    runs: { type: 'string', default: '3' },
+    sections: { type: 'string', default: SECTIONS.join(',') },
+    db: { type: 'string' },
+    'keep-dataset': { type: 'boolean', default: false },
+    'start-samples': { type: 'string', default: '20' },
+    'api-duration': { type: 'string', default: '5' },
+    'api-connections': { type: 'string', default: '10' },
+    'api-cpu-prof': { type: 'boolean', default: false },
+    'results-file': { type: 'string', default: path.join(ROOT, 'bench/results.json') },
+    'markdown-file': { type: 'string', default: path.join(ROOT, 'BENCHMARKS.md') },
+    'render-only': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(
+    [
+      'npm run bench -- [--scale 0.1] [--runs 3] [--sections backup,restore,downtime,api,start]',
+      '                 [--keep-dataset] [--db NAME] [--start-samples 20]',
+      '                 [--api-duration 5] [--api-connections 10] [--api-cpu-prof]',
+      'npm run bench -- --render-only   (BENCHMARKS.md again from bench/results.json)',
+      '(memory is measured during backup and restore; "memory" in --sections is accepted)',
+      '',
+    ].join('\n'),
+  );
+  process.exit(0);
+}
+
+async function loadResults(file: string): Promise<BenchResults> {
+  if (!existsSync(file)) return { note: '', scales: {} };
+  return JSON.parse(await readFile(file, 'utf8')) as BenchResults;
+}
+
+/** BENCHMARKS.md from the results (and bench/analysis.md), formatted as the project's Biome wants. */
+async function writeMarkdown(results: BenchResults): Promise<void> {
+  const analysisFile = path.join(ROOT, 'bench/analysis.md');
+  const analysis = existsSync(analysisFile) ? await readFile(analysisFile, 'utf8') : null;
+  const file = values['markdown-file'];
+  await writeFile(file, renderMarkdown(results, analysis));
+  await runTool(path.join(ROOT, 'node_modules/.bin/biome'), ['format', '--write', file], {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+  }).catch(() => {
+    // Outside the project (or no Biome): the file stays as rendered.
+  });
+}
+
+if (values['render-only']) {
+  await writeMarkdown(await loadResults(values['results-file']));
+  process.stdout.write(`wrote ${values['markdown-file']}\n`);
+  process.exit(0);
+}
+
+const scale = Number(values.scale);
+const runs = Number(values.runs);
+if (!(scale > 0 && scale <= 10)) throw new Error('--scale must be in (0, 10]');
+if (!(Number.isInteger(runs) && runs >= 1)) throw new Error('--runs must be a whole number ≥ 1');
+const requested = values.sections.split(',').map((name) => name.trim());
+for (const name of requested) {
+  if (name !== 'memory' && !SECTIONS.includes(name as SectionName)) {
+    throw new Error(`unknown section ${name} (known: ${SECTIONS.join(', ')}, memory)`);
+  }
+}
+const selected = SECTIONS.filter(
+  (name) =>
+    requested.includes(name) ||
+    (requested.includes('memory') && (name === 'backup' || name === 'restore')),
+);
+const database = values.db ?? `pgkeep_bench_s${String(scale).replace('.', '_')}`;
+const benchStarted = Date.now();
+const log = (line: string) => {
+  const elapsed = ((Date.now() - benchStarted) / 1000).toFixed(0).padStart(5);
+  process.stdout.write(`[${elapsed} s] ${line}\n`);
+};
+
+const workDir = await mkdtemp(path.join(os.tmpdir(), 'pgkeep-bench-'));
+await mkdir(path.join(workDir, 'raw'));
+let stack: PgkeepStack | undefined;
+let cleaning: Promise<void> | undefined;
+
+async function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await stack?.stop().catch((error: unknown) => log(`stopping pgkeep: ${String(error)}`));
+    // Only this run's: its own raw restore target, the databases its restores replaced, and
+    // the scratch databases of its own lock namespace (never another deployment's).
+    const tag = stack ? createHash('sha256').update(stack.prefix).digest('hex').slice(0, 8) : null;
+    const leftovers = [
+      `${database}_raw`,
+      ...(await listDatabases(`${database}\\_pre\\_restore\\_%`)),
+      ...(tag ? await listDatabases(`pgkeep\\_restore\\_${tag}\\_%`) : []),
+      ...(tag ? await listDatabases(`pgkeep\\_verify\\_${tag}\\_%`) : []),
+    ];
+    if (!values['keep-dataset']) leftovers.push(database);
+    for (const name of leftovers) {
+      await dropDatabase(name).catch((error: unknown) => log(`drop ${name}: ${String(error)}`));
+    }
+    await rm(workDir, { recursive: true, force: true });
+    log(
+      values['keep-dataset']
+        ? `cleaned up (kept the dataset ${database})`
+        : 'cleaned up (dataset dropped)',
+    );
+  })();
+  return cleaning;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+try {
+  log(`pgkeep bench: scale ${scale}, ${runs} runs, sections ${selected.join(', ')}`);
+  log(`load average ${loadAverage().join(' / ')}; work dir ${workDir}`);
+  const dataset = await generateDataset(database, scale, { log });
+  // Also the warm-up: every table read once before anything is timed.
+  const dumpBytes = await countOutputBytes('pg_dump', ['-Fc', '-Z0', database], toolEnv(database));
+  log(
+    `dataset ${(dataset.sizeBytes / 1e9).toFixed(2)} GB; pg_dump -Fc -Z0 ${(dumpBytes / 1e6).toFixed(0)} MB`,
+  );
+  const machine = await machineInfo();
+
+  stack = await startPgkeep({
+    database,
+    workDir,
+    ...(values['api-cpu-prof']
+      ? { apiNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${API_PROFILE_DIR}`] }
+      : {}),
+  });
+  log(`pgkeep up: API ${stack.baseUrl}, worker pid ${stack.worker.pid}, prefix ${stack.prefix}`);
+  if (values['api-cpu-prof']) log(`the API's CPU profile goes to ${API_PROFILE_DIR} when it stops`);
+  const ctx: BenchContext = { scale, runs, database, workDir, stack, log };
+
+  const resultsFile = values['results-file'];
+  const previous = (await loadResults(resultsFile)).scales[String(scale)];
+  const run: ScaleResults = {
+    scale,
+    machine,
+    dataset: {
+      database,
+      sizeBytes: dataset.sizeBytes,
+      counts: { ...dataset.counts },
+      generatedMs: dataset.generatedMs ?? previous?.dataset.generatedMs ?? null,
+      dumpBytes,
+    },
+    sections: { ...(previous?.sections ?? {}) },
+  };
+  const save = async () => {
+    // Read again: another scale may have been written meanwhile by another run.
+    const results = await loadResults(resultsFile);
+    results.note =
+      'Raw numbers of `npm run bench` (bench/run.ts), by scale; times in ms, sizes in bytes, memory in MB. BENCHMARKS.md is rendered from this file.';
+    results.scales[String(scale)] = run;
+    await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
+    await writeMarkdown(results);
+  };
+
+  const sectionRunners: Record<SectionName, () => Promise<void>> = {
+    backup: async () => {
+      run.sections.backup = await benchBackup(ctx);
+    },
+    restore: async () => {
+      run.sections.restore = await benchRestore(ctx);
+    },
+    downtime: async () => {
+      run.sections.downtime = await benchDowntime(ctx);
+    },
+    api: async () => {
+      run.sections.api = await benchApi(ctx, {
+        connections: Number(values['api-connections']),
+        durationSec: Number(values['api-duration']),
+      });
+    },
+    start: async () => {
+      run.sections.start = await benchStart(ctx, Number(values['start-samples']));
+    },
+  };
+  for (const name of selected) {
+    log(`section ${name} (load average ${loadAverage().join(' / ')})`);
+    await sectionRunners[name]();
+    // Saved after every section: a run stopped later keeps what it measured.
+    await save();
+  }
+  const memoryChecks: TargetCheck[] = [];
+  const memory = renderMemory(await loadResults(resultsFile), memoryChecks);
+  process.stdout.write(`\n${renderScale(run, [])}\n\n## Memory across scales\n\n${memory}\n\n`);
+  if (memoryChecks.length > 0) process.stdout.write(`${checksTable(memoryChecks)}\n\n`);
+  log(
+    `wrote ${path.relative(ROOT, resultsFile)} and ${path.relative(ROOT, values['markdown-file'])}`,
+  );
+} finally {
+  await cleanup();
+}

@@ -1,0 +1,79 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  type BenchContext,
+  dumpCustom,
+  dumpPlain,
+  fileSize,
+  megabytes,
+  pgkeepBackup,
+  rawDir,
+  seconds,
+  sectionMeta,
+  workerHwmMb,
+  workerRssMb,
+} from '../lib/context.js';
+import { toolEnv } from '../lib/db.js';
+import { cpuMs, RssSampler } from '../lib/memory.js';
+import type { BackupSection, TimedRun, Variant } from '../lib/results.js';
+import { runPipeline } from '../lib/tools.js';
+
+/** The best raw pipeline for pgkeep's output: `pg_dump -Fc -Z0 | zstd -3 -T2` into a file. */
+async function rawZstd(ctx: BenchContext): Promise<{ ms: number; bytes: number }> {
+  const file = path.join(rawDir(ctx), 'dataset.dump.zst');
+  await rm(file, { force: true });
+  const ms = await runPipeline(
+    [
+      { command: 'pg_dump', args: ['-Fc', '-Z0', ctx.database] },
+      { command: 'zstd', args: ['-3', '-T2', '-q', '-c'] },
+    ],
+    { env: toolEnv(ctx.database), stdoutFile: file },
+  );
+  return { ms, bytes: await fileSize(file) };
+}
+
+/**
+ * Section 1. Rounds of pgkeep (POST → job completed, manifest written), the raw zstd pipeline,
+ * `pg_dump -Fc` and the panel's plain `pg_dump`, in that order each round.
+ */
+export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
+  const meta = sectionMeta(ctx.runs);
+  const variants: BackupSection['variants'] = {
+    pgkeep: { label: 'pgkeep (POST → job completed)', runs: [] },
+    zstd: { label: '`pg_dump -Fc -Z0 | zstd -3 -T2`', runs: [] },
+    fc: { label: '`pg_dump -Fc` (built-in gzip)', runs: [] },
+    plain: { label: '`pg_dump` plain SQL (panel, old)', runs: [] },
+  };
+  const idleMb = workerRssMb(ctx);
+  const memory = { selfPeakMb: 0, childrenPeakMb: 0, byCommandMb: {} as Record<string, number> };
+  const record = (variant: Variant, run: TimedRun & { bytes: number }) => {
+    variant.runs.push(run);
+    ctx.log(`  ${variant.label}: ${seconds(run.ms)}, ${megabytes(run.bytes)}`);
+  };
+  for (let round = 1; round <= ctx.runs; round += 1) {
+    ctx.log(` round ${round}/${ctx.runs}`);
+    const pid = ctx.stack.worker.pid ?? 0;
+    const sampler = new RssSampler(pid).start();
+    const cpuBefore = cpuMs(pid);
+    const { jobId: _jobId, ...pgkeep } = await pgkeepBackup(ctx);
+    const workerCpuMs = cpuMs(pid) - cpuBefore;
+    const peaks = sampler.stop();
+    memory.selfPeakMb = Math.max(memory.selfPeakMb, peaks.selfPeakMb);
+    memory.childrenPeakMb = Math.max(memory.childrenPeakMb, peaks.childrenPeakMb);
+    for (const [name, mb] of Object.entries(peaks.byCommandMb)) {
+      memory.byCommandMb[name] = Math.max(memory.byCommandMb[name] ?? 0, mb);
+    }
+    record(variants.pgkeep, { ...pgkeep, workerCpuMs });
+    record(variants.zstd, await rawZstd(ctx));
+    const fcMs = await dumpCustom(ctx);
+    record(variants.fc, { ms: fcMs, bytes: await fileSize(ctx.fcFile as string) });
+    const plainMs = await dumpPlain(ctx);
+    record(variants.plain, { ms: plainMs, bytes: await fileSize(ctx.plainFile as string) });
+  }
+  await rm(path.join(rawDir(ctx), 'dataset.dump.zst'), { force: true });
+  return {
+    ...meta.finish(),
+    variants,
+    memory: { idleMb, hwmMb: workerHwmMb(ctx), ...memory },
+  };
+}

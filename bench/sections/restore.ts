@@ -1,0 +1,148 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  type BenchContext,
+  dropReplaced,
+  ensureArtifacts,
+  phasesSince,
+  rawDir,
+  seconds,
+  sectionMeta,
+  workerHwmMb,
+  workerRssMb,
+} from '../lib/context.js';
+import { dropDatabase, toolEnv } from '../lib/db.js';
+import { cpuMs, RssSampler } from '../lib/memory.js';
+import type { RestoreSection, Variant } from '../lib/results.js';
+import { runPipeline } from '../lib/tools.js';
+
+/** A pgkeep restore of its newest backup into the dataset's own database (verify → swap). */
+export async function pgkeepRestore(ctx: BenchContext) {
+  const backup = ctx.pgkeepBackup;
+  if (!backup) throw new Error('no pgkeep backup to restore');
+  const t0 = Date.now();
+  const jobId = await ctx.stack.enqueue(`/api/backup/${backup.id}/restore`, {
+    confirm: ctx.database,
+    target: ctx.database,
+  });
+  const seen: Record<string, number> = {};
+  const job = await ctx.stack.waitForJob(jobId, { phases: seen });
+  const ms = Date.parse(job.finishedAt ?? '') - t0;
+  const result = job.result as {
+    previousDatabase: string | null;
+    downtimeMs: number;
+    durationMs: number;
+  };
+  return {
+    ms,
+    phases: phasesSince(seen, t0),
+    jobMs: result.durationMs,
+    previousDatabase: result.previousDatabase,
+    swapMs: result.downtimeMs,
+  };
+}
+
+/** A raw restore into a fresh empty database; `work` gets its name. Dropped afterwards. */
+async function intoEmptyDatabase(
+  ctx: BenchContext,
+  work: (database: string) => Promise<void>,
+): Promise<number> {
+  const database = `${ctx.database}_raw`;
+  await dropDatabase(database);
+  const started = performance.now();
+  await runPipeline([{ command: 'createdb', args: ['-T', 'template0', database] }], {
+    env: toolEnv('postgres'),
+  });
+  await work(database);
+  const ms = performance.now() - started;
+  await dropDatabase(database);
+  return ms;
+}
+
+const pgRestore = (database: string, extra: string[]) => ({
+  command: 'pg_restore',
+  args: ['--exit-on-error', '-d', database, ...extra],
+});
+
+/**
+ * Section 2. Rounds of: pgkeep restore; `zstd -d | pg_restore` and `zstd -d` to a file then
+ * `pg_restore -j 2` (the same artifact, into an empty database; the faster of the two is the
+ * baseline); and `pg_restore -j 2` of a `pg_dump -Fc` archive.
+ */
+export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
+  await ensureArtifacts(ctx, { pgkeep: true, fc: true });
+  const meta = sectionMeta(ctx.runs);
+  const artifact = ctx.pgkeepBackup?.file as string;
+  const fcFile = ctx.fcFile as string;
+  const variants: RestoreSection['variants'] = {
+    pgkeep: { label: 'pgkeep (verify + temp db + validate + swap)', runs: [] },
+    rawPipe: { label: '`zstd -d | pg_restore` (same artifact)', runs: [] },
+    rawFile: { label: '`zstd -d -o f && pg_restore -j 2 f` (same artifact)', runs: [] },
+    fcJobs: { label: '`pg_restore -j 2` of a `pg_dump -Fc` archive', runs: [] },
+  };
+  const swapMs: number[] = [];
+  const idleMb = workerRssMb(ctx);
+  const memory = { selfPeakMb: 0, childrenPeakMb: 0, byCommandMb: {} as Record<string, number> };
+  const record = (variant: Variant, ms: number) => {
+    variant.runs.push({ ms });
+    ctx.log(`  ${variant.label}: ${seconds(ms)}`);
+  };
+  for (let round = 1; round <= ctx.runs; round += 1) {
+    ctx.log(` round ${round}/${ctx.runs}`);
+    const pid = ctx.stack.worker.pid ?? 0;
+    const sampler = new RssSampler(pid).start();
+    const cpuBefore = cpuMs(pid);
+    const pgkeep = await pgkeepRestore(ctx);
+    const workerCpuMs = cpuMs(pid) - cpuBefore;
+    const peaks = sampler.stop();
+    memory.selfPeakMb = Math.max(memory.selfPeakMb, peaks.selfPeakMb);
+    memory.childrenPeakMb = Math.max(memory.childrenPeakMb, peaks.childrenPeakMb);
+    for (const [name, mb] of Object.entries(peaks.byCommandMb)) {
+      memory.byCommandMb[name] = Math.max(memory.byCommandMb[name] ?? 0, mb);
+    }
+    variants.pgkeep.runs.push({
+      ms: pgkeep.ms,
+      jobMs: pgkeep.jobMs,
+      workerCpuMs,
+      phases: pgkeep.phases,
+    });
+    ctx.log(`  ${variants.pgkeep.label}: ${seconds(pgkeep.ms)} (job ${seconds(pgkeep.jobMs)})`);
+    swapMs.push(pgkeep.swapMs);
+    await dropReplaced(pgkeep.previousDatabase);
+
+    const env = toolEnv('postgres');
+    record(
+      variants.rawPipe,
+      await intoEmptyDatabase(ctx, async (database) => {
+        await runPipeline(
+          [{ command: 'zstd', args: ['-d', '-q', '-c', artifact] }, pgRestore(database, [])],
+          { env },
+        );
+      }),
+    );
+    record(
+      variants.rawFile,
+      await intoEmptyDatabase(ctx, async (database) => {
+        const file = path.join(rawDir(ctx), 'restore.dump');
+        await runPipeline([{ command: 'zstd', args: ['-d', '-q', '-f', '-o', file, artifact] }], {
+          env,
+        });
+        await runPipeline([pgRestore(database, ['-j', '2', file])], { env });
+        await rm(file, { force: true });
+      }),
+    );
+    record(
+      variants.fcJobs,
+      await intoEmptyDatabase(ctx, async (database) => {
+        await runPipeline([pgRestore(database, ['-j', '2', fcFile])], { env });
+      }),
+    );
+  }
+  return {
+    ...meta.finish(),
+    variants,
+    swapMs,
+    memory: { idleMb, hwmMb: workerHwmMb(ctx), ...memory },
+  };
+}
