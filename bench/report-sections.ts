@@ -33,7 +33,8 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 function metaLine(meta: SectionMeta): string {
-  return `_${meta.runs} runs each, alternating (ABAB); medians. Started ${meta.startedAt}, load average at start ${meta.loadAverage.join(' / ')} (1/5/15 min)._`;
+  const code = meta.code ? `, pgkeep at \`${meta.code}\`` : '';
+  return `_${meta.runs} runs each, alternating (ABAB); medians. Started ${meta.startedAt}${code}, load average at start ${meta.loadAverage.join(' / ')} (1/5/15 min)._`;
 }
 
 /** pgkeep's own job time and the worker's CPU, beside the end-to-end time. */
@@ -262,7 +263,7 @@ export function startTables(section: StartSection): string {
     ];
   };
   return [
-    `_${section.firstByteMs.length} samples. Started ${section.startedAt}, load average at start ${section.loadAverage.join(' / ')} (1/5/15 min)._`,
+    `_${section.firstByteMs.length} samples. Started ${section.startedAt}${section.code ? `, pgkeep at \`${section.code}\`` : ''}, load average at start ${section.loadAverage.join(' / ')} (1/5/15 min)._`,
     '',
     table(
       ['from POST to', 'median', 'p90', 'max'],

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateDataset } from './generate-dataset.js';
-import type { BenchContext } from './lib/context.js';
+import { type BenchContext, codeVersion } from './lib/context.js';
 import { dropDatabase, listDatabases, toolEnv } from './lib/db.js';
 import { loadAverage, machineInfo } from './lib/machine.js';
 import { type PgkeepStack, ROOT, startPgkeep } from './lib/pgkeep.js';
@@ -160,6 +160,7 @@ try {
   );
   const machine = await machineInfo();
 
+  const code = await codeVersion();
   stack = await startPgkeep({
     database,
     workDir,
@@ -169,7 +170,8 @@ try {
   });
   log(`pgkeep up: API ${stack.baseUrl}, worker pid ${stack.worker.pid}, prefix ${stack.prefix}`);
   if (values['api-cpu-prof']) log(`the API's CPU profile goes to ${API_PROFILE_DIR} when it stops`);
-  const ctx: BenchContext = { scale, runs, database, workDir, stack, log };
+  log(`pgkeep code: ${code}`);
+  const ctx: BenchContext = { scale, runs, database, workDir, stack, log, code };
 
   const resultsFile = values['results-file'];
   const previous = (await loadResults(resultsFile)).scales[String(scale)];

@@ -4,8 +4,9 @@ import { dropDatabase, toolEnv } from './db.js';
 import { loadAverage } from './machine.js';
 import { statusKb } from './memory.js';
 import type { PgkeepStack } from './pgkeep.js';
+import { ROOT } from './pgkeep.js';
 import type { SectionMeta } from './results.js';
-import { runPipeline } from './tools.js';
+import { runPipeline, runTool } from './tools.js';
 
 /** What the sections share: the dataset, the running pgkeep, and artifacts made on the way. */
 export interface BenchContext {
@@ -15,6 +16,8 @@ export interface BenchContext {
   workDir: string;
   stack: PgkeepStack;
   log: (line: string) => void;
+  /** The code version the running worker and API were started from (see codeVersion). */
+  code?: string;
   /** The newest pgkeep backup of the dataset (custom + zstd). */
   pgkeepBackup?: { id: string; file: string };
   /** `pg_dump -Fc` archive of the dataset. */
@@ -25,7 +28,23 @@ export interface BenchContext {
 
 export const rawDir = (ctx: BenchContext) => path.join(ctx.workDir, 'raw');
 
-export function sectionMeta(runs: number): { finish: () => SectionMeta } {
+/**
+ * The commit of pgkeep's code (apps/ and packages/), `+dirty` when they hold uncommitted
+ * changes: others edit the tree while a bench runs, and a number must say what it measured.
+ */
+export async function codeVersion(): Promise<string> {
+  const git = (args: string[]) =>
+    runTool('git', ['-C', ROOT, ...args], { PATH: process.env.PATH ?? '/usr/bin:/bin' });
+  try {
+    const head = (await git(['rev-parse', '--short', 'HEAD'])).trim();
+    const dirty = (await git(['status', '--porcelain', '--', 'apps', 'packages'])).trim();
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function sectionMeta(runs: number, code?: string): { finish: () => SectionMeta } {
   const startedAt = new Date().toISOString();
   const load = loadAverage();
   return {
@@ -34,6 +53,7 @@ export function sectionMeta(runs: number): { finish: () => SectionMeta } {
       finishedAt: new Date().toISOString(),
       loadAverage: load,
       runs,
+      ...(code ? { code } : {}),
     }),
   };
 }

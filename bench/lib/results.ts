@@ -45,6 +45,8 @@ export interface SectionMeta {
   /** os.loadavg() when the section started (1, 5, 15 min). */
   loadAverage: number[];
   runs: number;
+  /** The code measured: `git describe --always --dirty` of apps/ and packages/ at the start. */
+  code?: string;
 }
 
 export interface TimedRun {

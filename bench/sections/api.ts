@@ -53,7 +53,7 @@ export async function benchApi(
     { PORT: String(port) },
     path.join(ctx.workDir, 'bare.log'),
   );
-  const meta = sectionMeta(ctx.runs);
+  const meta = sectionMeta(ctx.runs, ctx.code);
   const auth = { authorization: `Bearer ${stack.token}` };
   const targets = {
     job: { label: '`GET /api/jobs/:id`', url: `${stack.baseUrl}/api/jobs/${jobId}`, headers: auth },

@@ -37,7 +37,7 @@ async function rawZstd(ctx: BenchContext): Promise<{ ms: number; bytes: number }
  * `pg_dump -Fc` and the panel's plain `pg_dump`, in that order each round.
  */
 export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
-  const meta = sectionMeta(ctx.runs);
+  const meta = sectionMeta(ctx.runs, ctx.code);
   const variants: BackupSection['variants'] = {
     pgkeep: { label: 'pgkeep (POST → job completed)', runs: [] },
     zstd: { label: '`pg_dump -Fc -Z0 | zstd -3 -T2`', runs: [] },

@@ -50,7 +50,7 @@ async function probed(
  */
 export async function benchDowntime(ctx: BenchContext): Promise<DowntimeSection> {
   await ensureArtifacts(ctx, { pgkeep: true, plain: true });
-  const meta = sectionMeta(ctx.runs);
+  const meta = sectionMeta(ctx.runs, ctx.code);
   const ids = await newestIds(ctx.database);
   const pgkeep: DowntimeRun[] = [];
   const oldWay: DowntimeRun[] = [];

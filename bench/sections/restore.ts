@@ -72,7 +72,7 @@ const pgRestore = (database: string, extra: string[]) => ({
  */
 export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
   await ensureArtifacts(ctx, { pgkeep: true, fc: true });
-  const meta = sectionMeta(ctx.runs);
+  const meta = sectionMeta(ctx.runs, ctx.code);
   const artifact = ctx.pgkeepBackup?.file as string;
   const fcFile = ctx.fcFile as string;
   const variants: RestoreSection['variants'] = {

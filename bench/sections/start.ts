@@ -30,7 +30,7 @@ function firstByteIn(dir: string): { when: Promise<number>; close: () => void } 
  * what is measured) and the next one goes.
  */
 export async function benchStart(ctx: BenchContext, samples: number): Promise<StartSection> {
-  const meta = sectionMeta(samples);
+  const meta = sectionMeta(samples, ctx.code);
   const { stack } = ctx;
   const result: StartSection = {
     ...meta.finish(),
