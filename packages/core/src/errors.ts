@@ -21,6 +21,7 @@ export const errorStatus = {
   JOB_NOT_CANCELLABLE: 409,
   CHECKSUM_MISMATCH: 409,
   PG_RESTORE_TOO_OLD: 409,
+  RANGE_NOT_SATISFIABLE: 416,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   PG_DUMP_FAILED: 500,
@@ -31,6 +32,14 @@ export const errorStatus = {
   JOB_CANCELLED: 500,
   STORAGE_ERROR: 500,
   MANIFEST_INVALID: 500,
+  // An artifact absent from a destination whose manifest lists it.
+  ARTIFACT_MISSING: 500,
+  // A required copy could not be written (S3 unreachable, refused, ...).
+  COPY_FAILED: 500,
+  // Authentication of an encrypted artifact failed: wrong key, tampered, truncated, reordered.
+  DECRYPTION_FAILED: 500,
+  // The key an artifact was encrypted with is not configured.
+  ENCRYPTION_KEY_MISSING: 500,
   LOCK_TIMEOUT: 503,
   JOB_ABORTED: 500,
   INTERNAL_ERROR: 500,

@@ -31,6 +31,16 @@ function manifest(overrides: Partial<BackupManifest> = {}): BackupManifest {
     requestedBy: 'admin-1',
     label: null,
     jobId: 'backup-00000000-0000-4000-8000-000000000000',
+    encryption: null,
+    copies: [
+      {
+        destination: 'local',
+        location: `backup-${id}.dump.zst`,
+        size: 1234,
+        sha256: 'ab'.repeat(32),
+        writtenAt: '2026-01-22T16:30:05.000Z',
+      },
+    ],
     ...overrides,
   };
 }
@@ -104,7 +114,8 @@ describe('manifestSchema', () => {
     ['an id that is a path', { id: '../x' }],
     ['a bad createdAt', { createdAt: 'yesterday' }],
     ['a negative row count', { rowCounts: { 'public.User': -1 } }],
-    ['another manifest version', { manifestVersion: 2 }],
+    ['another manifest version', { manifestVersion: 3 }],
+    ['a version 2 without copies', { manifestVersion: 2, copies: [] }],
   ])('rejects %s', (_label, overrides) => {
     const value = { ...manifest(), ...overrides };
     expect(manifestSchema.safeParse(value).success).toBe(false);

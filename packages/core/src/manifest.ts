@@ -13,10 +13,38 @@ export type BackupFormat = z.infer<typeof backupFormatSchema>;
 export type Compression = z.infer<typeof compressionSchema>;
 export type BackupType = z.infer<typeof backupTypeSchema>;
 
+/** A destination's name: `local`, or an S3 destination's name from the configuration. */
+export const destinationNameRegex = /^[a-z][a-z0-9]{0,31}$/;
+
+export const encryptionAlgorithm = 'aes-256-gcm-stream-v1';
+
+/** How an artifact is encrypted: the algorithm and which key (never the key itself). */
+export const manifestEncryptionSchema = z.object({
+  algorithm: z.literal(encryptionAlgorithm),
+  keyId: z.string().regex(/^[0-9a-f]{16}$/),
+  chunkBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(16 * 1024 * 1024),
+});
+export type ManifestEncryption = z.infer<typeof manifestEncryptionSchema>;
+
+/** One stored copy of the artifact: which destination, where in it, and what was stored. */
+export const copySchema = z.object({
+  destination: z.string().regex(destinationNameRegex),
+  location: z.string().min(1).max(2048),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  writtenAt: z.iso.datetime(),
+});
+export type BackupCopy = z.infer<typeof copySchema>;
+
 /** One JSON file beside each artifact. A backup exists exactly when its manifest does. */
 export const manifestSchema = z
   .object({
-    manifestVersion: z.literal(1),
+    // 1: local copy only, never encrypted. 2: `copies` and `encryption`.
+    manifestVersion: z.union([z.literal(1), z.literal(2)]),
     id: z.string().regex(backupIdRegex),
     filename: z.string(),
     size: z.number().int().nonnegative(),
@@ -36,16 +64,84 @@ export const manifestSchema = z
     requestedBy: z.string(),
     label: z.string().nullable(),
     jobId: z.string().nullable(),
+    encryption: manifestEncryptionSchema.nullable().default(null),
+    copies: z.array(copySchema).max(16).default([]),
   })
   .refine(
     // A manifest from disk is hostile input: its filename must be the one its id and format name,
     // so no manifest can point a later delete or restore at some other file.
     (manifest) =>
-      manifest.filename === artifactFilename(manifest.id, manifest.format, manifest.compression),
-    { message: 'filename does not match id, format and compression', path: ['filename'] },
+      manifest.filename ===
+      artifactFilename(
+        manifest.id,
+        manifest.format,
+        manifest.compression,
+        manifest.encryption !== null,
+      ),
+    {
+      message: 'filename does not match id, format, compression and encryption',
+      path: ['filename'],
+    },
+  )
+  .refine((manifest) => manifest.manifestVersion === 1 || manifest.copies.length > 0, {
+    message: 'a version-2 manifest lists at least one copy',
+    path: ['copies'],
+  })
+  .refine(
+    (manifest) =>
+      new Set(manifest.copies.map((copy) => copy.destination)).size === manifest.copies.length,
+    { message: 'a destination is listed twice', path: ['copies'] },
+  )
+  .refine(
+    // Every copy holds the same bytes: one artifact, written to each destination.
+    (manifest) =>
+      manifest.copies.every(
+        (copy) => copy.size === manifest.size && copy.sha256 === manifest.sha256,
+      ),
+    { message: 'a copy differs from the artifact', path: ['copies'] },
+  )
+  .transform((manifest) =>
+    // A version-1 manifest describes the one local copy beside it.
+    manifest.copies.length > 0 || manifest.manifestVersion === 2
+      ? manifest
+      : {
+          ...manifest,
+          copies: [
+            {
+              destination: 'local',
+              location: manifest.filename,
+              size: manifest.size,
+              sha256: manifest.sha256,
+              writtenAt: manifest.completedAt,
+            },
+          ],
+        },
   );
 
-export type BackupManifest = z.infer<typeof manifestSchema>;
+export type BackupManifest = z.output<typeof manifestSchema>;
+export type BackupManifestInput = z.input<typeof manifestSchema>;
+
+/**
+ * Parses a manifest's text, as read from a disk or a bucket: JSON, the schema, and the id the
+ * file's name promised. Never throws.
+ */
+export function parseManifestText(
+  text: string,
+  expectedId?: string,
+): { ok: true; manifest: BackupManifest } | { ok: false; reason: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  const parsed = manifestSchema.safeParse(json);
+  if (!parsed.success) return { ok: false, reason: parsed.error.issues[0]?.message ?? 'invalid' };
+  if (expectedId !== undefined && parsed.data.id !== expectedId) {
+    return { ok: false, reason: 'id does not match' };
+  }
+  return { ok: true, manifest: parsed.data };
+}
 
 /**
  * Newest first, by time rather than by text (a timestamp with and without milliseconds sorts
@@ -62,8 +158,19 @@ export function artifactExtension(format: BackupFormat, compression: Compression
   return base;
 }
 
-export function artifactFilename(id: string, format: BackupFormat, compression: Compression) {
-  return `backup-${id}.${artifactExtension(format, compression)}`;
+export function artifactFilename(
+  id: string,
+  format: BackupFormat,
+  compression: Compression,
+  encrypted = false,
+) {
+  return `backup-${id}.${artifactExtension(format, compression)}${encrypted ? '.enc' : ''}`;
+}
+
+/** `backup-<id>.<dump|sql>[.zst|.gz][.enc]`: the id, if `name` is an artifact's file name. */
+export function artifactIdOf(name: string): string | undefined {
+  const match = /^backup-(.+)\.(dump|sql)(\.zst|\.gz)?(\.enc)?$/.exec(name);
+  return match?.[1];
 }
 
 export function manifestFilename(id: string): string {

@@ -36,6 +36,8 @@ function backup(
     requestedBy: 'scheduler',
     label: null,
     jobId: null,
+    encryption: null,
+    copies: [],
   };
 }
 

@@ -29,6 +29,8 @@ function backup(createdAt: string, type: BackupType = 'manual', suffix?: string)
     requestedBy: 'admin',
     label: null,
     jobId: null,
+    encryption: null,
+    copies: [],
   };
 }
 

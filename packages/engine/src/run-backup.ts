@@ -232,6 +232,8 @@ export async function runBackup(
       requestedBy: payload.requestedBy,
       label: payload.label,
       jobId: run.jobId,
+      encryption: null,
+      copies: [],
     };
     try {
       await storage.writeManifest(manifest);

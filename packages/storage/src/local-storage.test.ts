@@ -30,6 +30,16 @@ afterEach(async () => {
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const files = async () => (await fs.readdir(dir)).sort();
 
+function impliedLocalCopy(manifest: BackupManifest) {
+  return {
+    destination: 'local',
+    location: manifest.filename,
+    size: manifest.size,
+    sha256: manifest.sha256,
+    writtenAt: manifest.completedAt,
+  };
+}
+
 function manifest(id: string, overrides: Partial<BackupManifest> = {}): BackupManifest {
   const createdAt = overrides.createdAt ?? '2026-01-22T16:30:00.000Z';
   const base: BackupManifest = {
@@ -53,8 +63,12 @@ function manifest(id: string, overrides: Partial<BackupManifest> = {}): BackupMa
     requestedBy: 'admin',
     label: null,
     jobId: null,
+    encryption: null,
+    copies: [],
   };
-  return { ...base, ...overrides };
+  const merged = { ...base, ...overrides };
+  // As read back: a version-1 manifest describes the one local copy beside it.
+  return merged.copies.length > 0 ? merged : { ...merged, copies: [impliedLocalCopy(merged)] };
 }
 
 async function expectAppError(promise: Promise<unknown>, code: string): Promise<AppError> {
