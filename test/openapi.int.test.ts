@@ -32,7 +32,7 @@ const routes: RouteOptions[] = [];
 beforeAll(async () => {
   env = await createTestEnv('openapi');
   const config = loadConfig({ ...env.env, LOG_LEVEL: 'silent' });
-  services = createServices(config, createLogger('silent', 'pgkeep-api-test'));
+  services = await createServices(config, createLogger('silent', 'pgkeep-api-test'));
   server = Fastify();
   // Before the app: onRoute sees every route the app and its plugins add, in every scope.
   server.addHook('onRoute', (route) => {

@@ -489,10 +489,12 @@ describe('a damaged backup is never restored', () => {
     const manifest = await copyBackup(original);
     await truncate(artifactPath(manifest), Math.floor(manifest.size / 2));
     const bytes = await readFile(artifactPath(manifest));
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
     const forged = {
       ...manifest,
       size: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex'),
+      sha256,
+      copies: manifest.copies.map((copy) => ({ ...copy, size: bytes.length, sha256 })),
     };
     await writeManifest(forged);
 

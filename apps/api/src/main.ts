@@ -9,7 +9,7 @@ try {
   process.exit(1);
 }
 const logger = createLogger(config.LOG_LEVEL, 'pgkeep-api');
-const services = createServices(config, logger);
+const services = await createServices(config, logger);
 const server = await buildServer(config, services);
 
 // First signal: stop accepting, finish in-flight requests, close connections. A second

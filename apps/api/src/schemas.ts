@@ -5,7 +5,7 @@ import {
   cronSchema,
   databaseNameSchema,
   labelSchema,
-  manifestSchema,
+  manifestObjectSchema,
   tableListSchema,
   timeZoneSchema,
 } from '@pgkeep/core';
@@ -145,7 +145,8 @@ export const scheduleViewSchema = z.object({
   updatedAt: z.string().nullable(),
 });
 
-export { manifestSchema };
+/** Responses: the manifest's fields, every one present (the catalog fills the defaults in). */
+export const manifestSchema = manifestObjectSchema;
 
 export const statsSchema = z.object({
   totalBackups: z.number().int(),

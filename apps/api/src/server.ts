@@ -2,13 +2,13 @@ import type { Config, Logger } from '@pgkeep/core';
 import { loggerOptions } from '@pgkeep/core';
 import { clientConfig, parseDatabaseUrl } from '@pgkeep/pg';
 import { closeQueues, createRedisConnection, openQueues } from '@pgkeep/queue';
-import { LocalStorage } from '@pgkeep/storage';
+import { createBackupStore } from '@pgkeep/storage';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import pg from 'pg';
 import { app, BODY_LIMIT } from './app.js';
 import type { ApiServices } from './services/api-services.js';
 
-export function createServices(config: Config, logger: Logger): ApiServices {
+export async function createServices(config: Config, logger: Logger): Promise<ApiServices> {
   const redis = createRedisConnection(config.REDIS_URL, 'api', 'pgkeep-api');
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   const db = new pg.Pool({
@@ -24,7 +24,7 @@ export function createServices(config: Config, logger: Logger): ApiServices {
     queues: openQueues(redis, config.QUEUE_PREFIX, {
       onError: (error) => logger.warn({ err: error.message }, 'queue error'),
     }),
-    storage: new LocalStorage(config.BACKUP_DIR, logger),
+    storage: await createBackupStore(config, logger),
   };
 }
 

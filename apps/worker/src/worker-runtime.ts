@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { type Config, type Logger, queueNames } from '@pgkeep/core';
-import { dropAbandonedScratchDatabases, type EngineContext, sweepLeftovers } from '@pgkeep/engine';
+import {
+  dropAbandonedScratchDatabases,
+  type EngineContext,
+  rebuildCatalog,
+  sweepLeftovers,
+} from '@pgkeep/engine';
 import { createJobNotifications, redisNotificationCounter } from '@pgkeep/notify';
 import { AdvisoryLocks, libpqEnv, parseDatabaseUrl, toolVersion, withDatabase } from '@pgkeep/pg';
 import {
@@ -17,7 +22,7 @@ import {
   removeHeartbeat,
   retentionFromConfig,
 } from '@pgkeep/queue';
-import { LocalStorage } from '@pgkeep/storage';
+import { createBackupStore, createKeyRing } from '@pgkeep/storage';
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { notifyWhenFinished } from './job-notifications.js';
@@ -36,19 +41,31 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
   const toolEnv = libpqEnv(target, { PATH: process.env.PATH });
   const pgDump = await toolVersion('pg_dump', toolEnv);
   const pgRestore = await toolVersion('pg_restore', toolEnv);
-  const storage = new LocalStorage(config.BACKUP_DIR, logger);
+  const storage = await createBackupStore(config, logger);
   await storage.ensureDir();
+  const keyRing = await createKeyRing(config);
   const locks = new AdvisoryLocks(
     withDatabase(target, config.MAINTENANCE_DATABASE),
     config.LOCK_NAMESPACE,
     logger,
   );
-  const engine: EngineContext = { config, storage, locks, target, logger, pgDump, pgRestore };
+  const engine: EngineContext = {
+    config,
+    storage,
+    keyRing,
+    locks,
+    target,
+    logger,
+    pgDump,
+    pgRestore,
+  };
 
   // A worker that died mid-backup left a partial file, mid-restore a temporary database:
   // remove them, unless a backup (or restore) is running somewhere right now.
   await sweepLeftovers(engine);
   await dropAbandonedScratchDatabases(engine);
+  // Backups whose manifests a bucket holds but the local catalog lost come back into the list.
+  if (config.CATALOG_REBUILD_ON_START) await rebuildCatalog(engine);
 
   const connection = createRedisConnection(config.REDIS_URL, 'worker', `pgkeep-worker:${workerId}`);
   connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
@@ -132,6 +149,8 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       workerId,
       queues: Object.values(queueNames),
       backupDir: storage.dir,
+      destinations: storage.destinations.map((destination) => destination.name),
+      encryption: keyRing.writeKeyId ? { keyId: keyRing.writeKeyId } : 'off',
       database: target.database,
       pgDump: pgDump.version,
       backupConcurrency: config.BACKUP_CONCURRENCY,

@@ -102,6 +102,20 @@ const emailList = z
     'must be a comma-separated list of email addresses',
   );
 
+/** A 32-byte key, base64 (standard or url-safe). The message never shows the value. */
+const base64Key = z
+  .string()
+  .refine(
+    (value) =>
+      (/^[A-Za-z0-9+/]{43}=?$/.test(value) || /^[A-Za-z0-9_-]{43}=?$/.test(value)) &&
+      Buffer.from(value, 'base64').length === 32,
+    'must be 32 bytes in base64 (openssl rand -base64 32)',
+  );
+
+const destinationName = z
+  .string()
+  .regex(/^[a-z][a-z0-9]{0,31}$/, 'lowercase letters and digits, starting with a letter');
+
 export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -178,6 +192,38 @@ export const configSchema = z
     NOTIFY_RETRY_DELAY_MS: int(0, 600_000).default(1_000),
     NOTIFY_TIMEOUT_MS: int(100, 300_000).default(10_000),
     NOTIFY_SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+    // Where copies go: `local` (BACKUP_DIR) and/or names of S3 destinations, each configured by
+    // S3_<NAME>_* keys. The catalog (manifests) always lives in BACKUP_DIR as well.
+    BACKUP_DESTINATIONS: z
+      .string()
+      .transform((value) =>
+        value
+          .split(',')
+          .map((name) => name.trim().toLowerCase())
+          .filter((name) => name !== ''),
+      )
+      .pipe(z.array(destinationName).min(1, 'must name at least one destination'))
+      .default(['local']),
+    // A copy that failed while the dump streamed is written again from the local copy.
+    BACKUP_COPY_ATTEMPTS: int(1, 20).default(3),
+    BACKUP_COPY_RETRY_DELAY_MS: int(0, 600_000).default(2_000),
+    // At worker start: manifests found in a destination but not in BACKUP_DIR are added back.
+    CATALOG_REBUILD_ON_START: booleanFromEnv.default(true),
+    // Encryption at rest (AES-256-GCM in authenticated chunks): a key or a passphrase writes;
+    // old ones only read, for rotation.
+    BACKUP_ENCRYPTION_KEY: base64Key.optional(),
+    BACKUP_ENCRYPTION_PASSPHRASE: z.string().min(12, 'must be at least 12 characters').optional(),
+    BACKUP_ENCRYPTION_OLD_KEYS: z
+      .string()
+      .transform((value) =>
+        value
+          .split(',')
+          .map((key) => key.trim())
+          .filter((key) => key !== ''),
+      )
+      .pipe(z.array(base64Key))
+      .default([]),
+    BACKUP_ENCRYPTION_OLD_PASSPHRASE: z.string().min(1).optional(),
   })
   .superRefine((config, ctx) => {
     if (
@@ -223,6 +269,20 @@ export const configSchema = z
         }
       }
     }
+    if (config.BACKUP_ENCRYPTION_KEY && config.BACKUP_ENCRYPTION_PASSPHRASE) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['BACKUP_ENCRYPTION_PASSPHRASE'],
+        message: 'set BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_PASSPHRASE, not both',
+      });
+    }
+    if (new Set(config.BACKUP_DESTINATIONS).size !== config.BACKUP_DESTINATIONS.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['BACKUP_DESTINATIONS'],
+        message: 'names a destination twice',
+      });
+    }
     if (Boolean(config.NOTIFY_SMTP_USER) !== Boolean(config.NOTIFY_SMTP_PASSWORD)) {
       ctx.addIssue({
         code: 'custom',
@@ -232,7 +292,103 @@ export const configSchema = z
     }
   });
 
-export type Config = z.output<typeof configSchema> & { LOCK_NAMESPACE: string };
+/** One S3-compatible destination, from its `S3_<NAME>_*` keys. */
+export interface S3DestinationSettings {
+  name: string;
+  bucket: string;
+  region: string;
+  endpoint?: string;
+  prefix: string;
+  forcePathStyle: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+  required: boolean;
+  checksums: 'when_supported' | 'when_required';
+  partSizeMinBytes: number;
+  queueSize: number;
+  maxAttempts: number;
+}
+
+const s3Settings = z
+  .object({
+    BUCKET: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 chars)'),
+    REGION: z.string().min(1).max(64).default('us-east-1'),
+    ENDPOINT: webhookUrl.optional(),
+    PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9!_.*'()/-]{0,512}$/, "letters, digits and !_.*'()/- only")
+      .refine(
+        (value) => !value.startsWith('/') && !value.includes('..'),
+        'must be a relative key prefix',
+      )
+      .default(''),
+    FORCE_PATH_STYLE: booleanFromEnv.default(false),
+    ACCESS_KEY_ID: z.string().min(1).optional(),
+    SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    SESSION_TOKEN: z.string().min(1).optional(),
+    REQUIRED: booleanFromEnv.default(true),
+    CHECKSUMS: z.enum(['when_supported', 'when_required']).default('when_supported'),
+    PART_SIZE_MB: int(5, 5_120).default(16),
+    QUEUE_SIZE: int(1, 16).default(2),
+    MAX_ATTEMPTS: int(1, 20).default(3),
+  })
+  .refine((value) => Boolean(value.ACCESS_KEY_ID) === Boolean(value.SECRET_ACCESS_KEY), {
+    message: 'ACCESS_KEY_ID and SECRET_ACCESS_KEY go together',
+    path: ['SECRET_ACCESS_KEY'],
+  });
+
+/** Reads `S3_<NAME>_*` for every destination named in BACKUP_DESTINATIONS but `local`. */
+function s3Destinations(
+  names: string[],
+  env: Record<string, string>,
+  issues: string[],
+): S3DestinationSettings[] {
+  const destinations: S3DestinationSettings[] = [];
+  for (const name of names) {
+    if (name === 'local') continue;
+    const prefix = `S3_${name.toUpperCase()}_`;
+    const raw: Record<string, string> = {};
+    for (const [key, value] of Object.entries(env)) {
+      if (key.startsWith(prefix)) raw[key.slice(prefix.length)] = value;
+    }
+    const parsed = s3Settings.safeParse(raw);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        issues.push(`${prefix}${issue.path.join('.')}: ${issue.message}`);
+      }
+      continue;
+    }
+    const value = parsed.data;
+    let keyPrefix = value.PREFIX;
+    if (keyPrefix !== '' && !keyPrefix.endsWith('/')) keyPrefix = `${keyPrefix}/`;
+    destinations.push({
+      name,
+      bucket: value.BUCKET,
+      region: value.REGION,
+      ...(value.ENDPOINT ? { endpoint: value.ENDPOINT } : {}),
+      prefix: keyPrefix,
+      forcePathStyle: value.FORCE_PATH_STYLE,
+      ...(value.ACCESS_KEY_ID ? { accessKeyId: value.ACCESS_KEY_ID } : {}),
+      ...(value.SECRET_ACCESS_KEY ? { secretAccessKey: value.SECRET_ACCESS_KEY } : {}),
+      ...(value.SESSION_TOKEN ? { sessionToken: value.SESSION_TOKEN } : {}),
+      required: value.REQUIRED,
+      checksums: value.CHECKSUMS,
+      partSizeMinBytes: value.PART_SIZE_MB * 1024 * 1024,
+      queueSize: value.QUEUE_SIZE,
+      maxAttempts: value.MAX_ATTEMPTS,
+    });
+  }
+  return destinations;
+}
+
+export type Config = z.output<typeof configSchema> & {
+  LOCK_NAMESPACE: string;
+  /** The S3 destinations of BACKUP_DESTINATIONS, in its order. */
+  S3_DESTINATIONS: S3DestinationSettings[];
+};
 
 export class ConfigError extends Error {
   constructor(readonly issues: string[]) {
@@ -261,6 +417,11 @@ export function loadConfig(
   if (options.requireAuth && !cleaned.JWT_SECRET && !cleaned.JWT_PUBLIC_KEY) {
     issues.push('JWT_SECRET: JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256) is required');
   }
+  const s3 = parsed.success ? s3Destinations(parsed.data.BACKUP_DESTINATIONS, cleaned, issues) : [];
   if (!parsed.success || issues.length > 0) throw new ConfigError(issues);
-  return { ...parsed.data, LOCK_NAMESPACE: parsed.data.LOCK_NAMESPACE ?? parsed.data.QUEUE_PREFIX };
+  return {
+    ...parsed.data,
+    LOCK_NAMESPACE: parsed.data.LOCK_NAMESPACE ?? parsed.data.QUEUE_PREFIX,
+    S3_DESTINATIONS: s3,
+  };
 }

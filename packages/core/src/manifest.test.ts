@@ -41,6 +41,7 @@ function manifest(overrides: Partial<BackupManifest> = {}): BackupManifest {
         writtenAt: '2026-01-22T16:30:05.000Z',
       },
     ],
+    failedCopies: [],
     ...overrides,
   };
 }

@@ -41,32 +41,45 @@ export const copySchema = z.object({
 export type BackupCopy = z.infer<typeof copySchema>;
 
 /** One JSON file beside each artifact. A backup exists exactly when its manifest does. */
-export const manifestSchema = z
-  .object({
-    // 1: local copy only, never encrypted. 2: `copies` and `encryption`.
-    manifestVersion: z.union([z.literal(1), z.literal(2)]),
-    id: z.string().regex(backupIdRegex),
-    filename: z.string(),
-    size: z.number().int().nonnegative(),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/),
-    createdAt: z.iso.datetime(),
-    completedAt: z.iso.datetime(),
-    durationMs: z.number().int().nonnegative(),
-    type: backupTypeSchema,
-    status: z.literal('completed'),
-    format: backupFormatSchema,
-    compression: compressionSchema,
-    tables: z.array(z.string()).nullable(),
-    database: z.string(),
-    serverVersion: z.string(),
-    pgDumpVersion: z.string(),
-    rowCounts: z.record(z.string(), z.number().int().nonnegative()),
-    requestedBy: z.string(),
-    label: z.string().nullable(),
-    jobId: z.string().nullable(),
-    encryption: manifestEncryptionSchema.nullable().default(null),
-    copies: z.array(copySchema).max(16).default([]),
-  })
+/** The manifest's fields, as the API shows them (every field present). */
+export const manifestObjectSchema = z.object({
+  // 1: local copy only, never encrypted. 2: `copies` and `encryption`.
+  manifestVersion: z.union([z.literal(1), z.literal(2)]),
+  id: z.string().regex(backupIdRegex),
+  filename: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  createdAt: z.iso.datetime(),
+  completedAt: z.iso.datetime(),
+  durationMs: z.number().int().nonnegative(),
+  type: backupTypeSchema,
+  status: z.literal('completed'),
+  format: backupFormatSchema,
+  compression: compressionSchema,
+  tables: z.array(z.string()).nullable(),
+  database: z.string(),
+  serverVersion: z.string(),
+  pgDumpVersion: z.string(),
+  rowCounts: z.record(z.string(), z.number().int().nonnegative()),
+  requestedBy: z.string(),
+  label: z.string().nullable(),
+  jobId: z.string().nullable(),
+  encryption: manifestEncryptionSchema.nullable().default(null),
+  copies: z.array(copySchema).max(16).default([]),
+  /** Optional destinations that did not get a copy when the backup was made. */
+  failedCopies: z
+    .array(
+      z.object({
+        destination: z.string().regex(destinationNameRegex),
+        code: z.string().max(64),
+        message: z.string().max(2000),
+      }),
+    )
+    .max(16)
+    .default([]),
+});
+
+export const manifestSchema = manifestObjectSchema
   .refine(
     // A manifest from disk is hostile input: its filename must be the one its id and format name,
     // so no manifest can point a later delete or restore at some other file.
@@ -167,9 +180,12 @@ export function artifactFilename(
   return `backup-${id}.${artifactExtension(format, compression)}${encrypted ? '.enc' : ''}`;
 }
 
-/** `backup-<id>.<dump|sql>[.zst|.gz][.enc]`: the id, if `name` is an artifact's file name. */
+/**
+ * `backup-<id>.<dump|sql>[.zst|.gz][.enc]`: the id, if `name` is an artifact pgkeep names (its
+ * ids carry a random suffix; the panel's old `backup-<timestamp>.sql` files do not match).
+ */
 export function artifactIdOf(name: string): string | undefined {
-  const match = /^backup-(.+)\.(dump|sql)(\.zst|\.gz)?(\.enc)?$/.exec(name);
+  const match = /^backup-(.+Z-[0-9a-f]{12})\.(dump|sql)(\.zst|\.gz)?(\.enc)?$/.exec(name);
   return match?.[1];
 }
 

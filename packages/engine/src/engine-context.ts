@@ -1,11 +1,14 @@
 import type { Config, JobProgress, Logger } from '@pgkeep/core';
 import type { AdvisoryLocks, PgTarget, ToolVersion } from '@pgkeep/pg';
-import type { LocalStorage } from '@pgkeep/storage';
+import type { BackupStore, KeyRing } from '@pgkeep/storage';
 
 /** What every job handler needs, built once per worker process. */
 export interface EngineContext {
   config: Config;
-  storage: LocalStorage;
+  /** The catalog and every destination copies go to. */
+  storage: BackupStore;
+  /** Keys for encrypting new backups and reading old ones. */
+  keyRing: KeyRing;
   locks: AdvisoryLocks;
   /** The database that is backed up. */
   target: PgTarget;

@@ -38,6 +38,7 @@ function backup(
     jobId: null,
     encryption: null,
     copies: [],
+    failedCopies: [],
   };
 }
 

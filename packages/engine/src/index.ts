@@ -8,3 +8,4 @@ export * from './restore-steps.js';
 export * from './run-backup.js';
 export * from './run-restore.js';
 export * from './run-verify.js';
+export * from './artifact-source.js';

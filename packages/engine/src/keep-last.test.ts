@@ -31,6 +31,7 @@ function backup(createdAt: string, type: BackupType = 'manual', suffix?: string)
     jobId: null,
     encryption: null,
     copies: [],
+    failedCopies: [],
   };
 }
 

@@ -195,3 +195,31 @@ export async function sweepLeftovers(engine: EngineContext): Promise<string[] | 
     await lock.release();
   }
 }
+
+/**
+ * Adds back to the catalog the backups whose manifests a remote destination holds (the local
+ * disk was lost, or this is a new machine). Under the destructive lock, so that no delete or
+ * clean-up is between removing a remote copy and its catalog entry; skipped when one runs.
+ */
+export async function rebuildCatalog(
+  engine: EngineContext,
+  options: { wait: boolean } = { wait: false },
+): Promise<{ added: string[]; unreachable: string[] } | undefined> {
+  if (!engine.storage.destinations.some((destination) => destination.kind !== 'local')) {
+    return { added: [], unreachable: [] };
+  }
+  const lock = options.wait
+    ? await engine.locks.acquire(lockResources.destructive, 'exclusive', {
+        timeoutMs: engine.config.LOCK_TIMEOUT_MS,
+      })
+    : await engine.locks.tryAcquire(lockResources.destructive, 'exclusive');
+  if (!lock) {
+    engine.logger.info('a destructive job runs; catalog rebuild skipped until the next start');
+    return undefined;
+  }
+  try {
+    return await engine.storage.rebuildCatalog();
+  } finally {
+    await lock.release();
+  }
+}

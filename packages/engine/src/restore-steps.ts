@@ -1,11 +1,10 @@
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { AppError, type BackupManifest, type JobProgress, parseTableName } from '@pgkeep/core';
 import {
   ChildProcessError,
   countArchiveEntries,
-  lockResources,
   type PgTarget,
   parseToolVersion,
   type RunningChild,
@@ -13,6 +12,7 @@ import {
   startPsqlScript,
 } from '@pgkeep/pg';
 import type pg from 'pg';
+import type { PreparedArtifact } from './artifact-source.js';
 import { decompressionStage } from './compression.js';
 import type { EngineContext } from './engine-context.js';
 
@@ -42,32 +42,6 @@ export function restoreError(error: unknown, signal: AbortSignal | undefined): A
   return new AppError('PG_RESTORE_FAILED', (error as Error).message, { cause: error });
 }
 
-/** Step 1 of every restore and verify: the artifact is exactly what was written. */
-export async function verifyChecksum(
-  engine: EngineContext,
-  manifest: BackupManifest,
-  onProgress: Progress | undefined,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  const actual = await engine.storage.hashArtifact(
-    manifest,
-    (bytesRead) =>
-      onProgress?.({
-        phase: 'verifying',
-        percent:
-          manifest.size > 0 ? Math.min(99, Math.floor((bytesRead / manifest.size) * 100)) : null,
-        bytesRead,
-      }),
-    signal,
-  );
-  if (actual.size !== manifest.size || actual.sha256 !== manifest.sha256) {
-    throw new AppError(
-      'CHECKSUM_MISMATCH',
-      `backup ${manifest.id} does not match its manifest (size ${actual.size} of ${manifest.size}, sha256 ${actual.sha256.slice(0, 12)}… expected ${manifest.sha256.slice(0, 12)}…); it was not restored`,
-    );
-  }
-}
-
 /** pg_restore reads archives of its own major version and older, not newer. */
 export function assertPgRestoreCanRead(engine: EngineContext, manifest: BackupManifest): void {
   const dumpedWith = parseToolVersion(`(PostgreSQL) ${manifest.pgDumpVersion}`);
@@ -80,65 +54,28 @@ export function assertPgRestoreCanRead(engine: EngineContext, manifest: BackupMa
 }
 
 /**
- * A custom archive restores in parallel (`pg_restore -j`), which needs a seekable file: a
- * compressed artifact is first decompressed to a scratch file beside the backups.
- */
-async function seekableArchive(
-  engine: EngineContext,
-  manifest: BackupManifest,
-  signal: AbortSignal | undefined,
-): Promise<{ file: string; cleanup: () => Promise<void> }> {
-  if (manifest.compression === 'none') {
-    return { file: `${engine.storage.dir}/${manifest.filename}`, cleanup: async () => {} };
-  }
-  // Held while the scratch file exists: a worker starting meanwhile must not sweep it away.
-  const writeLock = await engine.locks.acquire(lockResources.storageWrite, 'shared', {
-    timeoutMs: engine.config.LOCK_TIMEOUT_MS,
-    signal,
-  });
-  const file = engine.storage.scratchPath(manifest, 'restore');
-  const stage = decompressionStage(manifest.compression, signal);
-  const cleanup = async () => {
-    await rm(file, { force: true });
-    await writeLock.release();
-  };
-  try {
-    await pipeline(
-      [
-        engine.storage.openArtifact(manifest),
-        stage.stream,
-        createWriteStream(file, { mode: 0o600 }),
-      ],
-      signal ? { signal } : {},
-    );
-    await stage.done;
-  } catch (error) {
-    await cleanup();
-    throw restoreError(error, signal);
-  }
-  return { file, cleanup };
-}
-
-/**
  * Loads a backup into `database`: custom archives with `pg_restore -j --exit-on-error`, plain
  * SQL with `psql --single-transaction -v ON_ERROR_STOP=1`. Any error stops it.
  */
 export async function restoreIntoDatabase(
   engine: EngineContext,
   manifest: BackupManifest,
+  artifact: PreparedArtifact,
   database: PgTarget,
   onProgress: Progress | undefined,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   if (manifest.format === 'custom') {
     onProgress?.({ phase: 'restoring', percent: 0 });
-    const archive = await seekableArchive(engine, manifest, signal);
+    if (artifact.compression !== 'none') {
+      throw new Error('pg_restore -j needs the archive decompressed first');
+    }
     try {
-      const itemsTotal = await countArchiveEntries(archive.file, database);
+      const itemsTotal = await countArchiveEntries(artifact.file, database);
       let itemsDone = 0;
       const restore = startPgRestore({
         target: database,
-        file: archive.file,
+        file: artifact.file,
         jobs: engine.config.RESTORE_JOBS,
         signal,
         onEntry: () => {
@@ -155,23 +92,21 @@ export async function restoreIntoDatabase(
       await restore.done;
     } catch (error) {
       throw restoreError(error, signal);
-    } finally {
-      await archive.cleanup();
     }
     return;
   }
-  const stage = decompressionStage(manifest.compression, signal);
+  const stage = decompressionStage(artifact.compression, signal);
   const psql = startPsqlScript(database, { signal });
   const { stdin } = psql.child;
   if (!stdin) throw new Error('psql was started without stdin');
   let bytesRead = 0;
-  const source = engine.storage.openArtifact(manifest);
-  source.on('data', (chunk: Buffer) => {
+  const source = createReadStream(artifact.file);
+  const total = (await stat(artifact.file)).size;
+  source.on('data', (chunk: Buffer | string) => {
     bytesRead += chunk.length;
     onProgress?.({
       phase: 'restoring',
-      percent:
-        manifest.size > 0 ? Math.min(99, Math.floor((bytesRead / manifest.size) * 100)) : null,
+      percent: total > 0 ? Math.min(99, Math.floor((bytesRead / total) * 100)) : null,
       bytesRead,
     });
   });

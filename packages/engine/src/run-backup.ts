@@ -1,9 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { type Duplex, type Readable, Transform } from 'node:stream';
+import { type Duplex, PassThrough, type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   AppError,
   artifactFilename,
   type BackupManifest,
+  encryptionAlgorithm,
   type JobPayload,
   newBackupId,
   type QualifiedTable,
@@ -21,6 +23,7 @@ import {
   serverVersion,
   startPgDump,
 } from '@pgkeep/pg';
+import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
 import { compressionStage, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
@@ -113,7 +116,8 @@ export async function runBackup(
     const estimate = await estimateDumpBytes(snapshotClient, tables);
 
     const id = newBackupId(started);
-    const filename = artifactFilename(id, payload.format, payload.compression);
+    const encryption = engine.keyRing.writeKeyId ? engine.keyRing.encryptStream() : null;
+    const filename = artifactFilename(id, payload.format, payload.compression, !!encryption);
     const log = run.logger.child({ backupId: id });
     log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
 
@@ -171,27 +175,34 @@ export async function runBackup(
     const counting = countRows(snapshotClient, counted);
     counting.catch(() => {});
 
+    // Encryption, when configured, is the last stage: every destination gets the same bytes.
+    let source: Readable;
+    if (stages.length === 1 && !encryption) {
+      source = stages[0];
+    } else {
+      const tail: Duplex = encryption ? encryption.stream : new PassThrough();
+      pipeline([...stages, tail]).catch((error: unknown) => tail.destroy(error as Error));
+      source = tail;
+    }
+
     let rowCounts: Record<string, number> = {};
-    let artifact: Awaited<ReturnType<typeof storage.writeArtifact>>;
+    let artifact: WrittenCopies;
     try {
-      artifact = await storage.writeArtifact(
-        filename,
-        stages,
-        (written) => {
+      artifact = await storage.writeCopies(filename, source, {
+        signal,
+        sizeHint: estimate,
+        onBytes: (written) => {
           bytesWritten = written;
           onWritten();
         },
-        {
-          signal,
-          // Before the rename: a pg_dump that failed halfway closes its stdout like one that
-          // finished, so its exit status decides whether the file may become an artifact.
-          beforeCommit: async () => {
-            await dump.done;
-            await compressed;
-            rowCounts = await counting;
-          },
+        // Before anything is visible: a pg_dump that failed halfway closes its stdout like one
+        // that finished, so its exit status decides whether the file may become an artifact.
+        beforeCommit: async () => {
+          await dump.done;
+          await compressed;
+          rowCounts = await counting;
         },
-      );
+      });
     } catch (error) {
       if (signal.aborted) {
         const reason: unknown = signal.reason;
@@ -212,7 +223,7 @@ export async function runBackup(
     await snapshotClient.query('COMMIT');
     const completed = new Date();
     const manifest: BackupManifest = {
-      manifestVersion: 1,
+      manifestVersion: 2,
       id,
       filename,
       size: artifact.size,
@@ -232,19 +243,42 @@ export async function runBackup(
       requestedBy: payload.requestedBy,
       label: payload.label,
       jobId: run.jobId,
-      encryption: null,
-      copies: [],
+      encryption: encryption
+        ? {
+            algorithm: encryptionAlgorithm,
+            keyId: encryption.keyId,
+            chunkBytes: encryption.chunkBytes,
+          }
+        : null,
+      copies: artifact.copies,
+      failedCopies: artifact.failedCopies,
     };
     try {
-      await storage.writeManifest(manifest);
+      await storage.commitManifest(manifest);
     } catch (error) {
-      await storage.removeArtifact(filename);
+      // Nothing of this backup may stay behind, or a catalog rebuild would bring it back.
+      for (const copy of manifest.copies) {
+        await storage
+          .destination(copy.destination)
+          ?.deleteManifest(id)
+          .catch(() => {});
+      }
+      await artifact.discard();
       throw error;
     }
     bytesRead = (await bytesWrittenBy(dump.child.pid)) ?? bytesRead;
     run.onProgress?.({ phase: 'completed', percent: 100, bytesRead, bytesWritten });
     log.info(
-      { filename, size: artifact.size, durationMs: manifest.durationMs },
+      {
+        filename,
+        size: artifact.size,
+        durationMs: manifest.durationMs,
+        copies: manifest.copies.map((copy) => copy.destination),
+        ...(artifact.failedCopies.length > 0
+          ? { failedCopies: artifact.failedCopies.map((copy) => copy.destination) }
+          : {}),
+        encrypted: manifest.encryption !== null,
+      },
       'backup completed',
     );
     return manifest;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import {
   AppError,
@@ -22,6 +23,7 @@ import {
   withDatabase,
 } from '@pgkeep/pg';
 import pg from 'pg';
+import { type PreparedArtifact, prepareArtifact } from './artifact-source.js';
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
@@ -31,7 +33,6 @@ import {
   compareRowCounts,
   restoreIntoDatabase,
   throwIfAborted,
-  verifyChecksum,
 } from './restore-steps.js';
 
 /** `<db>_pre_restore_<when>_<rand>`, cut to PostgreSQL's 63-byte limit on the db side. */
@@ -61,6 +62,7 @@ export async function maintenanceClient(engine: EngineContext): Promise<pg.Clien
 async function restoreDatabase(
   engine: EngineContext,
   manifest: BackupManifest,
+  artifact: PreparedArtifact,
   target: string,
   run: RunContext,
   signal: AbortSignal,
@@ -73,7 +75,7 @@ async function restoreDatabase(
     let swapped = false;
     try {
       const into = withDatabase(engine.target, temporary);
-      await restoreIntoDatabase(engine, manifest, into, run.onProgress, signal);
+      await restoreIntoDatabase(engine, manifest, artifact, into, run.onProgress, signal);
       throwIfAborted(signal);
 
       run.onProgress?.({ phase: 'validating', percent: null });
@@ -143,6 +145,7 @@ function rowCountAssertion(expected: Record<string, number>): string {
 async function restoreTables(
   engine: EngineContext,
   manifest: BackupManifest,
+  artifact: PreparedArtifact,
   target: string,
   run: RunContext,
   signal: AbortSignal,
@@ -161,9 +164,9 @@ async function restoreTables(
   const { stdin } = psql.child;
   if (!stdin) throw new Error('psql was started without stdin');
   run.onProgress?.({ phase: 'restoring', percent: null });
-  const stage = decompressionStage(manifest.compression, signal);
+  const stage = decompressionStage(artifact.compression, signal);
   const started = Date.now();
-  const source = engine.storage.openArtifact(manifest);
+  const source = createReadStream(artifact.file);
   let feeding: Promise<unknown>;
   if (manifest.format === 'custom') {
     // The archive as SQL (pg_restore without a database), fed to the same transaction.
@@ -222,16 +225,32 @@ export async function runRestore(
     if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${payload.backupId} not found`);
     assertPgRestoreCanRead(engine, manifest);
     run.onProgress?.({ phase: 'verifying', percent: 0 });
-    await verifyChecksum(engine, manifest, run.onProgress, signal);
-    throwIfAborted(signal);
-    run.logger.info(
-      { backupId: manifest.id, target: payload.target, tables: manifest.tables ?? 'all' },
-      'restore started',
-    );
-    const outcome =
-      manifest.tables === null
-        ? await restoreDatabase(engine, manifest, payload.target, run, signal)
-        : await restoreTables(engine, manifest, payload.target, run, signal);
+    // Checksum (and authentication, when encrypted) of the first good copy, before anything
+    // of it reaches pg_restore or psql.
+    const artifact = await prepareArtifact(engine, manifest, {
+      decompress: manifest.tables === null && manifest.format === 'custom',
+      onProgress: run.onProgress,
+      signal,
+    });
+    let outcome: Awaited<ReturnType<typeof restoreDatabase>>;
+    try {
+      throwIfAborted(signal);
+      run.logger.info(
+        {
+          backupId: manifest.id,
+          target: payload.target,
+          tables: manifest.tables ?? 'all',
+          copy: artifact.destination,
+        },
+        'restore started',
+      );
+      outcome =
+        manifest.tables === null
+          ? await restoreDatabase(engine, manifest, artifact, payload.target, run, signal)
+          : await restoreTables(engine, manifest, artifact, payload.target, run, signal);
+    } finally {
+      await artifact.cleanup();
+    }
     run.onProgress?.({ phase: 'completed', percent: 100 });
     return {
       backupId: manifest.id,

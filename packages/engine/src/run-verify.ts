@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -17,15 +18,11 @@ import {
   withDatabase,
 } from '@pgkeep/pg';
 import pg from 'pg';
+import { hashCopy, type PreparedArtifact, prepareArtifact } from './artifact-source.js';
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
-import {
-  compareRowCounts,
-  restoreIntoDatabase,
-  throwIfAborted,
-  verifyChecksum,
-} from './restore-steps.js';
+import { compareRowCounts, restoreIntoDatabase, throwIfAborted } from './restore-steps.js';
 import { maintenanceClient } from './run-restore.js';
 
 type Check = JobResult<'verify'>['checks'][number];
@@ -36,12 +33,12 @@ type Check = JobResult<'verify'>['checks'][number];
  * full decompression for plain SQL.
  */
 async function readWholeArchive(
-  engine: EngineContext,
-  manifest: Parameters<typeof verifyChecksum>[1],
+  manifest: BackupManifest,
+  artifact: PreparedArtifact,
   signal: AbortSignal | undefined,
 ) {
-  const stage = decompressionStage(manifest.compression, signal);
-  const source = engine.storage.openArtifact(manifest);
+  const stage = decompressionStage(artifact.compression, signal);
+  const source = createReadStream(artifact.file);
   if (manifest.format === 'custom') {
     const reader = startChild('pg_restore', ['--file=/dev/null'], {
       env: { PATH: process.env.PATH },
@@ -87,6 +84,7 @@ type Attempt = (name: Check['name'], work: () => Promise<string>) => Promise<boo
 async function scratchRestore(
   engine: EngineContext,
   manifest: BackupManifest,
+  artifact: PreparedArtifact,
   run: RunContext,
   attempt: Attempt,
 ) {
@@ -101,7 +99,7 @@ async function scratchRestore(
     await createRestoreDatabase(admin, scratch, null);
     const into = withDatabase(engine.target, scratch);
     const restored = await attempt('scratch-restore', async () => {
-      await restoreIntoDatabase(engine, manifest, into, run.onProgress, run.signal);
+      await restoreIntoDatabase(engine, manifest, artifact, into, run.onProgress, run.signal);
       return 'restored into a scratch database';
     });
     if (!restored) return;
@@ -156,21 +154,43 @@ export async function runVerify(
     const verified = manifest;
     // Shared with backups, excluded by a restore of the same database.
     await held.take(lockResources.database(verified.database), 'shared');
-    const hashed = await attempt('sha256', async () => {
-      await verifyChecksum(engine, verified, run.onProgress, run.signal);
-      return `${verified.size} bytes, sha256 matches the manifest`;
-    });
-    // A file that fails its checksum is not read further: nothing trusts its content.
-    const read =
-      hashed &&
-      (await attempt('archive-read', async () => {
+    // Every copy this deployment can reach, each read whole against the manifest.
+    const readable = new Set(engine.storage.readOrder(verified).map((entry) => entry.destination));
+    for (const copy of verified.copies) {
+      const destination = engine.storage.destination(copy.destination);
+      await attempt('sha256', async () => {
+        if (!destination || !readable.has(destination)) {
+          throw new Error(`${copy.destination}: not a configured destination; copy not checked`);
+        }
+        await hashCopy(verified, destination, run.onProgress, run.signal);
+        return `${copy.destination}: ${verified.size} bytes, sha256 matches the manifest`;
+      });
+    }
+    let artifact: PreparedArtifact | undefined;
+    try {
+      // A copy that fails its checksum is not read further: nothing trusts its content. When
+      // encrypted, every chunk is authenticated here, before any of it reaches pg_restore.
+      const read = await attempt('archive-read', async () => {
         run.onProgress?.({ phase: 'reading', percent: null });
-        await readWholeArchive(engine, verified, run.signal);
-        return verified.format === 'custom'
-          ? 'pg_restore read every entry'
-          : 'the SQL decompressed completely';
-      }));
-    if (read && payload.restore) await scratchRestore(engine, verified, run, attempt);
+        artifact = await prepareArtifact(engine, verified, {
+          decompress: verified.format === 'custom' && payload.restore,
+          signal: run.signal,
+        });
+        await readWholeArchive(verified, artifact, run.signal);
+        const how =
+          verified.format === 'custom'
+            ? 'pg_restore read every entry'
+            : 'the SQL decompressed completely';
+        return verified.encryption
+          ? `${artifact.destination}: every chunk authenticated; ${how}`
+          : `${artifact.destination}: ${how}`;
+      });
+      if (read && artifact && payload.restore) {
+        await scratchRestore(engine, verified, artifact, run, attempt);
+      }
+    } finally {
+      await (artifact as PreparedArtifact | undefined)?.cleanup();
+    }
   } finally {
     await held.releaseAll();
   }

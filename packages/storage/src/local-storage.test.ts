@@ -2,7 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import {
   AppError,
@@ -26,6 +28,27 @@ beforeEach(async () => {
 afterEach(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
+
+/** Writes through the stages, runs `beforeCommit`, commits; discards on any failure. */
+async function write(
+  filename: string,
+  stages: [Readable, ...Duplex[]],
+  onBytes?: (bytes: number) => void,
+  options: { signal?: AbortSignal; beforeCommit?: () => Promise<void> } = {},
+) {
+  // The stages chained; an error anywhere destroys the last one, which the write sees.
+  const source = stages[stages.length - 1] as Readable;
+  if (stages.length > 1) pipeline(stages as unknown as [Readable, Duplex]).catch(() => {});
+  const staged = await storage.writeArtifact(filename, source, { onBytes, signal: options.signal });
+  try {
+    await options.beforeCommit?.();
+    await staged.commit();
+  } catch (error) {
+    await staged.discard();
+    throw error;
+  }
+  return { filename: staged.filename, size: staged.size, sha256: staged.sha256 };
+}
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const files = async () => (await fs.readdir(dir)).sort();
@@ -65,6 +88,7 @@ function manifest(id: string, overrides: Partial<BackupManifest> = {}): BackupMa
     jobId: null,
     encryption: null,
     copies: [],
+    failedCopies: [],
   };
   const merged = { ...base, ...overrides };
   // As read back: a version-1 manifest describes the one local copy beside it.
@@ -101,9 +125,7 @@ describe('LocalStorage.writeArtifact', () => {
     const data = Buffer.concat(chunks);
     const progress: number[] = [];
     const filename = artifactFilename(idA, 'custom', 'none');
-    const written = await storage.writeArtifact(filename, [Readable.from(chunks)], (bytes) =>
-      progress.push(bytes),
-    );
+    const written = await write(filename, [Readable.from(chunks)], (bytes) => progress.push(bytes));
     expect(written).toEqual({ filename, size: data.length, sha256: sha256(data) });
     expect((await fs.readFile(path.join(dir, filename))).equals(data)).toBe(true);
     expect(await files()).toEqual([filename]);
@@ -116,7 +138,7 @@ describe('LocalStorage.writeArtifact', () => {
   it('hashes what lands on disk after the stages (gzip)', async () => {
     const data = Buffer.from('COPY public."User" FROM stdin;\n'.repeat(2000));
     const filename = artifactFilename(idA, 'plain', 'gzip');
-    const written = await storage.writeArtifact(filename, [Readable.from([data]), createGzip()]);
+    const written = await write(filename, [Readable.from([data]), createGzip()]);
     const onDisk = await fs.readFile(path.join(dir, filename));
     expect(written.sha256).toBe(sha256(onDisk));
     expect(written.size).toBe(onDisk.length);
@@ -125,7 +147,7 @@ describe('LocalStorage.writeArtifact', () => {
 
   it('writes an empty stream as an empty file', async () => {
     const filename = artifactFilename(idA, 'plain', 'none');
-    const written = await storage.writeArtifact(filename, [Readable.from([])]);
+    const written = await write(filename, [Readable.from([])]);
     expect(written).toEqual({ filename, size: 0, sha256: sha256(Buffer.alloc(0)) });
     expect((await fs.stat(path.join(dir, filename))).size).toBe(0);
   });
@@ -136,7 +158,7 @@ describe('LocalStorage.writeArtifact', () => {
       [randomBytes(100_000), randomBytes(100_000)],
       new Error('pg_dump died'),
     );
-    await expect(storage.writeArtifact(filename, [source])).rejects.toThrow('pg_dump died');
+    await expect(write(filename, [source])).rejects.toThrow('pg_dump died');
     expect(await files()).toEqual([]);
   });
 
@@ -144,25 +166,20 @@ describe('LocalStorage.writeArtifact', () => {
     const filename = artifactFilename(idA, 'custom', 'gzip');
     // Not gzip data: the gunzip stage errors on it.
     const source = Readable.from([Buffer.from('this is not gzip data at all')]);
-    await expect(storage.writeArtifact(filename, [source, createGunzip()])).rejects.toThrow();
+    await expect(write(filename, [source, createGunzip()])).rejects.toThrow();
     expect(await files()).toEqual([]);
   });
 
   it('leaves nothing when beforeCommit refuses the file', async () => {
     const filename = artifactFilename(idA, 'custom', 'zstd');
     let seenPartial: string[] = [];
-    const write = storage.writeArtifact(
-      filename,
-      [Readable.from([Buffer.from('data')])],
-      undefined,
-      {
-        beforeCommit: async () => {
-          seenPartial = await files();
-          throw new Error('compressor exited with 1');
-        },
+    const writing = write(filename, [Readable.from([Buffer.from('data')])], undefined, {
+      beforeCommit: async () => {
+        seenPartial = await files();
+        throw new Error('compressor exited with 1');
       },
-    );
-    await expect(write).rejects.toThrow('compressor exited with 1');
+    });
+    await expect(writing).rejects.toThrow('compressor exited with 1');
     // The data was complete in the partial file, never under the final name.
     expect(seenPartial).toEqual([`${filename}.partial`]);
     expect(await files()).toEqual([]);
@@ -177,7 +194,7 @@ describe('LocalStorage.writeArtifact', () => {
         this.push(randomBytes(16 * 1024));
       },
     });
-    const write = storage.writeArtifact(
+    const writing = write(
       filename,
       [source],
       (bytes) => {
@@ -185,7 +202,7 @@ describe('LocalStorage.writeArtifact', () => {
       },
       { signal: controller.signal },
     );
-    await expect(write).rejects.toThrow();
+    await expect(writing).rejects.toThrow();
     expect(await files()).toEqual([]);
   });
 
@@ -193,7 +210,7 @@ describe('LocalStorage.writeArtifact', () => {
     const filename = artifactFilename(idA, 'custom', 'zstd');
     await fs.writeFile(path.join(dir, filename), 'the older backup');
     await expectAppError(
-      storage.writeArtifact(filename, [Readable.from([Buffer.from('new data')])]),
+      write(filename, [Readable.from([Buffer.from('new data')])]),
       'STORAGE_ERROR',
     );
     expect(await fs.readFile(path.join(dir, filename), 'utf8')).toBe('the older backup');
@@ -203,10 +220,7 @@ describe('LocalStorage.writeArtifact', () => {
   it.each(['../escape.dump', 'sub/dir.dump', '.hidden', 'a\\b'])(
     'refuses the unsafe file name %j',
     async (filename) => {
-      await expectAppError(
-        storage.writeArtifact(filename, [Readable.from([Buffer.from('x')])]),
-        'STORAGE_ERROR',
-      );
+      await expectAppError(write(filename, [Readable.from([Buffer.from('x')])]), 'STORAGE_ERROR');
       expect(await files()).toEqual([]);
       await expect(fs.access(path.join(dir, '..', 'escape.dump'))).rejects.toThrow();
     },
@@ -308,7 +322,7 @@ describe('LocalStorage.deleteBackup', () => {
     const a = manifest(idA);
     const b = manifest(idB);
     for (const m of [a, b]) {
-      await storage.writeArtifact(m.filename, [Readable.from([Buffer.from(m.id)])]);
+      await write(m.filename, [Readable.from([Buffer.from(m.id)])]);
       await storage.writeManifest(m);
     }
     await storage.deleteBackup(a);
@@ -328,7 +342,7 @@ describe('LocalStorage.deleteBackup', () => {
 describe('LocalStorage.sweepLeftovers', () => {
   it('removes partial files and artifacts without a manifest, keeps the rest', async () => {
     const complete = manifest(idA);
-    await storage.writeArtifact(complete.filename, [Readable.from([Buffer.from('ok')])]);
+    await write(complete.filename, [Readable.from([Buffer.from('ok')])]);
     await storage.writeManifest(complete);
     const orphan = artifactFilename(idB, 'plain', 'gzip');
     const partial = `${artifactFilename(idC, 'custom', 'zstd')}.partial`;

@@ -2,38 +2,36 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Duplex, type Readable, Transform, Writable } from 'node:stream';
+import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AppError,
+  artifactIdOf,
   type BackupManifest,
   isBackupId,
   type Logger,
   manifestFilename,
   manifestSchema,
   newestFirst,
+  parseManifestText,
 } from '@pgkeep/core';
+import type {
+  ByteRange,
+  Destination,
+  InvalidManifest,
+  StagedArtifact,
+  WriteOptions,
+} from './destination.js';
 
 const PARTIAL_SUFFIX = '.partial';
 const MANIFEST_SUFFIX = '.manifest.json';
-
-export interface WrittenArtifact {
-  filename: string;
-  size: number;
-  sha256: string;
-}
-
-export interface InvalidManifest {
-  file: string;
-  reason: string;
-}
 
 /**
  * Backups in a local directory. Storage is the catalog: an artifact plus a manifest beside it,
  * and a backup exists exactly when its manifest does. Every write goes to a `.partial` file,
  * is fsynced and renamed; the manifest is written the same way, last.
  */
-export class LocalStorage {
+export class LocalStorage implements Destination {
   readonly dir: string;
 
   constructor(
@@ -64,20 +62,30 @@ export class LocalStorage {
     }
   }
 
+  readonly name = 'local';
+  readonly kind = 'local' as const;
+  readonly required = true;
+
+  locationOf(filename: string): string {
+    return this.pathOf(filename);
+  }
+
   /**
-   * Streams the stages' output into `<filename>.partial` with sha256 and size computed on the way, then
-   * fsync, `beforeCommit` (the last chance to refuse the file), and rename. On any failure the partial file is removed and nothing else is touched.
+   * Streams `source` into `<filename>.partial` (opened O_EXCL, mode 0600) with sha256 and size
+   * computed on the way, then fsync. `commit` links it to its final name (refusing to replace
+   * anything) and fsyncs the directory; `discard` removes whichever exists. On any failure the
+   * partial file is removed and nothing else is touched.
    */
   async writeArtifact(
     filename: string,
-    stages: [Readable, ...Duplex[]],
-    onBytes?: (bytesWritten: number) => void,
-    options: { signal?: AbortSignal; beforeCommit?: () => Promise<void> } = {},
-  ): Promise<WrittenArtifact> {
+    source: Readable,
+    options: WriteOptions = {},
+  ): Promise<StagedArtifact> {
     const finalPath = this.pathOf(filename);
     const partialPath = `${finalPath}${PARTIAL_SUFFIX}`;
     const hash = createHash('sha256');
     let size = 0;
+    const { onBytes } = options;
     const measure = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         hash.update(chunk);
@@ -90,23 +98,56 @@ export class LocalStorage {
     const handle = await fs.open(partialPath, 'wx', 0o600);
     try {
       const file = createWriteStream('', { fd: handle.fd, autoClose: false });
-      await pipeline([...stages, measure, file], options.signal ? { signal: options.signal } : {});
+      await pipeline([source, measure, file], options.signal ? { signal: options.signal } : {});
       await handle.sync();
       await handle.close();
-      await options.beforeCommit?.();
-      await fs.link(partialPath, finalPath).catch(async (error: NodeJS.ErrnoException) => {
-        // link refuses to replace an existing file where rename would silently do so.
-        if (error.code === 'EEXIST') throw new AppError('STORAGE_ERROR', `${filename} exists`);
-        throw error;
-      });
-      await fs.unlink(partialPath);
-      await this.fsyncDir();
     } catch (error) {
+      source.destroy();
       await handle.close().catch(() => {});
       await fs.rm(partialPath, { force: true });
       throw error;
     }
-    return { filename, size, sha256: hash.digest('hex') };
+    let committed = false;
+    return {
+      filename,
+      size,
+      sha256: hash.digest('hex'),
+      commit: async () => {
+        await fs.link(partialPath, finalPath).catch(async (error: NodeJS.ErrnoException) => {
+          // link refuses to replace an existing file where rename would silently do so.
+          if (error.code === 'EEXIST') throw new AppError('STORAGE_ERROR', `${filename} exists`);
+          throw error;
+        });
+        committed = true;
+        await fs.unlink(partialPath);
+        await this.fsyncDir();
+      },
+      discard: async () => {
+        await fs.rm(partialPath, { force: true });
+        if (committed) await fs.rm(finalPath, { force: true });
+      },
+    };
+  }
+
+  async openArtifact(filename: string, range?: ByteRange): Promise<Readable> {
+    const file = this.pathOf(filename);
+    // Opened here, so that a missing file is an error now rather than on the stream.
+    const handle = await fs.open(file, 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') {
+        throw new AppError('ARTIFACT_MISSING', `the artifact ${filename} is missing from local`);
+      }
+      throw error;
+    });
+    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async statArtifact(filename: string): Promise<{ size: number } | undefined> {
+    try {
+      return { size: (await fs.stat(this.pathOf(filename))).size };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
   }
 
   /** Written last: from this moment the backup exists. */
@@ -128,9 +169,9 @@ export class LocalStorage {
     }
   }
 
-  /** Opens a backup's artifact for reading. */
-  openArtifact(manifest: BackupManifest): Readable {
-    return createReadStream(this.pathOf(manifest.filename));
+  /** The artifact's path, for tools that read the file themselves (pg_restore, zstd). */
+  artifactPath(filename: string): string {
+    return this.pathOf(filename);
   }
 
   /**
@@ -146,7 +187,7 @@ export class LocalStorage {
     let size = 0;
     try {
       await pipeline(
-        this.openArtifact(manifest),
+        createReadStream(this.pathOf(manifest.filename)),
         new Writable({
           write(chunk: Buffer, _encoding, callback) {
             hash.update(chunk);
@@ -181,6 +222,16 @@ export class LocalStorage {
     await fs.rm(this.pathOf(filename), { force: true });
   }
 
+  async deleteManifest(id: string): Promise<void> {
+    if (!isBackupId(id)) throw new AppError('INVALID_BACKUP_ID', 'invalid backup id');
+    await fs.rm(this.pathOf(manifestFilename(id)), { force: true });
+    await this.fsyncDir();
+  }
+
+  readManifest(id: string): Promise<BackupManifest | undefined> {
+    return this.getManifest(id);
+  }
+
   async getManifest(id: string): Promise<BackupManifest | undefined> {
     if (!isBackupId(id)) throw new AppError('INVALID_BACKUP_ID', 'invalid backup id');
     let text: string;
@@ -190,25 +241,11 @@ export class LocalStorage {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new AppError('STORAGE_ERROR', 'could not read the manifest', { cause: error });
     }
-    const parsed = this.parseManifest(text);
-    if (!parsed.ok || parsed.manifest.id !== id) {
+    const parsed = parseManifestText(text, id);
+    if (!parsed.ok) {
       throw new AppError('MANIFEST_INVALID', `the manifest of backup ${id} is not valid`);
     }
     return parsed.manifest;
-  }
-
-  private parseManifest(
-    text: string,
-  ): { ok: true; manifest: BackupManifest } | { ok: false; reason: string } {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      return { ok: false, reason: 'not JSON' };
-    }
-    const parsed = manifestSchema.safeParse(json);
-    if (!parsed.success) return { ok: false, reason: parsed.error.issues[0]?.message ?? 'invalid' };
-    return { ok: true, manifest: parsed.data };
   }
 
   /** Every valid manifest, newest first. Files that fail validation are reported, not listed. */
@@ -237,9 +274,9 @@ export class LocalStorage {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw error;
       }
-      const parsed = this.parseManifest(text);
-      if (parsed.ok && parsed.manifest.id === id) manifests.push(parsed.manifest);
-      else invalid.push({ file: name, reason: parsed.ok ? 'id does not match' : parsed.reason });
+      const parsed = parseManifestText(text, id);
+      if (parsed.ok) manifests.push(parsed.manifest);
+      else invalid.push({ file: name, reason: parsed.reason });
     }
     if (invalid.length > 0) this.logger.warn({ invalid }, 'manifests skipped: not valid');
     manifests.sort(newestFirst);
@@ -270,11 +307,8 @@ export class LocalStorage {
     for (const name of names) {
       if (!name.startsWith('backup-')) continue;
       const partial = name.endsWith(PARTIAL_SUFFIX);
-      const match = /^backup-(.+Z-[0-9a-f]{12})\.(dump|sql)(\.zst|\.gz)?$/.exec(name);
-      const orphan =
-        match?.[1] !== undefined &&
-        isBackupId(match[1]) &&
-        !manifests.has(manifestFilename(match[1]));
+      const id = artifactIdOf(name);
+      const orphan = id !== undefined && isBackupId(id) && !manifests.has(manifestFilename(id));
       if (partial || orphan) {
         await fs.rm(this.pathOf(name), { force: true });
         removed.push(name);

@@ -1,9 +1,12 @@
+import { Readable } from 'node:stream';
+import { AppError } from '@pgkeep/core';
 import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
   backupIdParams,
   cleanQuery,
   createBackupBody,
+  errorEnvelope,
   errorResponses,
   healthDetailSchema,
   healthSchema,
@@ -25,8 +28,12 @@ import {
   getBackup,
   listBackups,
 } from '../services/backup-service.js';
+import { openDownload } from '../services/download-service.js';
 import { checkHealthDetail } from '../services/health-detail-service.js';
 import { checkHealth } from '../services/health-service.js';
+
+/** A stream: Fastify sends it as it is, without serializing. */
+const artifactBytes = z.custom<Readable>((value) => value instanceof Readable);
 
 const admin = (request: { admin?: { requestedBy: string } }) => {
   if (!request.admin) throw new Error('route registered without requireAdmin');
@@ -105,6 +112,57 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
         success: true as const,
         data: await getBackup(services, request.params.id),
       }),
+    );
+
+    // The artifact as stored (still encrypted, if it is), with its sha256 to check it by.
+    adminApp.get(
+      '/api/backup/:id/download',
+      {
+        schema: {
+          params: backupIdParams,
+          produces: ['application/octet-stream', 'application/json'],
+          response: {
+            200: artifactBytes.describe('the artifact, exactly as stored'),
+            206: artifactBytes.describe('the requested range of the artifact'),
+            416: errorEnvelope,
+            ...errorResponses,
+          },
+        },
+      },
+      async (request, reply) => {
+        const manifest = await getBackup(services, request.params.id);
+        let download: Awaited<ReturnType<typeof openDownload>>;
+        try {
+          download = await openDownload(services, manifest, request.headers.range);
+        } catch (error) {
+          if (error instanceof AppError && error.code === 'RANGE_NOT_SATISFIABLE') {
+            reply.header('content-range', `bytes */${manifest.size}`);
+          }
+          throw error;
+        }
+        const { range } = download;
+        reply
+          .header('content-type', 'application/octet-stream')
+          .header('content-disposition', `attachment; filename="${manifest.filename}"`)
+          .header('accept-ranges', 'bytes')
+          .header('cache-control', 'no-store')
+          .header('etag', `"${manifest.sha256}"`)
+          .header('x-checksum-sha256', manifest.sha256)
+          .header(
+            'repr-digest',
+            `sha-256=:${Buffer.from(manifest.sha256, 'hex').toString('base64')}:`,
+          )
+          .header('x-backup-copy', download.destination);
+        if (range) {
+          reply
+            .code(206)
+            .header('content-range', `bytes ${range.start}-${range.end}/${manifest.size}`)
+            .header('content-length', range.end - range.start + 1);
+        } else {
+          reply.code(200).header('content-length', manifest.size);
+        }
+        return reply.send(download.stream);
+      },
     );
 
     adminApp.post(

@@ -1,6 +1,6 @@
 import type { Config, Logger } from '@pgkeep/core';
 import type { PgkeepQueues } from '@pgkeep/queue';
-import type { LocalStorage } from '@pgkeep/storage';
+import type { BackupStore } from '@pgkeep/storage';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 
@@ -12,5 +12,6 @@ export interface ApiServices {
   redis: Redis;
   /** Reads only: health, and checking table names before a job is queued. */
   db: pg.Pool;
-  storage: LocalStorage;
+  /** The catalog; artifacts are read only for downloads. */
+  storage: BackupStore;
 }

@@ -1,0 +1,45 @@
+import type { Config, Logger } from '@pgkeep/core';
+import { BackupStore } from './backup-store.js';
+import type { Destination } from './destination.js';
+import { KeyRing, parseEncryptionKey } from './encryption.js';
+import { LocalStorage } from './local-storage.js';
+
+/**
+ * The catalog and the destinations BACKUP_DESTINATIONS names, in its order. The S3 driver (and
+ * the AWS SDK with it) is loaded only when an S3 destination is configured.
+ */
+export async function createBackupStore(config: Config, logger: Logger): Promise<BackupStore> {
+  const catalog = new LocalStorage(config.BACKUP_DIR, logger);
+  const destinations: Destination[] = [];
+  for (const name of config.BACKUP_DESTINATIONS) {
+    if (name === 'local') {
+      destinations.push(catalog);
+      continue;
+    }
+    const settings = config.S3_DESTINATIONS.find((destination) => destination.name === name);
+    if (!settings)
+      throw new Error(`destination ${name} has no S3_${name.toUpperCase()}_* settings`);
+    const { S3Destination } = await import('./s3-destination.js');
+    destinations.push(new S3Destination(settings, logger));
+  }
+  return new BackupStore(catalog, destinations, logger, {
+    copyAttempts: config.BACKUP_COPY_ATTEMPTS,
+    copyRetryDelayMs: config.BACKUP_COPY_RETRY_DELAY_MS,
+  });
+}
+
+/** The encryption keys of the configuration: the current one writes, old ones read. */
+export function createKeyRing(config: Config): Promise<KeyRing> {
+  return KeyRing.create({
+    ...(config.BACKUP_ENCRYPTION_KEY
+      ? { key: parseEncryptionKey(config.BACKUP_ENCRYPTION_KEY) }
+      : {}),
+    ...(config.BACKUP_ENCRYPTION_PASSPHRASE
+      ? { passphrase: config.BACKUP_ENCRYPTION_PASSPHRASE }
+      : {}),
+    oldKeys: config.BACKUP_ENCRYPTION_OLD_KEYS.map(parseEncryptionKey),
+    oldPassphrases: config.BACKUP_ENCRYPTION_OLD_PASSPHRASE
+      ? [config.BACKUP_ENCRYPTION_OLD_PASSPHRASE]
+      : [],
+  });
+}
