@@ -1,11 +1,14 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { BackupManifest, JobResult } from '@pgkeep/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminHeaders, postJob, startApi, type TestApi, waitForJob } from './support/api.js';
 import { panelTables, seedPanelSchema, tableRows } from './support/panel-schema.js';
+import { root } from './support/processes.js';
 import {
   S3RVER_CREDENTIALS,
   type S3TestServer,
@@ -15,6 +18,7 @@ import {
 import { createTestEnv, dropDatabase, type TestEnv, withClient } from './support/test-env.js';
 import { startWorker, type WorkerProcess } from './support/worker-process.js';
 
+const execFileAsync = promisify(execFile);
 const BUCKET = 'pgkeep-offsite';
 const KEY = randomBytes(32).toString('base64');
 
@@ -176,6 +180,41 @@ describe('an encrypted backup copied to local disk and an S3 bucket', () => {
 });
 
 describe('catalog rebuild', () => {
+  it('npm run catalog:rebuild adds back what the bucket holds and the catalog lost', async () => {
+    const made = await backup({ label: 'rebuilt by command' });
+    await rm(path.join(env.backupDir, `backup-${made.id}.manifest.json`));
+    const listed = async () =>
+      (
+        (
+          await api.app.inject({ method: 'GET', url: '/api/backup', headers: adminHeaders() })
+        ).json() as { data: BackupManifest[] }
+      ).data.map((manifest) => manifest.id);
+    expect(await listed()).not.toContain(made.id);
+    // Asynchronously: the S3 server it talks to runs in this process. Rejects on a non-zero exit.
+    const run = await execFileAsync(
+      process.execPath,
+      ['--import', 'tsx', 'apps/worker/src/cli/catalog.ts'],
+      { cwd: root, env: { PATH: process.env.PATH, ...env.env }, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      destinations: ['local', 'offsite'],
+      added: [made.id],
+      unreachable: [],
+    });
+    expect(await listed()).toContain(made.id);
+    // Its local artifact is still there, so the local copy stays listed too.
+    const rebuilt = (
+      (
+        await api.app.inject({
+          method: 'GET',
+          url: `/api/backup/${made.id}`,
+          headers: adminHeaders(),
+        })
+      ).json() as { data: BackupManifest }
+    ).data;
+    expect(rebuilt.copies.map((copy) => copy.destination)).toEqual(['local', 'offsite']);
+  });
+
   it('brings back every backup from the bucket after the local catalog is lost', async () => {
     const made = await backup({ label: 'to be rebuilt' });
     await worker.stop();

@@ -157,6 +157,12 @@ export const statsSchema = z.object({
   newestBackup: z
     .object({ id: z.string(), filename: z.string(), createdAt: z.string(), size: z.number() })
     .nullable(),
+  encryptedBackups: z.number().int(),
+  /** Copies each destination holds (a destination no longer configured still shows). */
+  byDestination: z.record(
+    z.string(),
+    z.object({ backups: z.number().int(), size: z.number().int() }),
+  ),
 });
 
 export const jobViewSchema = z.object({

@@ -202,7 +202,7 @@ export async function sweepLeftovers(engine: EngineContext): Promise<string[] | 
  * clean-up is between removing a remote copy and its catalog entry; skipped when one runs.
  */
 export async function rebuildCatalog(
-  engine: EngineContext,
+  engine: Pick<EngineContext, 'config' | 'storage' | 'locks' | 'logger'>,
   options: { wait: boolean } = { wait: false },
 ): Promise<{ added: string[]; unreachable: string[] } | undefined> {
   if (!engine.storage.destinations.some((destination) => destination.kind !== 'local')) {

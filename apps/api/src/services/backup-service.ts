@@ -72,11 +72,25 @@ export async function backupStats(services: ApiServices) {
           size: manifest.size,
         }
       : null;
+  // Per destination: what each one holds, by the catalog (a copy per backup and destination).
+  const byDestination: Record<string, { backups: number; size: number }> = {};
+  for (const name of services.config.BACKUP_DESTINATIONS)
+    byDestination[name] = { backups: 0, size: 0 };
+  for (const manifest of manifests) {
+    for (const copy of manifest.copies) {
+      const entry = byDestination[copy.destination] ?? { backups: 0, size: 0 };
+      byDestination[copy.destination] = entry;
+      entry.backups += 1;
+      entry.size += copy.size;
+    }
+  }
   return {
     totalBackups: manifests.length,
     totalSize: manifests.reduce((sum, manifest) => sum + manifest.size, 0),
     oldestBackup: summary(manifests.at(-1)),
     newestBackup: summary(manifests[0]),
+    encryptedBackups: manifests.filter((manifest) => manifest.encryption !== null).length,
+    byDestination,
   };
 }
 
