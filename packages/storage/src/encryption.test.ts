@@ -118,7 +118,9 @@ describe('round trips', () => {
     const plaintext = randomBytes(2 * SMALL + 300);
     const { stream, keyId, chunkBytes } = smallRing.encryptStream();
     const { output: sealed } = await run(stream, plaintext);
-    expect(keyId).toBe(createHmac('sha256', key).update('pgkeep/key-id').digest('hex').slice(0, 16));
+    expect(keyId).toBe(
+      createHmac('sha256', key).update('pgkeep/key-id').digest('hex').slice(0, 16),
+    );
     expect(chunkBytes).toBe(SMALL);
     const header = sealed.subarray(0, HEADER);
     expect(header.subarray(0, 8)).toEqual(Buffer.from('PGKEEPE\x01', 'latin1'));
@@ -186,7 +188,11 @@ describe('keys', () => {
   it('refuses an artifact whose key is not in the ring, naming only the key id', async () => {
     const sealed = await encrypt(ring, randomBytes(100));
     const stranger = await KeyRing.create({ key: otherKey });
-    const { error, output } = await expectDecryptFailure(stranger, sealed, 'ENCRYPTION_KEY_MISSING');
+    const { error, output } = await expectDecryptFailure(
+      stranger,
+      sealed,
+      'ENCRYPTION_KEY_MISSING',
+    );
     expect(error.message).toContain(ring.writeKeyId);
     expect(output.length).toBe(0);
   });
@@ -222,9 +228,9 @@ describe('keys', () => {
     await expect(KeyRing.create({ key, passphrase: PASSPHRASE })).rejects.toBeInstanceOf(AppError);
     await expect(KeyRing.create({ key: key.subarray(0, 31) })).rejects.toBeInstanceOf(AppError);
     await expect(KeyRing.create({ key, chunkBytes: 1023 })).rejects.toBeInstanceOf(AppError);
-    await expect(
-      KeyRing.create({ key, chunkBytes: 16 * 1024 * 1024 + 1 }),
-    ).rejects.toBeInstanceOf(AppError);
+    await expect(KeyRing.create({ key, chunkBytes: 16 * 1024 * 1024 + 1 })).rejects.toBeInstanceOf(
+      AppError,
+    );
   });
 
   it('never shows key material when inspected or serialized', async () => {
@@ -280,7 +286,12 @@ describe('tampering', () => {
         tampered,
         inKeyId ? 'ENCRYPTION_KEY_MISSING' : 'DECRYPTION_FAILED',
       );
-      await expectDecryptFailure(smallRing, tampered, 'DECRYPTION_FAILED', smallRing.writeKeyId ?? '');
+      await expectDecryptFailure(
+        smallRing,
+        tampered,
+        'DECRYPTION_FAILED',
+        smallRing.writeKeyId ?? '',
+      );
     }
   });
 
@@ -328,7 +339,11 @@ describe('tampering', () => {
   it('fails on a chunk spliced in from another file with the same key', async () => {
     const other = await encrypt(smallRing, randomBytes(4 * SMALL + 300));
     const [a = 0, b = 0] = chunkAt(1);
-    const spliced = Buffer.concat([sealed.subarray(0, a), other.subarray(a, b), sealed.subarray(b)]);
+    const spliced = Buffer.concat([
+      sealed.subarray(0, a),
+      other.subarray(a, b),
+      sealed.subarray(b),
+    ]);
     await expectDecryptFailure(smallRing, spliced);
   });
 

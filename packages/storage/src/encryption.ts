@@ -441,7 +441,7 @@ class DecryptTransform extends Transform {
     );
     decipher.setAAD(this.#header as Buffer);
     decipher.setAuthTag(sealed.subarray(tagStart));
-    const plaintext = decipher.update(sealed.subarray(0, tagStart)); this.push(plaintext);
+    const plaintext = decipher.update(sealed.subarray(0, tagStart));
     try {
       decipher.final();
     } catch {
