@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -147,6 +148,46 @@ describe('an encrypted backup copied to local disk and an S3 bucket', () => {
     });
     expect(outside.statusCode).toBe(416);
     expect(outside.json()).toMatchObject({ error: { code: 'RANGE_NOT_SATISFIABLE' } });
+  });
+
+  it('npm run decrypt turns a downloaded artifact back into an archive pg_restore reads', async () => {
+    const response = await api.app.inject({
+      method: 'GET',
+      url: `/api/backup/${manifest.id}/download`,
+      headers: adminHeaders(),
+    });
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pgkeep-decrypt-'));
+    try {
+      const encrypted = path.join(dir, manifest.filename);
+      await writeFile(encrypted, response.rawPayload);
+      const decrypted = path.join(dir, 'backup.dump.zst');
+      const decrypt = (input: string, output: string) =>
+        execFileAsync(
+          process.execPath,
+          ['--import', 'tsx', 'apps/worker/src/cli/decrypt.ts', '--in', input, '--out', output],
+          { cwd: root, env: { PATH: process.env.PATH, BACKUP_ENCRYPTION_KEY: KEY } },
+        );
+      await decrypt(encrypted, decrypted);
+      const archive = path.join(dir, 'backup.dump');
+      await execFileAsync('zstd', ['-d', '-q', decrypted, '-o', archive]);
+      const listing = await execFileAsync('pg_restore', ['--list', archive]);
+      expect(listing.stdout).toContain('WhatsappMessage');
+
+      // One flipped byte: refused, and no output file is left.
+      const tampered = Buffer.from(response.rawPayload);
+      const middle = Math.floor(tampered.length / 2);
+      tampered[middle] = (tampered[middle] ?? 0) ^ 0x01;
+      await writeFile(path.join(dir, 'tampered.enc'), tampered);
+      const refused = await decrypt(path.join(dir, 'tampered.enc'), path.join(dir, 'out')).then(
+        () => null,
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(refused?.code).toBe(1);
+      expect(refused?.stderr).toContain('DECRYPTION_FAILED');
+      expect(await readdir(dir)).not.toContain('out');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses the download without an admin token', async () => {

@@ -29,7 +29,15 @@ export async function createBackupStore(config: Config, logger: Logger): Promise
 }
 
 /** The encryption keys of the configuration: the current one writes, old ones read. */
-export function createKeyRing(config: Config): Promise<KeyRing> {
+export function createKeyRing(
+  config: Pick<
+    Config,
+    | 'BACKUP_ENCRYPTION_KEY'
+    | 'BACKUP_ENCRYPTION_PASSPHRASE'
+    | 'BACKUP_ENCRYPTION_OLD_KEYS'
+    | 'BACKUP_ENCRYPTION_OLD_PASSPHRASE'
+  >,
+): Promise<KeyRing> {
   return KeyRing.create({
     ...(config.BACKUP_ENCRYPTION_KEY
       ? { key: parseEncryptionKey(config.BACKUP_ENCRYPTION_KEY) }
