@@ -220,6 +220,49 @@ describe('an encrypted backup copied to local disk and an S3 bucket', () => {
   });
 });
 
+describe('health detail', () => {
+  const detail = async (target: TestApi) => {
+    const response = await target.app.inject({
+      method: 'GET',
+      url: '/api/backup/health/detail',
+      headers: adminHeaders(),
+    });
+    expect(response.statusCode).toBe(200);
+    return (
+      response.json() as {
+        data: {
+          destinations: { name: string; ok: boolean; required: boolean }[];
+          reasons: { code: string; severity: string }[];
+        };
+      }
+    ).data;
+  };
+
+  it('shows each bucket writable', async () => {
+    const found = await detail(api);
+    expect(found.destinations).toEqual([{ name: 'offsite', kind: 's3', required: true, ok: true }]);
+    expect(found.reasons.map((reason) => reason.code)).not.toContain('DESTINATION_UNREACHABLE');
+  });
+
+  it('reports a required bucket it cannot reach as an error', async () => {
+    // A port nothing listens on: the API's own S3 client cannot connect.
+    const unreachable = await startApi({
+      ...env.env,
+      S3_OFFSITE_ENDPOINT: 'http://127.0.0.1:9',
+      S3_OFFSITE_MAX_ATTEMPTS: '1',
+    });
+    try {
+      const found = await detail(unreachable);
+      expect(found.destinations).toMatchObject([{ name: 'offsite', ok: false }]);
+      expect(found.reasons).toContainEqual(
+        expect.objectContaining({ code: 'DESTINATION_UNREACHABLE', severity: 'error' }),
+      );
+    } finally {
+      await unreachable.close();
+    }
+  });
+});
+
 describe('catalog rebuild', () => {
   it('npm run catalog:rebuild adds back what the bucket holds and the catalog lost', async () => {
     const made = await backup({ label: 'rebuilt by command' });

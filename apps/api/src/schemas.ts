@@ -201,6 +201,16 @@ export const healthDetailSchema = z.object({
   ),
   checks: healthSchema.shape.checks,
   backupCount: z.number().int().nullable(),
+  /** The S3 destinations, each checked by writing and removing a small object. */
+  destinations: z.array(
+    z.object({
+      name: z.string(),
+      kind: z.enum(['local', 's3']),
+      required: z.boolean(),
+      ok: z.boolean(),
+      error: z.string().optional(),
+    }),
+  ),
   newestBackup: z
     .object({ id: z.string(), completedAt: z.string(), ageSeconds: z.number() })
     .nullable(),

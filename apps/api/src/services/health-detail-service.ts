@@ -66,7 +66,8 @@ function dependencyReasons(checks: DependencyChecks): HealthReason[] {
  */
 export async function checkHealthDetail(services: ApiServices, now = () => Date.now()) {
   const { config, storage } = services;
-  const [{ checks }, catalog, disk, scheduled] = await Promise.all([
+  const remote = storage.destinations.filter((destination) => destination.kind !== 'local');
+  const [{ checks }, catalog, disk, scheduled, reachable] = await Promise.all([
     probeDependencies(services),
     timed(async () => ({ ok: true, manifests: (await storage.listManifests()).manifests })),
     timed(async () => {
@@ -77,6 +78,15 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
       await whenReady(services.redis);
       return { ok: true, failure: await newestScheduledFailure(services.queues, 'backup') };
     }),
+    // Each bucket: can this process write (and remove) an object there now?
+    Promise.all(
+      remote.map((destination) =>
+        timed(async () => {
+          await destination.checkWritable();
+          return { ok: true };
+        }, 5_000),
+      ),
+    ),
   ]);
   const reasons = dependencyReasons(checks);
   const warn = (code: string, message: string) =>
@@ -118,6 +128,33 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     });
   }
 
+  const destinations = remote.map((destination, index) => {
+    const check = reachable[index] as Check;
+    return {
+      name: destination.name,
+      kind: destination.kind,
+      required: destination.required,
+      ok: check.ok,
+      ...(check.ok ? {} : { error: String(check.error) }),
+    };
+  });
+  for (const destination of destinations) {
+    if (destination.ok) continue;
+    reasons.push({
+      code: 'DESTINATION_UNREACHABLE',
+      // A required destination that cannot be written fails every backup; an optional one
+      // only leaves backups without that copy.
+      severity: destination.required ? 'error' : 'warning',
+      message: `destination ${destination.name} cannot be written: ${destination.error}`,
+    });
+  }
+  if (newest && newest.failedCopies.length > 0) {
+    warn(
+      'COPY_MISSING',
+      `the newest backup (${newest.id}) has no copy in ${newest.failedCopies.map((copy) => copy.destination).join(', ')}`,
+    );
+  }
+
   const freeBytes = 'freeBytes' in disk ? Number(disk.freeBytes) : null;
   if (freeBytes !== null && freeBytes < config.HEALTH_MIN_FREE_BYTES) {
     warn(
@@ -136,6 +173,7 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     reasons,
     checks,
     backupCount: manifests ? manifests.length : null,
+    destinations,
     newestBackup:
       newest && ageSeconds !== null
         ? { id: newest.id, completedAt: newest.completedAt, ageSeconds: Math.round(ageSeconds) }
