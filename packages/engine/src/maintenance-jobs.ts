@@ -198,8 +198,8 @@ export async function sweepLeftovers(engine: EngineContext): Promise<string[] | 
 
 /**
  * Adds back to the catalog the backups whose manifests a remote destination holds (the local
- * disk was lost, or this is a new machine). Under the destructive lock, so that no delete or
- * clean-up is between removing a remote copy and its catalog entry; skipped when one runs.
+ * disk was lost, or this is a new machine). Skipped (at start) or waited for (the command)
+ * while a job that changes the catalog runs.
  */
 export async function rebuildCatalog(
   engine: Pick<EngineContext, 'config' | 'storage' | 'locks' | 'logger'>,
@@ -208,18 +208,23 @@ export async function rebuildCatalog(
   if (!engine.storage.destinations.some((destination) => destination.kind !== 'local')) {
     return { added: [], unreachable: [] };
   }
-  const lock = options.wait
-    ? await engine.locks.acquire(lockResources.destructive, 'exclusive', {
-        timeoutMs: engine.config.LOCK_TIMEOUT_MS,
-      })
-    : await engine.locks.tryAcquire(lockResources.destructive, 'exclusive');
-  if (!lock) {
-    engine.logger.info('a destructive job runs; catalog rebuild skipped until the next start');
+  // No delete, clean-up or restore (destructive), and no backup between writing its remote
+  // manifest and its catalog entry (storage-write), while the catalog is compared.
+  const take = (resource: string) =>
+    options.wait
+      ? engine.locks.acquire(resource, 'exclusive', { timeoutMs: engine.config.LOCK_TIMEOUT_MS })
+      : engine.locks.tryAcquire(resource, 'exclusive');
+  const destructive = await take(lockResources.destructive);
+  const writes = destructive ? await take(lockResources.storageWrite) : undefined;
+  if (!destructive || !writes) {
+    await destructive?.release();
+    engine.logger.info('a job is running; catalog rebuild skipped until the next start');
     return undefined;
   }
   try {
     return await engine.storage.rebuildCatalog();
   } finally {
-    await lock.release();
+    await writes.release();
+    await destructive.release();
   }
 }
