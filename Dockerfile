@@ -1,5 +1,30 @@
 # One image for both processes: the API (default command) and the worker
-# (`node --import tsx apps/worker/src/main.ts`, see docker-compose.yml).
+# (`node --enable-source-maps apps/worker/dist/main.js`), each the JavaScript bundle that
+# scripts/build.mjs makes of its TypeScript sources.
+
+# --- build: all dependencies (esbuild is a dev dependency), then the bundles ---
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+# Manifests first, so that `npm ci` is cached until a dependency changes. Every workspace's
+# package.json must be here: npm ci refuses a lockfile that names a workspace it cannot see.
+COPY package.json package-lock.json ./
+COPY apps/api/package.json apps/api/
+COPY apps/worker/package.json apps/worker/
+COPY packages/core/package.json packages/core/
+COPY packages/engine/package.json packages/engine/
+COPY packages/notify/package.json packages/notify/
+COPY packages/pg/package.json packages/pg/
+COPY packages/queue/package.json packages/queue/
+COPY packages/storage/package.json packages/storage/
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY scripts ./scripts
+COPY packages ./packages
+COPY apps ./apps
+# Writes apps/*/dist afresh (and removes whatever else a dist copied from the host held).
+RUN node scripts/build.mjs
+
+# --- the image: production dependencies, the sources and their bundles ---
 FROM node:20-bookworm-slim
 
 # pg_dump must be at least as new as the server's major version. Debian bookworm ships
@@ -16,8 +41,6 @@ ENV NODE_ENV=production \
     PORT=5000 \
     BACKUP_DIR=/app/backups
 
-# Manifests first, so that `npm ci` is cached until a dependency changes. Every workspace's
-# package.json must be here: npm ci refuses a lockfile that names a workspace it cannot see.
 COPY package.json package-lock.json ./
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
@@ -27,16 +50,22 @@ COPY packages/notify/package.json packages/notify/
 COPY packages/pg/package.json packages/pg/
 COPY packages/queue/package.json packages/queue/
 COPY packages/storage/package.json packages/storage/
-# tsx runs the TypeScript sources as they are, so the build tools and test runners stay out.
+# The bundles import every third-party package from node_modules at run time; esbuild, the
+# test runners and the linters stay out.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
+# The sources stay beside the bundles: the source maps point stack traces at them, and
+# `node --import tsx apps/<app>/src/main.ts` still runs them.
 COPY tsconfig.json ./
 COPY packages ./packages
 COPY apps ./apps
+COPY --from=build /app/apps/api/dist apps/api/dist
+COPY --from=build /app/apps/worker/dist apps/worker/dist
 
 RUN mkdir -p /app/backups && chown node:node /app/backups
 VOLUME /app/backups
 
 USER node
 EXPOSE 5000
-CMD ["node", "--import", "tsx", "apps/api/src/main.ts"]
+# --enable-source-maps: stack traces name the .ts files and lines.
+CMD ["node", "--enable-source-maps", "apps/api/dist/main.js"]

@@ -164,7 +164,14 @@ describe('an encrypted backup copied to local disk and an S3 bucket', () => {
       const decrypt = (input: string, output: string) =>
         execFileAsync(
           process.execPath,
-          ['--import', 'tsx', 'apps/worker/src/cli/decrypt.ts', '--in', input, '--out', output],
+          [
+            '--enable-source-maps',
+            'apps/worker/dist/cli/decrypt.js',
+            '--in',
+            input,
+            '--out',
+            output,
+          ],
           { cwd: root, env: { PATH: process.env.PATH, BACKUP_ENCRYPTION_KEY: KEY } },
         );
       await decrypt(encrypted, decrypted);
@@ -277,7 +284,7 @@ describe('catalog rebuild', () => {
     // Asynchronously: the S3 server it talks to runs in this process. Rejects on a non-zero exit.
     const run = await execFileAsync(
       process.execPath,
-      ['--import', 'tsx', 'apps/worker/src/cli/catalog.ts'],
+      ['--enable-source-maps', 'apps/worker/dist/cli/catalog.js'],
       { cwd: root, env: { PATH: process.env.PATH, ...env.env }, encoding: 'utf8', timeout: 60_000 },
     );
     expect(JSON.parse(run.stdout)).toMatchObject({

@@ -1,21 +1,21 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { postJob, startApi, type TestApi, waitForJob } from './support/api.js';
+import { appArgs, root } from './support/processes.js';
 import { createTestEnv, JWT_SECRET, type TestEnv, withClient } from './support/test-env.js';
 import { type LogLine, startWorker, type WorkerProcess } from './support/worker-process.js';
 
 /**
- * The entry points as operators run them (`node --import tsx apps/<app>/src/main.ts`): a bad
+ * The entry points as operators run them (`node apps/<app>/dist/main.js`, built by the
+ * integration globalSetup): a bad
  * setting stops the process at once with a message naming the key and never its value, a
  * SIGTERM shuts a healthy process down cleanly with exit code 0, and no log line carries a
  * password.
  */
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const entries = { api: 'apps/api/src/main.ts', worker: 'apps/worker/src/main.ts' } as const;
+const entries = { api: 'api', worker: 'worker' } as const;
 
 /** A spawned entry point; stdout is kept raw and as pino lines, stderr raw. */
 class EntryProcess {
@@ -27,7 +27,7 @@ class EntryProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(entry: keyof typeof entries, env: Record<string, string>) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', entries[entry]], {
+    this.child = spawn(process.execPath, appArgs(entries[entry]), {
       cwd: root,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
@@ -24,14 +24,37 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** `node --import tsx <entry>`, as operators run the apps, its output in a log file. */
+let built: Promise<void> | undefined;
+
+/**
+ * The apps built once per bench process (scripts/build.mjs, under a second), as `npm start`
+ * and the Docker image run them: what is measured is what ships.
+ */
+export function buildAppsOnce(): Promise<void> {
+  built ??= new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [path.join(ROOT, 'scripts/build.mjs')],
+      { cwd: ROOT },
+      (error, _stdout, stderr) =>
+        error ? reject(new Error(`scripts/build.mjs failed:\n${stderr}`)) : resolve(),
+    );
+  });
+  return built;
+}
+
+/**
+ * A node process, its output in a log file: a built app (`.js`, with its source maps, as
+ * operators run it) or a bench helper in TypeScript (`.ts`, through tsx).
+ */
 export function startNodeApp(
   entry: string,
   env: Record<string, string>,
   logFile: string,
   nodeArgs: string[] = [],
 ): ChildProcess {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', entry], {
+  const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : ['--enable-source-maps'];
+  const child = spawn(process.execPath, [...nodeArgs, ...loader, entry], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -121,14 +144,15 @@ export async function startPgkeep(options: {
     VERIFY_SCHEDULE: 'off',
     BACKUP_ATTEMPTS: '1',
   };
+  await buildAppsOnce();
   const worker = startNodeApp(
-    path.join(ROOT, 'apps/worker/src/main.ts'),
+    path.join(ROOT, 'apps/worker/dist/main.js'),
     env,
     path.join(options.workDir, 'worker.log'),
     options.workerNodeArgs ?? [],
   );
   const api = startNodeApp(
-    path.join(ROOT, 'apps/api/src/main.ts'),
+    path.join(ROOT, 'apps/api/dist/main.js'),
     env,
     path.join(options.workDir, 'api.log'),
     options.apiNodeArgs ?? [],

@@ -1,5 +1,6 @@
 import 'vitest';
 import type { TestProject } from 'vitest/node';
+import { buildApps } from './processes.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -12,8 +13,11 @@ declare module 'vitest' {
  * Integration tests talk to a real PostgreSQL and a real Redis: the ones named by
  * DATABASE_URL / REDIS_URL when both are set, else containers started by testcontainers when
  * a Docker engine is reachable, else the run stops with a message saying how to provide them.
+ * First the apps are built, for the tests that start them as processes.
  */
 export default async function setup(project: TestProject) {
+  // Every run rebuilds: worker and API processes run apps/*/dist, never a stale one.
+  await buildApps();
   const databaseUrl = process.env.DATABASE_URL;
   const redisUrl = process.env.REDIS_URL;
   if (databaseUrl && redisUrl) {

@@ -1,5 +1,31 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * Builds the apps as `npm start` and the Docker image do (scripts/build.mjs, under a second),
+ * so that the processes the tests start run what ships. Called once per run, from the
+ * integration globalSetup: a dist left over from other sources is never tested.
+ */
+export async function buildApps(): Promise<void> {
+  try {
+    await promisify(execFile)(process.execPath, [path.join(root, 'scripts/build.mjs')], {
+      cwd: root,
+    });
+  } catch (error) {
+    const { stderr } = error as { stderr?: string };
+    throw new Error(`scripts/build.mjs failed:\n${stderr || (error as Error).message}`);
+  }
+}
+
+/** The node arguments of an app as operators run it: the built bundle, source-mapped. */
+export function appArgs(app: 'api' | 'worker'): string[] {
+  return ['--enable-source-maps', path.join(root, 'apps', app, 'dist', 'main.js')];
+}
 
 export interface ChildProcessInfo {
   pid: number;

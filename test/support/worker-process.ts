@@ -1,8 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { appArgs, root } from './processes.js';
 
 export interface LogLine {
   msg?: string;
@@ -10,7 +7,10 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
-/** A real worker process, as operators run it: `tsx apps/worker/src/main.ts`. */
+/**
+ * A real worker process, as operators run it: `node apps/worker/dist/main.js`, built once per
+ * run by the integration globalSetup.
+ */
 export class WorkerProcess {
   readonly child: ChildProcess;
   readonly lines: LogLine[] = [];
@@ -19,20 +19,15 @@ export class WorkerProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(env: Record<string, string>) {
-    // `node --import tsx`, not the tsx CLI: one process, so a signal reaches the worker itself.
-    this.child = spawn(
-      process.execPath,
-      ['--import', 'tsx', path.join(root, 'apps/worker/src/main.ts')],
-      {
-        cwd: root,
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: process.env.HOME ?? '/tmp',
-          ...env,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
+    this.child = spawn(process.execPath, appArgs('worker'), {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/tmp',
+        ...env,
       },
-    );
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let buffer = '';
     this.child.stdout?.setEncoding('utf8');
     this.child.stdout?.on('data', (chunk: string) => {

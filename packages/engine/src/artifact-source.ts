@@ -260,12 +260,7 @@ async function intoScratch(
       options.decompress &&
       manifest.compression === 'zstd'
     ) {
-      await decompressLocalZstd(
-        manifest,
-        local.artifactPath(manifest.filename),
-        scratch,
-        options,
-      );
+      await decompressLocalZstd(manifest, local.artifactPath(manifest.filename), scratch, options);
     } else {
       await streamCopy(engine, manifest, destination, scratch, options);
     }

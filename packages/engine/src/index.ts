@@ -1,3 +1,4 @@
+export * from './artifact-source.js';
 export * from './compression.js';
 export * from './engine-context.js';
 export * from './gfs-retention.js';
@@ -8,4 +9,3 @@ export * from './restore-steps.js';
 export * from './run-backup.js';
 export * from './run-restore.js';
 export * from './run-verify.js';
-export * from './artifact-source.js';
