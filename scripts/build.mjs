@@ -140,7 +140,13 @@ export async function buildApps(apps) {
           .build({
             absWorkingDir: root,
             entryPoints: [path.join(appsDir, app, 'src', entry)],
-            outfile,
+            outdir: path.dirname(outfile),
+            entryNames: '[name]',
+            // A lazy `import()` of workspace code (the S3 driver) becomes its own file beside
+            // the entry, so its static imports (the AWS SDK) load only when it does. Same
+            // directory as the entry: the import.meta.url rewrite below stays right for it.
+            splitting: true,
+            chunkNames: '[name]-[hash]',
             bundle: true,
             format: 'esm',
             platform: 'node',
