@@ -83,6 +83,11 @@ export interface FaultyProxy {
   endpoint: string;
   /** How many requests it refused so far. */
   failed(): number;
+  /**
+   * Refuses the next `failures` matching requests (in `mode`, else the rule's), whatever was
+   * refused before: one proxy, and one process configured with its address, for many cases.
+   */
+  refuseNext(failures: number, mode?: FaultRule['mode']): void;
   stop(): Promise<void>;
 }
 
@@ -117,10 +122,12 @@ export async function startFaultyProxy(
 ): Promise<FaultyProxy> {
   const target = new URL(targetEndpoint);
   let refused = 0;
+  let refuseUntil = rule.failures;
+  let mode = rule.mode;
   const server = http.createServer((req, res) => {
-    if (rule.match(req) && refused < rule.failures) {
+    if (rule.match(req) && refused < refuseUntil) {
       refused += 1;
-      if (rule.mode === 'reset') {
+      if (mode === 'reset') {
         req.socket.destroy();
         return;
       }
@@ -153,6 +160,10 @@ export async function startFaultyProxy(
   return {
     endpoint: `http://127.0.0.1:${port}`,
     failed: () => refused,
+    refuseNext(failures, nextMode) {
+      refuseUntil = refused + failures;
+      mode = nextMode ?? mode;
+    },
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve, reject) =>

@@ -58,6 +58,15 @@ function pgDumpError(error: unknown): AppError {
   });
 }
 
+/** pg_dump stopped only because what read its output went away (a copy or disk failed). */
+function failedToWrite(error: unknown): boolean {
+  return (
+    error instanceof ChildProcessError &&
+    (error.signalName === 'SIGPIPE' ||
+      /could not write to output file|broken pipe/i.test(error.stderrTail))
+  );
+}
+
 /**
  * One backup: pg_dump in a snapshot exported by our own session (so the exact row counts taken
  * in that session describe the same data), through compression and sha256 into a partial file,
@@ -214,11 +223,23 @@ export async function runBackup(
       if (error instanceof ChildProcessError && error.command === 'zstd') {
         throw new AppError('COMPRESSION_FAILED', error.message, { cause: error });
       }
-      // pg_dump's own status says more than a broken pipe does.
-      await dump.done.catch((dumpError: unknown) => {
-        throw pgDumpError(dumpError);
-      });
-      throw pgDumpError(error);
+      // pg_dump's own failure says more than the broken pipe it caused; but a pg_dump that
+      // only failed to write (its reader, a copy, went away first) hides the real cause.
+      const dumpFailure = await dump.done.then(
+        () => undefined,
+        (dumpError: unknown) => dumpError,
+      );
+      if (dumpFailure !== undefined && !failedToWrite(dumpFailure)) throw pgDumpError(dumpFailure);
+      if (error instanceof AppError) throw error;
+      if (error instanceof ChildProcessError) throw pgDumpError(error);
+      throw new AppError(
+        'STORAGE_ERROR',
+        `the backup could not be written: ${(error as Error).message}`,
+        {
+          retryable: true,
+          cause: error,
+        },
+      );
     }
     await snapshotClient.query('COMMIT');
     const completed = new Date();

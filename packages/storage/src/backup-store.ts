@@ -166,7 +166,8 @@ export class BackupStore {
           outcome.error &&
           (outcome.destination === local || (outcome.destination.required && !local)),
       );
-      if (fatal?.error) throw fatal.error;
+      // The error that stopped the write, not the aborts it caused in the other copies.
+      if (fatal?.error) throw abort.signal.aborted ? toAppError(abort.signal.reason) : fatal.error;
       if (staged.length === 0) throw new AppError('COPY_FAILED', 'no copy could be written');
       await options.beforeCommit?.();
       const first = staged[0] as StagedArtifact;
