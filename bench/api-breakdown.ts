@@ -13,8 +13,9 @@ import { REDIS_URL, startPgkeep } from './lib/pgkeep.js';
 /**
  * Profiling aid for section 5: what one `GET /api/jobs/:id` costs, piece by piece, measured
  * in this process against a real completed backup job of a real pgkeep (worker + API):
- * the token check, the Redis reads of findJob (sequential and 10 at a time, with and without
- * ioredis auto-pipelining), and the zod response serializer against JSON.stringify.
+ * the token check, the Redis read of findJob (one at a time and 10 at a time, with and without
+ * ioredis auto-pipelining), and the zod response serializer against JSON.stringify (which the
+ * route now uses). Polls of finished jobs skip findJob (apps/api/src/services/job-poll-service.ts).
  *   npx tsx bench/api-breakdown.ts --db <a database holding a "User" table>
  */
 const { values } = parseArgs({
@@ -71,7 +72,7 @@ try {
   perOp('fast-jwt verify, no cache (as configured)', 20_000, () => verify(token));
   perOp('fast-jwt verify, cache: true', 20_000, () => cached(token));
 
-  process.stdout.write('\n-- findJob (BullMQ getJobState + getJob + cancel marker GET)\n');
+  process.stdout.write('\n-- findJob (one Lua script: state, job hash, cancel marker)\n');
   for (const autoPipeline of [false, true]) {
     const redis = new Redis(REDIS_URL, {
       maxRetriesPerRequest: 1,

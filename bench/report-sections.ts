@@ -1,5 +1,6 @@
 import type {
   ApiSection,
+  ApiVariant,
   BackupSection,
   BenchResults,
   DowntimeSection,
@@ -202,13 +203,12 @@ export function downtimeTables(section: DowntimeSection, checks: TargetCheck[]):
 }
 
 export function apiTables(section: ApiSection, checks: TargetCheck[]): string {
-  const { job, list, bare } = section.variants;
-  const med = (
-    runs: ApiSection['variants']['job']['runs'],
-    key: 'requestsPerSec' | 'p50Ms' | 'p99Ms',
-  ) => median(runs.map((run) => run[key]));
+  const { job, jobActive, list, bare } = section.variants;
+  const med = (runs: ApiVariant['runs'], key: 'requestsPerSec' | 'p50Ms' | 'p99Ms') =>
+    median(runs.map((run) => run[key]));
   const bareRps = med(bare.runs, 'requestsPerSec');
-  const rows = [job, list, bare].map((variant) => [
+  const polls = jobActive ? [job, jobActive] : [job];
+  const rows = [...polls, list, bare].map((variant) => [
     variant.label,
     med(variant.runs, 'requestsPerSec').toFixed(0),
     variant.runs.map((run) => run.requestsPerSec.toFixed(0)).join(' / '),
@@ -217,37 +217,43 @@ export function apiTables(section: ApiSection, checks: TargetCheck[]): string {
     variant === bare ? '—' : pct(med(variant.runs, 'requestsPerSec') / bareRps),
     String(variant.runs.reduce((sum, run) => sum + run.non2xx + run.errors, 0)),
   ]);
-  const rps = med(job.runs, 'requestsPerSec');
-  const p99 = med(job.runs, 'p99Ms');
-  checks.push(
-    {
-      section: 'api',
-      target: '`GET /api/jobs/:id` ≥ 5,000 req/s',
-      measured: `${rps.toFixed(0)} req/s`,
-      ok: rps >= 5000,
-      miss: `${pct(1 - rps / 5000)} short`,
-    },
-    {
-      section: 'api',
-      target: '`GET /api/jobs/:id` p99 ≤ 20 ms',
-      measured: `${p99.toFixed(1)} ms`,
-      ok: p99 <= 20,
-      miss: `${(p99 - 20).toFixed(1)} ms over`,
-    },
-    {
-      section: 'api',
-      target: '`GET /api/jobs/:id` ≥ 40 % of a bare Fastify route',
-      measured: pct(rps / bareRps),
-      ok: rps / bareRps >= 0.4,
-      miss: `${((0.4 - rps / bareRps) * 100).toFixed(0)} points short`,
-    },
-  );
+  // The targets hold for every kind of poll measured: a finished job's and an unfinished one's.
+  for (const variant of polls) {
+    const rps = med(variant.runs, 'requestsPerSec');
+    const p99 = med(variant.runs, 'p99Ms');
+    checks.push(
+      {
+        section: 'api',
+        target: `${variant.label} ≥ 5,000 req/s`,
+        measured: `${rps.toFixed(0)} req/s`,
+        ok: rps >= 5000,
+        miss: `${pct(1 - rps / 5000)} short`,
+      },
+      {
+        section: 'api',
+        target: `${variant.label} p99 ≤ 20 ms`,
+        measured: `${p99.toFixed(1)} ms`,
+        ok: p99 <= 20,
+        miss: `${(p99 - 20).toFixed(1)} ms over`,
+      },
+      {
+        section: 'api',
+        target: `${variant.label} ≥ 40 % of a bare Fastify route`,
+        measured: pct(rps / bareRps),
+        ok: rps / bareRps >= 0.4,
+        miss: `${((0.4 - rps / bareRps) * 100).toFixed(0)} points short`,
+      },
+    );
+  }
+  const kept = jobActive
+    ? " The API keeps a finished job's answer in memory for a few seconds (apps/api/src/services/finished-job-cache.ts), so the finished job's polls are served without Redis; an unfinished (queued) job is read from Redis, in one script, on every poll, as a running one is."
+    : '';
   return [
     metaLine(section),
     '',
     table(['endpoint', 'req/s (median)', 'runs', 'p50', 'p99', '÷ bare', 'non-2xx + errors'], rows),
     '',
-    `autocannon in the bench process, ${section.connections} connections, ${section.durationSec} s per run after a 3 s warm-up of each; the API at LOG_LEVEL=warn with a real admin token (HS256).`,
+    `autocannon in the bench process, ${section.connections} connections, ${section.durationSec} s per run after a 3 s warm-up of each; the API at LOG_LEVEL=warn with a real admin token (HS256).${kept}`,
   ].join('\n');
 }
 

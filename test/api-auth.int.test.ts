@@ -336,6 +336,36 @@ describe('GET /api/backup/health', () => {
   });
 });
 
+describe('a verified token is reused for polls only until it expires', () => {
+  // The API keeps a token's verification for the next polls (authorize-token-cache.ts); from
+  // the token's exp on, every request gets the full check again, which refuses it.
+  it('polls with a short-lived admin token answer 401 "expired" from its exp on', async () => {
+    const shortLived = createSigner({ key: JWT_SECRET, algorithm: 'HS256', expiresIn: 1_500 })(
+      ADMIN,
+    );
+    const claims = JSON.parse(
+      Buffer.from(shortLived.split('.')[1] ?? '', 'base64url').toString(),
+    ) as { exp: number };
+    const expiresAt = claims.exp * 1000;
+    const poll = routes.find((route) => route.url.startsWith('/api/jobs/')) as Route;
+    expectAuthorized(await send(api, poll, `Bearer ${shortLived}`), poll);
+    const deadline = expiresAt + 10_000;
+    for (;;) {
+      const sentAt = Date.now();
+      const response = await send(api, poll, `Bearer ${shortLived}`);
+      if (response.statusCode === 401) {
+        expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
+        expect(json(response).error.message).toMatch(/expired/);
+        break;
+      }
+      expect(sentAt, 'a poll sent after exp was let in').toBeLessThan(expiresAt);
+      expectAuthorized(response, poll);
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  });
+});
+
 describe('RS256 tokens via JWT_PUBLIC_KEY', () => {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();

@@ -115,7 +115,16 @@ export interface ApiSection extends SectionMeta {
   connections: number;
   durationSec: number;
   backupsListed: number;
-  variants: Record<'job' | 'list' | 'bare', { label: string; runs: ApiRun[] }>;
+  /**
+   * `job`: polls of a finished (completed) job; `jobActive`: polls of an unfinished (queued)
+   * job, measured since the API keeps finished jobs' answers (absent from older runs).
+   */
+  variants: Record<'job' | 'list' | 'bare', ApiVariant> & { jobActive?: ApiVariant };
+}
+
+export interface ApiVariant {
+  label: string;
+  runs: ApiRun[];
 }
 
 export interface StartSection extends SectionMeta {

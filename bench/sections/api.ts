@@ -1,7 +1,10 @@
 import path from 'node:path';
+import { queueNames } from '@pgkeep/core';
 import autocannon from 'autocannon';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { type BenchContext, ensureArtifacts, sectionMeta } from '../lib/context.js';
-import { freePort, ROOT, startNodeApp, stopChild } from '../lib/pgkeep.js';
+import { freePort, REDIS_URL, ROOT, startNodeApp, stopChild } from '../lib/pgkeep.js';
 import type { ApiRun, ApiSection } from '../lib/results.js';
 import { sleep } from '../lib/util.js';
 
@@ -35,8 +38,51 @@ async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
 }
 
 /**
- * Section 5. autocannon (bounded duration, local) against `GET /api/jobs/:id` (a completed
- * backup job), `GET /api/backup` and a bare Fastify route in a process of its own, in turns.
+ * An unfinished job for the whole section: the backups queue is paused, so the backup queued
+ * through the API stays queued (BullMQ's wait list) while it is polled. An unfinished job takes
+ * the same path through the API as a running one (one Redis script per poll, nothing kept);
+ * a running job's answer only has a larger `progress`. `release` removes the job and resumes
+ * the queue, so the sections after this one find the stack as it was.
+ */
+async function holdUnfinishedJob(
+  stack: BenchContext['stack'],
+): Promise<{ jobId: string; release: () => Promise<void> }> {
+  const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  connection.on('error', () => {});
+  const backups = new Queue(queueNames.backups, { connection, prefix: stack.prefix });
+  backups.on('error', () => {});
+  await backups.pause();
+  let jobId: string | undefined;
+  const release = async () => {
+    try {
+      if (jobId) await backups.remove(jobId);
+      await backups.resume();
+    } finally {
+      await backups.close();
+      connection.disconnect();
+    }
+  };
+  try {
+    jobId = await stack.enqueue('/api/backup', { tables: ['User'], label: 'api bench (queued)' });
+    await expectState(stack, jobId, 'queued');
+    return { jobId, release };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
+
+async function expectState(stack: BenchContext['stack'], jobId: string, state: string) {
+  const { body } = await stack.request<{ data?: { state?: string } }>('GET', `/api/jobs/${jobId}`);
+  if (body.data?.state !== state) {
+    throw new Error(`job ${jobId} is ${body.data?.state ?? 'missing'}, not ${state}`);
+  }
+}
+
+/**
+ * Section 5. autocannon (bounded duration, local) against `GET /api/jobs/:id` for a finished
+ * job (a completed backup) and for an unfinished one (a queued backup), `GET /api/backup` and a
+ * bare Fastify route in a process of its own, in turns.
  */
 export async function benchApi(
   ctx: BenchContext,
@@ -47,16 +93,26 @@ export async function benchApi(
   const jobId = await stack.enqueue('/api/backup', { tables: ['User'], label: 'api bench' });
   await stack.waitForJob(jobId);
   const listed = await stack.request<{ count: number }>('GET', '/api/backup');
+  const meta = sectionMeta(ctx.runs, ctx.code);
+  const auth = { authorization: `Bearer ${stack.token}` };
   const port = await freePort();
+  const unfinished = await holdUnfinishedJob(stack);
   const bare = startNodeApp(
     path.join(ROOT, 'bench/bare-server.ts'),
     { PORT: String(port) },
     path.join(ctx.workDir, 'bare.log'),
   );
-  const meta = sectionMeta(ctx.runs, ctx.code);
-  const auth = { authorization: `Bearer ${stack.token}` };
   const targets = {
-    job: { label: '`GET /api/jobs/:id`', url: `${stack.baseUrl}/api/jobs/${jobId}`, headers: auth },
+    job: {
+      label: '`GET /api/jobs/:id`, finished job (completed)',
+      url: `${stack.baseUrl}/api/jobs/${jobId}`,
+      headers: auth,
+    },
+    jobActive: {
+      label: '`GET /api/jobs/:id`, unfinished job (queued)',
+      url: `${stack.baseUrl}/api/jobs/${unfinished.jobId}`,
+      headers: auth,
+    },
     list: {
       label: `\`GET /api/backup\` (${listed.body.count} backups)`,
       url: `${stack.baseUrl}/api/backup`,
@@ -64,11 +120,12 @@ export async function benchApi(
     },
     bare: { label: 'bare Fastify route', url: `http://127.0.0.1:${port}/bare`, headers: {} },
   };
-  const variants: ApiSection['variants'] = {
-    job: { label: targets.job.label, runs: [] },
-    list: { label: targets.list.label, runs: [] },
-    bare: { label: targets.bare.label, runs: [] },
-  };
+  const variants = {
+    job: { label: targets.job.label, runs: [] as ApiRun[] },
+    jobActive: { label: targets.jobActive.label, runs: [] as ApiRun[] },
+    list: { label: targets.list.label, runs: [] as ApiRun[] },
+    bare: { label: targets.bare.label, runs: [] as ApiRun[] },
+  } satisfies ApiSection['variants'];
   try {
     await waitForHttp(targets.bare.url);
     // Warm-up: JIT and connections, not counted.
@@ -77,7 +134,8 @@ export async function benchApi(
     }
     for (let round = 1; round <= ctx.runs; round += 1) {
       ctx.log(` round ${round}/${ctx.runs}`);
-      for (const key of ['job', 'list', 'bare'] as const) {
+      const rps: Partial<Record<keyof typeof targets, number>> = {};
+      for (const key of ['job', 'jobActive', 'list', 'bare'] as const) {
         const target = targets[key];
         const run = await load(
           target.url,
@@ -86,14 +144,21 @@ export async function benchApi(
           options.durationSec,
         );
         variants[key].runs.push(run);
+        rps[key] = run.requestsPerSec;
         ctx.log(
           `  ${target.label}: ${run.requestsPerSec.toFixed(0)} req/s, p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms` +
             (run.non2xx + run.errors > 0 ? `, ${run.non2xx} non-2xx, ${run.errors} errors` : ''),
         );
       }
+      const ofBare = (key: 'job' | 'jobActive') =>
+        `${(((rps[key] ?? 0) / (rps.bare ?? Number.NaN)) * 100).toFixed(0)} %`;
+      ctx.log(`  ÷ bare this round: finished ${ofBare('job')}, unfinished ${ofBare('jobActive')}`);
     }
+    // Polled as what it was meant to be throughout: still queued.
+    await expectState(stack, unfinished.jobId, 'queued');
   } finally {
     await stopChild(bare);
+    await unfinished.release();
   }
   return {
     ...meta.finish(),

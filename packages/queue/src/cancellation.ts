@@ -5,7 +5,9 @@ import type { Redis } from 'ioredis';
  * before it starts the job) and publishes the id (heard by the worker running it, which aborts
  * the job's signal). Markers expire after a day.
  */
-const markerKey = (prefix: string, jobId: string) => `${prefix}:pgkeep-cancel:${jobId}`;
+/** The marker's key; also read by `findJob`, in the same script as the job's state. */
+export const cancelMarkerKey = (prefix: string, jobId: string) =>
+  `${prefix}:pgkeep-cancel:${jobId}`;
 export const cancelChannel = (prefix: string) => `${prefix}:pgkeep-cancel`;
 
 export interface CancelRequest {
@@ -18,7 +20,7 @@ export async function requestCancel(
   prefix: string,
   request: CancelRequest,
 ): Promise<void> {
-  await redis.set(markerKey(prefix, request.jobId), request.requestedBy, 'EX', 86_400);
+  await redis.set(cancelMarkerKey(prefix, request.jobId), request.requestedBy, 'EX', 86_400);
   await redis.publish(cancelChannel(prefix), JSON.stringify(request));
 }
 
@@ -28,7 +30,7 @@ export async function cancelRequestedBy(
   prefix: string,
   jobId: string,
 ): Promise<string | null> {
-  return redis.get(markerKey(prefix, jobId));
+  return redis.get(cancelMarkerKey(prefix, jobId));
 }
 
 /** Calls `onCancel` for every cancellation published; `subscriber` becomes a subscriber connection. */

@@ -10,9 +10,10 @@ import {
   type QueueName,
   queueNames,
 } from '@pgkeep/core';
-import { type Job, type JobsOptions, Queue } from 'bullmq';
+import { type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { cancelRequestedBy, requestCancel } from './cancellation.js';
+import { requestCancel } from './cancellation.js';
+import { type JobSnapshot, readJobSnapshot } from './job-snapshot.js';
 
 export type PgkeepQueues = Record<QueueName, Queue>;
 
@@ -135,31 +136,17 @@ export async function findJob(
 ): Promise<JobView> {
   const name = jobNameOfId(jobId);
   if (!name) throw new AppError('INVALID_JOB_ID', 'invalid job id');
-  let job: Job | undefined;
-  let bullState: string;
-  let cancelledBy: string | null;
   const queue = queues[jobCatalog[name].queue];
   await connectionReady(queue);
+  let job: JobSnapshot | undefined;
   try {
-    // State first, then the job: once a job reads as finished its hash is final, whereas the
-    // other order can pair a "completed" state with a result read a moment before it was set.
-    bullState = await queue.getJobState(jobId);
-    // Two round trips per poll, not three: the job and its cancel marker together.
-    const [found, marker] = await Promise.all([
-      queue.getJob(jobId) as Promise<Job | undefined>,
-      cancelRequestedBy(redis, prefix, jobId),
-    ]);
-    job = found;
-    cancelledBy = marker;
-    if (!job || bullState === 'unknown') {
-      throw new AppError('JOB_NOT_FOUND', `job ${jobId} not found`);
-    }
+    // One round trip per poll: the state, the job and its cancel marker from one script.
+    job = await readJobSnapshot(redis, queue, prefix, jobId);
   } catch (error) {
-    if (error instanceof AppError) throw error;
     throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });
   }
-  const state = stateOf(bullState);
-  const data = job.data as { requestedBy?: unknown };
+  if (!job) throw new AppError('JOB_NOT_FOUND', `job ${jobId} not found`);
+  const state = stateOf(job.bullState);
   return {
     jobId,
     name,
@@ -167,10 +154,10 @@ export async function findJob(
     progress: job.progress ?? null,
     result: state === 'completed' ? (job.returnvalue ?? null) : null,
     error: state === 'failed' && job.failedReason ? decodeJobError(job.failedReason) : null,
-    cancelRequestedBy: cancelledBy,
+    cancelRequestedBy: job.cancelRequestedBy,
     lastError: job.failedReason ? decodeJobError(job.failedReason) : null,
     attemptsMade: job.attemptsMade,
-    requestedBy: typeof data.requestedBy === 'string' ? data.requestedBy : null,
+    requestedBy: typeof job.data.requestedBy === 'string' ? job.data.requestedBy : null,
     createdAt: iso(job.timestamp) ?? new Date(0).toISOString(),
     startedAt: iso(job.processedOn),
     finishedAt: iso(job.finishedOn),
