@@ -77,6 +77,11 @@ describe('list, stats, delete and clean', () => {
         createdAt: made[3]?.createdAt,
         size: made[3]?.size,
       },
+      encryptedBackups: 0,
+      // One destination (local), holding a copy of each.
+      byDestination: {
+        local: { backups: 4, size: made.reduce((sum, manifest) => sum + manifest.size, 0) },
+      },
     });
 
     const one = await api.app.inject({
