@@ -92,6 +92,38 @@ describe('buildNotification', () => {
     );
   });
 
+  it('announces a backup that an optional destination missed, even under NOTIFY_ON=failure', () => {
+    const incomplete: FinishedJob = {
+      ...failedBackup,
+      status: 'completed',
+      failedReason: undefined,
+      result: {
+        ...manifest,
+        failedCopies: [
+          { destination: 'offsite', code: 'COPY_FAILED', message: 'SlowDown (HTTP 503)' },
+        ],
+      },
+    };
+    const notification = buildNotification(incomplete, 'failure');
+    expect(notification).toMatchObject({
+      event: 'backup.incomplete',
+      outcome: 'warning',
+      backupId: manifest.id,
+      error: { code: 'COPY_FAILED', message: 'no copy in offsite: SlowDown (HTTP 503)' },
+    });
+    expect(notification?.text).toBe(
+      ':warning: pgkeep backup completed without every copy on panel: [COPY_FAILED] no copy in offsite: SlowDown (HTTP 503) ' +
+        '(job backup-14a18557-2d56-4686-81b8-90a76da0081d, requested by admin@example.com, attempt 1)',
+    );
+    expect(emailSubject(notification as NonNullable<typeof notification>)).toBe(
+      '[pgkeep] backup incomplete: COPY_FAILED',
+    );
+    // A backup with every copy stays a plain success.
+    expect(
+      buildNotification({ ...incomplete, result: { ...manifest, failedCopies: [] } }, 'failure'),
+    ).toBeNull();
+  });
+
   it('treats a completed verify with ok:false as a failure naming the failed check', () => {
     const verify: FinishedJob = {
       name: 'verify',

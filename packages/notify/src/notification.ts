@@ -32,9 +32,12 @@ export interface FinishedJob {
  */
 export interface JobNotification {
   text: string;
-  /** `backup.failed`, `backup.succeeded`, `restore.failed`, `verify.failed`, … */
-  event: `${NotifiedJob}.${'succeeded' | 'failed'}`;
-  outcome: 'success' | 'failure';
+  /**
+   * `backup.failed`, `backup.succeeded`, `restore.failed`, `verify.failed`, …, and
+   * `backup.incomplete`: completed, but an optional destination did not get its copy.
+   */
+  event: `${NotifiedJob}.${'succeeded' | 'failed'}` | 'backup.incomplete';
+  outcome: 'success' | 'failure' | 'warning';
   jobName: NotifiedJob;
   jobId: string;
   /** A run started by a schedule (`repeat:schedule-…` job ids). */
@@ -73,6 +76,18 @@ function verifyFailure(result: Record<string, unknown>): { code: string; message
   };
 }
 
+/** A completed backup that an optional destination did not get a copy of. */
+function missingCopies(result: Record<string, unknown>): { code: string; message: string } | null {
+  const failed = Array.isArray(result.failedCopies) ? result.failedCopies.map(asRecord) : [];
+  if (failed.length === 0) return null;
+  return {
+    code: 'COPY_FAILED',
+    message: failed
+      .map((copy) => `no copy in ${String(copy.destination)}: ${String(copy.message)}`)
+      .join('; '),
+  };
+}
+
 /**
  * The notification for a finished job, or null when the job is not one that is announced or
  * `notifyOn` leaves it out (a success under `failure`).
@@ -81,13 +96,16 @@ export function buildNotification(job: FinishedJob, notifyOn: NotifyOn): JobNoti
   if (!isNotifiedJob(job.name)) return null;
   const payload = job.payload;
   const result = asRecord(job.result);
+  const warning =
+    job.status === 'completed' && job.name === 'backup' ? missingCopies(result) : null;
   const error =
     job.status === 'failed'
       ? decodeJobError(job.failedReason ?? '')
       : job.name === 'verify'
         ? verifyFailure(result)
-        : null;
-  const outcome = error ? 'failure' : 'success';
+        : warning;
+  const outcome = warning ? 'warning' : error ? 'failure' : 'success';
+  // A warning is sent like a failure: someone must see that a copy is missing.
   if (outcome === 'success' && notifyOn !== 'always') return null;
 
   const backupId =
@@ -97,7 +115,10 @@ export function buildNotification(job: FinishedJob, notifyOn: NotifyOn): JobNoti
       ? (stringOrNull(result.target) ?? stringOrNull(payload.target))
       : (stringOrNull(result.database) ?? job.database ?? null);
   const notification: Omit<JobNotification, 'text'> = {
-    event: `${job.name}.${outcome === 'success' ? 'succeeded' : 'failed'}`,
+    event:
+      outcome === 'warning'
+        ? 'backup.incomplete'
+        : `${job.name}.${outcome === 'success' ? 'succeeded' : 'failed'}`,
     outcome,
     jobName: job.name,
     jobId: job.id,
@@ -134,7 +155,12 @@ export function formatBytes(bytes: number): string {
 
 /** The headline: what happened to which job, without the details. */
 function headline(notification: Omit<JobNotification, 'text'>): string {
-  const verb = notification.outcome === 'success' ? 'succeeded' : 'failed';
+  const verb =
+    notification.outcome === 'success'
+      ? 'succeeded'
+      : notification.outcome === 'warning'
+        ? 'completed without every copy'
+        : 'failed';
   const what = notification.scheduled ? `scheduled ${notification.jobName}` : notification.jobName;
   const where = notification.database ? ` on ${notification.database}` : '';
   return `pgkeep ${what} ${verb}${where}`;
@@ -144,7 +170,12 @@ function slackText(
   notification: Omit<JobNotification, 'text'>,
   result: Record<string, unknown>,
 ): string {
-  const icon = notification.outcome === 'success' ? ':white_check_mark:' : ':x:';
+  const icon =
+    notification.outcome === 'success'
+      ? ':white_check_mark:'
+      : notification.outcome === 'warning'
+        ? ':warning:'
+        : ':x:';
   let detail: string;
   if (notification.error) {
     detail = `[${notification.error.code}] ${notification.error.message}`;
@@ -165,7 +196,7 @@ function slackText(
 /** One line, no line breaks: SMTP header folding is not something a job error should decide. */
 export function emailSubject(notification: JobNotification): string {
   const subject = notification.error
-    ? `[pgkeep] ${notification.jobName} failed: ${notification.error.code}`
+    ? `[pgkeep] ${notification.jobName} ${notification.outcome === 'warning' ? 'incomplete' : 'failed'}: ${notification.error.code}`
     : `[pgkeep] ${notification.jobName} succeeded${notification.backupId ? `: ${notification.backupId}` : ''}`;
   return subject.replace(/[\r\n]+/g, ' ');
 }
