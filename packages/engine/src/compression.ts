@@ -31,6 +31,26 @@ export function zstdReading(
   return { output: stdout, done: zstd.done };
 }
 
+/**
+ * zstd reading another child's stdout and writing straight into an open file: neither the
+ * uncompressed nor the compressed bytes pass through this process (as `pg_dump | zstd -o f`).
+ */
+export function zstdIntoFile(
+  input: Readable,
+  level: number,
+  fd: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const zstd = startChild('zstd', [`-${level}`, '-T0', '-q', '-c'], {
+    env: { PATH: process.env.PATH },
+    signal,
+    stdin: input,
+    stdout: fd,
+  });
+  input.destroy();
+  return zstd.done;
+}
+
 /** zstd as a stream stage: its stdin and stdout as one Duplex, `done` its exit status. */
 function zstdStage(args: string[], signal: AbortSignal | undefined): CompressionStage {
   const zstd: RunningChild = startChild('zstd', args, {

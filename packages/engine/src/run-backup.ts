@@ -25,7 +25,7 @@ import {
 } from '@pgkeep/pg';
 import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
-import { compressionStage, zstdReading } from './compression.js';
+import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 
 type BackupPayload = JobPayload<'backup'>;
@@ -144,17 +144,15 @@ export async function runBackup(
         bytesRead,
         bytesWritten,
       });
-    let stages: [Readable, ...Duplex[]];
-    let compressed: Promise<void>;
-    let onWritten: () => void;
-    if (payload.compression === 'zstd') {
-      // pg_dump | zstd through a kernel pipe; what pg_dump has written so far is read from
-      // /proc for the progress, at most twice a second.
-      const zstd = zstdReading(stdout, config.BACKUP_ZSTD_LEVEL, signal);
-      stages = [zstd.output];
-      compressed = zstd.done;
+    let stages: [Readable, ...Duplex[]] | null = null;
+    let compressed: Promise<void> = Promise.resolve();
+    let onWritten: () => void = () => {};
+    // The common case, local disk only, unencrypted zstd: `pg_dump | zstd` writes the file
+    // itself, as the raw pipeline does; this process only hashes it behind zstd.
+    const direct = payload.compression === 'zstd' && !encryption && storage.localOnly;
+    const progressFromProc = () => {
       let lastRead = 0;
-      onWritten = () => {
+      return () => {
         const now = Date.now();
         if (now - lastRead < 500) return;
         lastRead = now;
@@ -163,6 +161,16 @@ export async function runBackup(
           report();
         });
       };
+    };
+    if (direct) {
+      onWritten = progressFromProc();
+    } else if (payload.compression === 'zstd') {
+      // pg_dump | zstd through a kernel pipe; what pg_dump has written so far is read from
+      // /proc for the progress, at most twice a second.
+      const zstd = zstdReading(stdout, config.BACKUP_ZSTD_LEVEL, signal);
+      stages = [zstd.output];
+      compressed = zstd.done;
+      onWritten = progressFromProc();
     } else {
       const compressor = compressionStage(
         payload.compression,
@@ -185,10 +193,10 @@ export async function runBackup(
     counting.catch(() => {});
 
     // Encryption, when configured, is the last stage: every destination gets the same bytes.
-    let source: Readable;
-    if (stages.length === 1 && !encryption) {
+    let source: Readable | null = null;
+    if (stages && stages.length === 1 && !encryption) {
       source = stages[0];
-    } else {
+    } else if (stages) {
       const tail: Duplex = encryption ? encryption.stream : new PassThrough();
       pipeline([...stages, tail]).catch((error: unknown) => tail.destroy(error as Error));
       source = tail;
@@ -196,22 +204,32 @@ export async function runBackup(
 
     let rowCounts: Record<string, number> = {};
     let artifact: WrittenCopies;
+    const writeOptions = {
+      signal,
+      sizeHint: estimate,
+      onBytes: (written: number) => {
+        bytesWritten = written;
+        onWritten();
+      },
+      // Before anything is visible: a pg_dump that failed halfway closes its stdout like one
+      // that finished, so its exit status decides whether the file may become an artifact.
+      beforeCommit: async () => {
+        await dump.done;
+        await compressed;
+        rowCounts = await counting;
+      },
+    };
     try {
-      artifact = await storage.writeCopies(filename, source, {
-        signal,
-        sizeHint: estimate,
-        onBytes: (written) => {
-          bytesWritten = written;
-          onWritten();
-        },
-        // Before anything is visible: a pg_dump that failed halfway closes its stdout like one
-        // that finished, so its exit status decides whether the file may become an artifact.
-        beforeCommit: async () => {
-          await dump.done;
-          await compressed;
-          rowCounts = await counting;
-        },
-      });
+      artifact = source
+        ? await storage.writeCopies(filename, source, writeOptions)
+        : await storage.writeLocalFrom(
+            filename,
+            (fd) => {
+              compressed = zstdIntoFile(stdout, config.BACKUP_ZSTD_LEVEL, fd, signal);
+              return compressed;
+            },
+            writeOptions,
+          );
     } catch (error) {
       if (signal.aborted) {
         const reason: unknown = signal.reason;

@@ -38,6 +38,8 @@ export interface ChildOptions {
   signal?: AbortSignal | undefined;
   /** A Readable with a file descriptor (another child's stdout) is handed over as it is. */
   stdin?: 'ignore' | 'pipe' | Readable;
+  /** An open file descriptor the child writes its stdout to directly (default: a pipe). */
+  stdout?: number;
   /**
    * Called for each line the child writes to stderr (progress of pg_restore --verbose); lines
    * for which it returns true are progress, kept out of the stderr tail of an error.
@@ -72,7 +74,7 @@ export function startChild(command: string, args: string[], options: ChildOption
     prefix.length > 0 ? [...prefix, command, ...args] : [command, ...args];
   const child = spawn(file as string, fileArgs, {
     env: options.env,
-    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ?? 'ignore', options.stdout ?? 'pipe', 'pipe'],
     signal: options.signal,
     killSignal: 'SIGTERM',
   });

@@ -238,6 +238,52 @@ export class BackupStore {
     }
   }
 
+  /** True when the only destination is the local directory (another process may write it). */
+  get localOnly(): boolean {
+    return this.destinations.length === 1 && this.local !== undefined;
+  }
+
+  /**
+   * The local-only case of writeCopies, for a writer that is another process (zstd writing
+   * the file itself): `produce` gets the open `.partial` file's descriptor.
+   */
+  async writeLocalFrom(
+    filename: string,
+    produce: (fd: number) => Promise<void>,
+    options: CopyWriteOptions = {},
+  ): Promise<WrittenCopies> {
+    const local = this.local;
+    if (!local || !this.localOnly)
+      throw new Error('writeLocalFrom needs the local destination alone');
+    const staged = await local.writeArtifactFrom(filename, produce, {
+      signal: options.signal,
+      onBytes: options.onBytes,
+    });
+    try {
+      await options.beforeCommit?.();
+      await staged.commit();
+    } catch (error) {
+      await staged.discard();
+      throw error;
+    }
+    return {
+      filename,
+      size: staged.size,
+      sha256: staged.sha256,
+      copies: [
+        {
+          destination: local.name,
+          location: local.locationOf(filename),
+          size: staged.size,
+          sha256: staged.sha256,
+          writtenAt: new Date().toISOString(),
+        },
+      ],
+      failedCopies: [],
+      discard: () => staged.discard(),
+    };
+  }
+
   /** A failed copy written again from the committed local artifact, with a pause between tries. */
   private async copyFromLocal(
     local: LocalStorage,

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import fsCallbacks from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -379,5 +380,47 @@ describe('LocalStorage.checkWritable', () => {
     const nested = new LocalStorage(path.join(dir, 'a', 'b'), logger);
     await nested.checkWritable();
     expect(await fs.readdir(path.join(dir, 'a', 'b'))).toEqual([]);
+  });
+});
+
+describe('LocalStorage.writeArtifactFrom', () => {
+  it('hashes the bytes another writer puts into the partial file, while it writes them', async () => {
+    const filename = artifactFilename(idA, 'custom', 'zstd');
+    const pieces = Array.from({ length: 12 }, () => randomBytes(300_000));
+    const progress: number[] = [];
+    const staged = await storage.writeArtifactFrom(
+      filename,
+      async (fd) => {
+        // A writer that writes in bursts, yielding between them, as zstd does.
+        for (const piece of pieces) {
+          await new Promise<void>((resolve, reject) =>
+            fsCallbacks.write(fd, piece, (error) => (error ? reject(error) : resolve())),
+          );
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      },
+      { onBytes: (bytes) => progress.push(bytes) },
+    );
+    const data = Buffer.concat(pieces);
+    expect({ size: staged.size, sha256: staged.sha256 }).toEqual({
+      size: data.length,
+      sha256: sha256(data),
+    });
+    expect(progress.at(-1)).toBe(data.length);
+    expect(await files()).toEqual([`${filename}.partial`]);
+    expect((await fs.stat(path.join(dir, `${filename}.partial`))).mode & 0o777).toBe(0o600);
+    await staged.commit();
+    expect(await files()).toEqual([filename]);
+    expect((await fs.readFile(path.join(dir, filename))).equals(data)).toBe(true);
+  });
+
+  it('leaves nothing when the writer fails', async () => {
+    const filename = artifactFilename(idA, 'custom', 'zstd');
+    const writing = storage.writeArtifactFrom(filename, async (fd) => {
+      fsCallbacks.writeSync(fd, randomBytes(100_000));
+      throw new Error('zstd exited with 1');
+    });
+    await expect(writing).rejects.toThrow('zstd exited with 1');
+    expect(await files()).toEqual([]);
   });
 });

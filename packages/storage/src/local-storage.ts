@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   AppError,
   artifactIdOf,
@@ -24,6 +25,40 @@ import type {
 } from './destination.js';
 
 const PARTIAL_SUFFIX = '.partial';
+
+/**
+ * sha256 and size of a file another process is appending to, read behind the writer until
+ * `finished()` says it is done and nothing is left. Waits 10 ms whenever it has caught up.
+ */
+async function hashGrowingFile(
+  file: string,
+  finished: () => boolean,
+  options: WriteOptions,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  const handle = await fs.open(file, 'r');
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  let size = 0;
+  try {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      // Read after noting whether the writer had finished: an empty read then means the end.
+      const writerDone = finished();
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
+      if (bytesRead > 0) {
+        hash.update(buffer.subarray(0, bytesRead));
+        size += bytesRead;
+        options.onBytes?.(size);
+        continue;
+      }
+      if (writerDone) break;
+      await delay(10);
+    }
+  } finally {
+    await handle.close();
+  }
+  return { sha256: hash.digest('hex'), size };
+}
 const MANIFEST_SUFFIX = '.manifest.json';
 
 /**
@@ -107,11 +142,21 @@ export class LocalStorage implements Destination {
       await fs.rm(partialPath, { force: true });
       throw error;
     }
+    return this.staged(filename, partialPath, finalPath, { size, sha256: hash.digest('hex') });
+  }
+
+  /** A fully written, fsynced `.partial` file, not yet under its final name. */
+  private staged(
+    filename: string,
+    partialPath: string,
+    finalPath: string,
+    written: { size: number; sha256: string },
+  ): StagedArtifact {
     let committed = false;
     return {
       filename,
-      size,
-      sha256: hash.digest('hex'),
+      size: written.size,
+      sha256: written.sha256,
       commit: async () => {
         await fs.link(partialPath, finalPath).catch(async (error: NodeJS.ErrnoException) => {
           // link refuses to replace an existing file where rename would silently do so.
@@ -127,6 +172,40 @@ export class LocalStorage implements Destination {
         if (committed) await fs.rm(finalPath, { force: true });
       },
     };
+  }
+
+  /**
+   * As writeArtifact, but another process writes the file: `produce` gets the open `.partial`
+   * file's descriptor and resolves when the writer is done. The sha256 is taken while the
+   * file grows, by reading behind the writer (the bytes never pass through a pipe here).
+   */
+  async writeArtifactFrom(
+    filename: string,
+    produce: (fd: number) => Promise<void>,
+    options: WriteOptions = {},
+  ): Promise<StagedArtifact> {
+    const finalPath = this.pathOf(filename);
+    const partialPath = `${finalPath}${PARTIAL_SUFFIX}`;
+    const handle = await fs.open(partialPath, 'wx', 0o600);
+    let hashed: { sha256: string; size: number };
+    try {
+      let finished = false;
+      const producing = produce(handle.fd).finally(() => {
+        finished = true;
+      });
+      const reading = hashGrowingFile(partialPath, () => finished, options);
+      const [produced, read] = await Promise.allSettled([producing, reading]);
+      if (produced.status === 'rejected') throw produced.reason;
+      if (read.status === 'rejected') throw read.reason;
+      hashed = read.value;
+      await handle.sync();
+      await handle.close();
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await fs.rm(partialPath, { force: true });
+      throw error;
+    }
+    return this.staged(filename, partialPath, finalPath, hashed);
   }
 
   async openArtifact(filename: string, range?: ByteRange): Promise<Readable> {
