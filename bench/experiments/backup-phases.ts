@@ -25,7 +25,9 @@ try {
   for (const line of lines.filter((l) => l.time >= posted)) {
     process.stdout.write(`${String(line.time - posted).padStart(6)} ms  ${line.msg}\n`);
   }
-  process.stdout.write(`phases (first seen): ${JSON.stringify(Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, v - posted])))}\n`);
+  process.stdout.write(
+    `phases (first seen): ${JSON.stringify(Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, v - posted])))}\n`,
+  );
   process.stdout.write(`POST → completed: ${done - posted} ms\n`);
 } finally {
   await stack.stop();
