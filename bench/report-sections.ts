@@ -90,9 +90,10 @@ export function backupTables(
   dumpBytes: number,
   checks: TargetCheck[],
 ): string {
-  const { pgkeep, zstd, fc, plain } = section.variants;
+  const { pgkeep, zstd, zstdChecked, fc, plain } = section.variants;
   const p = medianMs(pgkeep);
-  const rows = [pgkeep, zstd, fc, plain].map((variant) => {
+  const shown = [pgkeep, zstd, ...(zstdChecked ? [zstdChecked] : []), fc, plain];
+  const rows = shown.map((variant) => {
     const ms = medianMs(variant);
     return [
       variant.label,

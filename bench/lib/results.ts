@@ -78,7 +78,8 @@ export interface WorkerMemory {
 }
 
 export interface BackupSection extends SectionMeta {
-  variants: Record<'pgkeep' | 'zstd' | 'fc' | 'plain', Variant>;
+  /** `zstdChecked` (added later): absent from older results files. */
+  variants: Record<'pgkeep' | 'zstd' | 'fc' | 'plain', Variant> & { zstdChecked?: Variant };
   memory: WorkerMemory;
 }
 

@@ -1,4 +1,6 @@
-import { rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type BenchContext,
@@ -16,7 +18,7 @@ import {
 import { toolEnv } from '../lib/db.js';
 import { cpuMs, RssSampler } from '../lib/memory.js';
 import type { BackupSection, TimedRun, Variant } from '../lib/results.js';
-import { runPipeline } from '../lib/tools.js';
+import { runPipeline, runTool } from '../lib/tools.js';
 
 /** The best raw pipeline for pgkeep's output: `pg_dump -Fc -Z0 | zstd -3 -T2` into a file. */
 async function rawZstd(ctx: BenchContext): Promise<{ ms: number; bytes: number }> {
@@ -33,6 +35,47 @@ async function rawZstd(ctx: BenchContext): Promise<{ ms: number; bytes: number }
 }
 
 /**
+ * The raw pipeline plus the integrity work pgkeep does on every backup and the raw pipeline
+ * does not: exact row counts of every table (here in parallel, as pgkeep does), the sha256 of
+ * the file, and fsync. Not a target; it shows how much of the gap that work is.
+ */
+async function rawZstdChecked(ctx: BenchContext): Promise<{ ms: number; bytes: number }> {
+  const file = path.join(rawDir(ctx), 'dataset.dump.zst');
+  await rm(file, { force: true });
+  const started = performance.now();
+  const counting = runTool(
+    'psql',
+    ['-X', '-Atq', '-d', ctx.database, '-c', ROW_COUNTS_SQL],
+    toolEnv(ctx.database),
+  );
+  await runPipeline(
+    [
+      { command: 'pg_dump', args: ['-Fc', '-Z0', ctx.database] },
+      { command: 'zstd', args: ['-3', '-T2', '-q', '-c'] },
+    ],
+    { env: toolEnv(ctx.database), stdoutFile: file },
+  );
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+    hash.update(chunk as Buffer);
+  }
+  hash.digest('hex');
+  const handle = await open(file, 'r');
+  await handle.sync();
+  await handle.close();
+  await counting;
+  return { ms: performance.now() - started, bytes: await fileSize(file) };
+}
+
+/** Exact row counts of the dataset's tables, as the backup's manifest records them. */
+const ROW_COUNTS_SQL = [
+  'SELECT count(*) FROM "User"',
+  'SELECT count(*) FROM "Subscription"',
+  'SELECT count(*) FROM "Payment"',
+  'SELECT count(*) FROM "WhatsappMessage"',
+].join('; ');
+
+/**
  * Section 1. Rounds of pgkeep (POST → job completed, manifest written), the raw zstd pipeline,
  * `pg_dump -Fc` and the panel's plain `pg_dump`, in that order each round.
  */
@@ -41,6 +84,10 @@ export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
   const variants: BackupSection['variants'] = {
     pgkeep: { label: 'pgkeep (POST → job completed)', runs: [] },
     zstd: { label: '`pg_dump -Fc -Z0 | zstd -3 -T2`', runs: [] },
+    zstdChecked: {
+      label: 'the same, plus row counts, sha256 of the file and fsync (as pgkeep does)',
+      runs: [],
+    },
     fc: { label: '`pg_dump -Fc` (built-in gzip)', runs: [] },
     plain: { label: '`pg_dump` plain SQL (panel, old)', runs: [] },
   };
@@ -65,6 +112,7 @@ export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
     }
     record(variants.pgkeep, { ...pgkeep, workerCpuMs });
     record(variants.zstd, await rawZstd(ctx));
+    record(variants.zstdChecked as Variant, await rawZstdChecked(ctx));
     const fcMs = await dumpCustom(ctx);
     record(variants.fc, { ms: fcMs, bytes: await fileSize(ctx.fcFile as string) });
     const plainMs = await dumpPlain(ctx);
