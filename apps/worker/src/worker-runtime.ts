@@ -41,6 +41,12 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
   const toolEnv = libpqEnv(target, { PATH: process.env.PATH });
   const pgDump = await toolVersion('pg_dump', toolEnv);
   const pgRestore = await toolVersion('pg_restore', toolEnv);
+  if (config.UNUSED_S3_DESTINATIONS.length > 0) {
+    logger.warn(
+      { unused: config.UNUSED_S3_DESTINATIONS, destinations: config.BACKUP_DESTINATIONS },
+      'S3 destinations are configured but not in BACKUP_DESTINATIONS: no copies go there',
+    );
+  }
   const storage = await createBackupStore(config, logger);
   await storage.ensureDir();
   const keyRing = await createKeyRing(config);

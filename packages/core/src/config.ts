@@ -388,6 +388,8 @@ export type Config = z.output<typeof configSchema> & {
   LOCK_NAMESPACE: string;
   /** The S3 destinations of BACKUP_DESTINATIONS, in its order. */
   S3_DESTINATIONS: S3DestinationSettings[];
+  /** Names with S3_<NAME>_BUCKET set but missing from BACKUP_DESTINATIONS (logged at start). */
+  UNUSED_S3_DESTINATIONS: string[];
 };
 
 export class ConfigError extends Error {
@@ -419,9 +421,14 @@ export function loadConfig(
   }
   const s3 = parsed.success ? s3Destinations(parsed.data.BACKUP_DESTINATIONS, cleaned, issues) : [];
   if (!parsed.success || issues.length > 0) throw new ConfigError(issues);
+  const listed = new Set(parsed.data.BACKUP_DESTINATIONS);
+  const unused = Object.keys(cleaned)
+    .map((key) => /^S3_([A-Z][A-Z0-9]{0,31})_BUCKET$/.exec(key)?.[1]?.toLowerCase())
+    .filter((name): name is string => name !== undefined && !listed.has(name));
   return {
     ...parsed.data,
     LOCK_NAMESPACE: parsed.data.LOCK_NAMESPACE ?? parsed.data.QUEUE_PREFIX,
     S3_DESTINATIONS: s3,
+    UNUSED_S3_DESTINATIONS: unused,
   };
 }

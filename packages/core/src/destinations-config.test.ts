@@ -51,6 +51,21 @@ describe('BACKUP_DESTINATIONS', () => {
     expect(config.BACKUP_ENCRYPTION_OLD_KEYS).toEqual([]);
   });
 
+  it('names S3 destinations that are configured but left out of the list', () => {
+    const config = loadConfig({
+      ...minimal,
+      BACKUP_DESTINATIONS: 'local,one',
+      ...s3('one'),
+      ...s3('spare'),
+    });
+    expect(config.S3_DESTINATIONS.map((destination) => destination.name)).toEqual(['one']);
+    expect(config.UNUSED_S3_DESTINATIONS).toEqual(['spare']);
+    expect(
+      loadConfig({ ...minimal, BACKUP_DESTINATIONS: 'local,one', ...s3('one') })
+        .UNUSED_S3_DESTINATIONS,
+    ).toEqual([]);
+  });
+
   it('reads names case-insensitively, trimmed, empty entries ignored, in the order given', () => {
     const config = loadConfig({
       ...minimal,
