@@ -31,11 +31,22 @@ import type {
   StagedArtifact,
   WriteOptions,
 } from './destination.js';
+import {
+  describeS3Error,
+  httpStatusOf,
+  isMissingKey,
+  mapBounded,
+  normalizePrefix,
+  partSizeFor,
+  type S3DestinationConfig,
+} from './s3-support.js';
+
+export type { S3DestinationConfig } from './s3-support.js';
+export { describeS3Error, normalizePrefix, partSizeFor } from './s3-support.js';
 
 // The SDK warns on Node 20 at every client start; its versions are pinned by package-lock.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-const MiB = 1024 * 1024;
 const MANIFEST_SUFFIX = '.manifest.json';
 const MANIFEST_FETCH_CONCURRENCY = 8;
 // What pgkeep's own artifacts carry and a foreign `backup-<timestamp>.sql` does not.
@@ -47,80 +58,6 @@ const WRITE_COMMANDS = new Set([
   'UploadPartCommand',
   'CompleteMultipartUploadCommand',
 ]);
-
-/** Built by core's `loadConfig` (`S3_<NAME>_*`), which holds the defaults. */
-export interface S3DestinationConfig {
-  name: string;
-  /** For S3-compatible stores; AWS when absent. */
-  endpoint?: string;
-  region: string;
-  bucket: string;
-  /** '' or a folder such as `pgkeep/`; a missing trailing slash is added. */
-  prefix: string;
-  forcePathStyle: boolean;
-  /** Without them the SDK's default provider chain applies (env, profile, instance role). */
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  sessionToken?: string;
-  required: boolean;
-  /** `when_required` for stores that break on the SDK's default CRC checksum headers. */
-  checksums: 'when_supported' | 'when_required';
-  /** Smallest upload part; a large size hint makes parts bigger (see `partSizeFor`). */
-  partSizeMinBytes: number;
-  /** Parts uploaded at once; memory held is about partSize × (queueSize + 1). */
-  queueSize: number;
-  /** Attempts per request, the SDK's own retries included. */
-  maxAttempts: number;
-}
-
-/**
- * Part size for a multipart upload of an artifact expected to weigh `sizeHint`. S3 allows at most
- * 10,000 parts of 5 MiB to 5 GiB, and a dump's size is only an estimate: parts sized for twice
- * the estimate keep a dump up to twice as large as expected under the part limit.
- */
-export function partSizeFor(sizeHint: number | undefined, minBytes: number): number {
-  const forHint = sizeHint === undefined ? 0 : Math.ceil((sizeHint * 2) / 10_000);
-  return Math.min(Math.max(minBytes, forHint, 5 * MiB), 5 * 1024 * MiB);
-}
-
-/** `''` stays the bucket's root; anything else becomes `folder/`, without a leading slash. */
-export function normalizePrefix(prefix: string): string {
-  const trimmed = prefix.replace(/^\/+/, '');
-  return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
-}
-
-/** The S3 error's name, HTTP status and message: never a credential or a signed URL. */
-export function describeS3Error(error: unknown): string {
-  if (!(error instanceof Error)) return String(error).slice(0, 300);
-  const code = (error as NodeJS.ErrnoException).code;
-  const name = error.name === 'Error' && code ? code : error.name;
-  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-  return `${name}${status ? ` (HTTP ${status})` : ''}: ${error.message.slice(0, 300)}`;
-}
-
-function httpStatusOf(error: unknown): number | undefined {
-  return (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata
-    ?.httpStatusCode;
-}
-
-function isMissingKey(error: unknown): boolean {
-  const name = (error as Error | undefined)?.name;
-  return name === 'NoSuchKey' || name === 'NotFound' || httpStatusOf(error) === 404;
-}
-
-/** Runs `work` on every item, at most `limit` at a time, results in the items' order. */
-async function mapBounded<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>) {
-  const results: R[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
 
 /**
  * Copies of backups in an S3-compatible bucket, under a prefix: the artifact and its manifest
