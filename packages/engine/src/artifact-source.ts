@@ -35,6 +35,8 @@ export interface PrepareOptions {
   decompress: boolean;
   onProgress?: Progress | undefined;
   signal?: AbortSignal | undefined;
+  /** Destinations whose copy the caller has just hashed against the manifest (a verify). */
+  hashed?: ReadonlySet<string> | undefined;
 }
 
 function progressTap(manifest: BackupManifest, onProgress: Progress | undefined) {
@@ -192,6 +194,14 @@ export async function prepareArtifact(
       !manifest.encryption &&
       (!options.decompress || manifest.compression === 'none');
     try {
+      if (inPlace && local && options.hashed?.has(destination.name)) {
+        return {
+          file: local.artifactPath(manifest.filename),
+          compression: manifest.compression,
+          destination: destination.name,
+          cleanup: async () => {},
+        };
+      }
       if (inPlace && local) {
         // Read where it is: only its checksum needs checking.
         const actual = await local.hashArtifact(

@@ -156,15 +156,17 @@ export async function runVerify(
     await held.take(lockResources.database(verified.database), 'shared');
     // Every copy this deployment can reach, each read whole against the manifest.
     const readable = new Set(engine.storage.readOrder(verified).map((entry) => entry.destination));
+    const hashed = new Set<string>();
     for (const copy of verified.copies) {
       const destination = engine.storage.destination(copy.destination);
-      await attempt('sha256', async () => {
+      const matched = await attempt('sha256', async () => {
         if (!destination || !readable.has(destination)) {
           throw new Error(`${copy.destination}: not a configured destination; copy not checked`);
         }
         await hashCopy(verified, destination, run.onProgress, run.signal);
         return `${copy.destination}: ${verified.size} bytes, sha256 matches the manifest`;
       });
+      if (matched) hashed.add(copy.destination);
     }
     let artifact: PreparedArtifact | undefined;
     try {
@@ -172,9 +174,11 @@ export async function runVerify(
       // encrypted, every chunk is authenticated here, before any of it reaches pg_restore.
       const read = await attempt('archive-read', async () => {
         run.onProgress?.({ phase: 'reading', percent: null });
+        // A local copy that has just matched is read where it is, without hashing it again.
         artifact = await prepareArtifact(engine, verified, {
           decompress: verified.format === 'custom' && payload.restore,
           signal: run.signal,
+          hashed,
         });
         await readWholeArchive(verified, artifact, run.signal);
         const how =
