@@ -39,6 +39,15 @@ export interface PrepareOptions {
   hashed?: ReadonlySet<string> | undefined;
 }
 
+/** The job's progress while `bytesRead` of the stored artifact have been checked. */
+function verifying(manifest: BackupManifest, bytesRead: number): JobProgress {
+  return {
+    phase: 'verifying',
+    percent: manifest.size > 0 ? Math.min(99, Math.floor((bytesRead / manifest.size) * 100)) : null,
+    bytesRead,
+  };
+}
+
 function progressTap(manifest: BackupManifest, onProgress: Progress | undefined) {
   const hash = createHash('sha256');
   let size = 0;
@@ -50,12 +59,7 @@ function progressTap(manifest: BackupManifest, onProgress: Progress | undefined)
       const now = Date.now();
       if (onProgress && now - lastReport >= 250) {
         lastReport = now;
-        onProgress({
-          phase: 'verifying',
-          percent:
-            manifest.size > 0 ? Math.min(99, Math.floor((size / manifest.size) * 100)) : null,
-          bytesRead: size,
-        });
+        onProgress(verifying(manifest, size));
       }
       callback(null, chunk);
     },
@@ -194,30 +198,16 @@ export async function prepareArtifact(
       !manifest.encryption &&
       (!options.decompress || manifest.compression === 'none');
     try {
-      if (inPlace && local && options.hashed?.has(destination.name)) {
-        return {
-          file: local.artifactPath(manifest.filename),
-          compression: manifest.compression,
-          destination: destination.name,
-          cleanup: async () => {},
-        };
-      }
       if (inPlace && local) {
-        // Read where it is: only its checksum needs checking.
-        const actual = await local.hashArtifact(
-          manifest,
-          (bytesRead) =>
-            options.onProgress?.({
-              phase: 'verifying',
-              percent:
-                manifest.size > 0
-                  ? Math.min(99, Math.floor((bytesRead / manifest.size) * 100))
-                  : null,
-              bytesRead,
-            }),
-          options.signal,
-        );
-        assertMatches(manifest, destination.name, actual);
+        // Read where it is: only its checksum needs checking, unless the caller just did.
+        if (!options.hashed?.has(destination.name)) {
+          const actual = await local.hashArtifact(
+            manifest,
+            (bytesRead) => options.onProgress?.(verifying(manifest, bytesRead)),
+            options.signal,
+          );
+          assertMatches(manifest, destination.name, actual);
+        }
         return {
           file: local.artifactPath(manifest.filename),
           compression: manifest.compression,

@@ -9,31 +9,43 @@ export interface CompressionStage {
   done: Promise<void>;
 }
 
+/** zstd reading another child's stdout through a kernel pipe, writing to a pipe or to `into`. */
+function zstdFrom(
+  input: Readable,
+  level: number,
+  signal: AbortSignal | undefined,
+  into?: number,
+): RunningChild {
+  const zstd = startChild('zstd', [`-${level}`, '-T0', '-q', '-c'], {
+    env: { PATH: process.env.PATH },
+    signal,
+    stdin: input,
+    ...(into === undefined ? {} : { stdout: into }),
+  });
+  // zstd has its own copy of the pipe; ours must go, or the pipe would have two readers.
+  input.destroy();
+  return zstd;
+}
+
 /**
- * zstd reading another child's stdout directly, through a kernel pipe: the uncompressed bytes
- * never pass through this process, only zstd's output does. That is what lets a backup run
- * at the speed of `pg_dump | zstd` (see BENCHMARKS.md).
+ * zstd reading another child's stdout directly: the uncompressed bytes never pass through
+ * this process, only zstd's output does. That is what lets a backup run at the speed of
+ * `pg_dump | zstd` (see BENCHMARKS.md).
  */
 export function zstdReading(
   input: Readable,
   level: number,
   signal: AbortSignal | undefined,
 ): { output: Readable; done: Promise<void> } {
-  const zstd = startChild('zstd', [`-${level}`, '-T0', '-q', '-c'], {
-    env: { PATH: process.env.PATH },
-    signal,
-    stdin: input,
-  });
-  // zstd has its own copy of the pipe; ours must go, or the pipe would have two readers.
-  input.destroy();
+  const zstd = zstdFrom(input, level, signal);
   const { stdout } = zstd.child;
   if (!stdout) throw new Error('zstd was started without a stdout pipe');
   return { output: stdout, done: zstd.done };
 }
 
 /**
- * zstd reading another child's stdout and writing straight into an open file: neither the
- * uncompressed nor the compressed bytes pass through this process (as `pg_dump | zstd -o f`).
+ * zstd writing straight into an open file: neither the uncompressed nor the compressed bytes
+ * pass through this process (as `pg_dump | zstd -o f`).
  */
 export function zstdIntoFile(
   input: Readable,
@@ -41,14 +53,7 @@ export function zstdIntoFile(
   fd: number,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const zstd = startChild('zstd', [`-${level}`, '-T0', '-q', '-c'], {
-    env: { PATH: process.env.PATH },
-    signal,
-    stdin: input,
-    stdout: fd,
-  });
-  input.destroy();
-  return zstd.done;
+  return zstdFrom(input, level, signal, fd).done;
 }
 
 /** zstd as a stream stage: its stdin and stdout as one Duplex, `done` its exit status. */
