@@ -13,6 +13,7 @@ import {
   createRestoreDatabase,
   dropDatabaseForce,
   lockResources,
+  runChild,
   scratchDatabaseName,
   startChild,
   withDatabase,
@@ -37,6 +38,15 @@ async function readWholeArchive(
   artifact: PreparedArtifact,
   signal: AbortSignal | undefined,
 ) {
+  if (manifest.format === 'custom' && artifact.compression === 'none') {
+    // A plain archive file: pg_restore reads it itself (through a pipe, it may stop before the
+    // archive's last bytes and leave the writer with a broken pipe).
+    await runChild('pg_restore', ['--file=/dev/null', artifact.file], {
+      env: { PATH: process.env.PATH },
+      signal,
+    });
+    return;
+  }
   const stage = decompressionStage(artifact.compression, signal);
   const source = createReadStream(artifact.file);
   if (manifest.format === 'custom') {
