@@ -164,22 +164,18 @@ async function restoreTables(
   const { stdin } = psql.child;
   if (!stdin) throw new Error('psql was started without stdin');
   run.onProgress?.({ phase: 'restoring', percent: null });
-  const stage = decompressionStage(artifact.compression, signal);
   const started = Date.now();
-  const source = createReadStream(artifact.file);
   let feeding: Promise<unknown>;
   if (manifest.format === 'custom') {
-    // The archive as SQL (pg_restore without a database), fed to the same transaction.
-    const script = startPgRestoreToScript(into, { clean: false, signal });
-    const { stdin: archiveIn, stdout: sqlOut } = script.child;
-    if (!archiveIn || !sqlOut) throw new Error('pg_restore was started without pipes');
-    feeding = Promise.all([
-      pipeline([source, stage.stream, archiveIn], { signal }),
-      pipeline(sqlOut, stdin, { signal }),
-      stage.done,
-      script.done,
-    ]);
+    // The archive (decompressed: pg_restore reads the file itself, to its last byte) as SQL,
+    // fed to the same transaction.
+    const script = startPgRestoreToScript(into, { clean: false, signal, file: artifact.file });
+    const { stdout: sqlOut } = script.child;
+    if (!sqlOut) throw new Error('pg_restore was started without a stdout pipe');
+    feeding = Promise.all([pipeline(sqlOut, stdin, { signal }), script.done]);
   } else {
+    const stage = decompressionStage(artifact.compression, signal);
+    const source = createReadStream(artifact.file);
     feeding = Promise.all([pipeline([source, stage.stream, stdin], { signal }), stage.done]);
   }
   await awaitPsql(psql, feeding, signal);
@@ -228,7 +224,8 @@ export async function runRestore(
     // Checksum (and authentication, when encrypted) of the first good copy, before anything
     // of it reaches pg_restore or psql.
     const artifact = await prepareArtifact(engine, manifest, {
-      decompress: manifest.tables === null && manifest.format === 'custom',
+      // A custom archive is read by pg_restore from a plain file (it seeks, and reads it whole).
+      decompress: manifest.format === 'custom',
       onProgress: run.onProgress,
       signal,
     });
