@@ -16,7 +16,7 @@ export interface TestApi {
 /** The real API in-process (same plugins, real Redis and PostgreSQL), driven by inject(). */
 export async function startApi(env: Record<string, string>): Promise<TestApi> {
   const config = loadConfig({ ...env, LOG_LEVEL: 'silent' });
-  const services = await createServices(config, createLogger('silent', 'pgkeep-api-test'));
+  const services = await createServices(config, createLogger('silent', 'pgkeep-api-test'), env);
   const app = await buildServer(config, services);
   await app.ready();
   return {

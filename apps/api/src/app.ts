@@ -16,6 +16,7 @@ import { backupRoutes } from './routes/backup-routes.js';
 import { jobRoutes } from './routes/job-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
 import { scheduleRoutes } from './routes/schedule-routes.js';
+import { targetRoutes } from './routes/target-routes.js';
 import type { ApiServices } from './services/api-services.js';
 
 /** 1 MiB: no request of this API needs more; larger bodies are refused with 413. */
@@ -36,6 +37,7 @@ export async function app(fastify: FastifyInstance, { services }: { services: Ap
   await typed.register(cookie);
   await typed.register(adminSession, { config: services.config });
   await typed.register(backupRoutes, { services });
+  await typed.register(targetRoutes, { services });
   await typed.register(jobRoutes, { services });
   await typed.register(metricsRoutes, { services });
   await typed.register(scheduleRoutes, { services });

@@ -1,9 +1,11 @@
-import { ConfigError, createLogger, loadConfig } from '@pgkeep/core';
+import { ConfigError, createLogger, loadConfig, loadTargets } from '@pgkeep/core';
 import { buildServer, closeServices, createServices } from './server.js';
 
 let config: ReturnType<typeof loadConfig>;
 try {
+  // The targets file too: a bad one stops the process here, with the same kind of message.
   config = loadConfig(process.env);
+  loadTargets(config, process.env);
 } catch (error) {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);

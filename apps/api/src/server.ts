@@ -1,6 +1,7 @@
 import type { Config, Logger } from '@pgkeep/core';
-import { loggerOptions } from '@pgkeep/core';
-import { clientConfig, parseDatabaseUrl } from '@pgkeep/pg';
+import { loadTargets, loggerOptions } from '@pgkeep/core';
+import { serverConnection, TargetRegistry } from '@pgkeep/engine';
+import { clientConfig } from '@pgkeep/pg';
 import { closeQueues, createRedisConnection, openQueues } from '@pgkeep/queue';
 import { createBackupStore } from '@pgkeep/storage';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
@@ -8,13 +9,20 @@ import pg from 'pg';
 import { app, BODY_LIMIT } from './app.js';
 import type { ApiServices } from './services/api-services.js';
 
-export async function createServices(config: Config, logger: Logger): Promise<ApiServices> {
+export async function createServices(
+  config: Config,
+  logger: Logger,
+  env: Record<string, string | undefined> = process.env,
+): Promise<ApiServices> {
+  const registry = new TargetRegistry(config, logger, loadTargets(config, env));
   const redis = createRedisConnection(config.REDIS_URL, 'api', 'pgkeep-api');
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
-  const db = new pg.Pool({
-    ...clientConfig(parseDatabaseUrl(config.DATABASE_URL), 'pgkeep-api'),
-    max: 4,
-  });
+  // Health's database: the panel's target's, else the lock server's (every worker needs it).
+  const defaultName = registry.defaultTargetName();
+  const healthDatabase = defaultName
+    ? registry.require(defaultName).database
+    : serverConnection(registry.targets.lockServer);
+  const db = new pg.Pool({ ...clientConfig(healthDatabase, 'pgkeep-api'), max: 4 });
   db.on('error', (error) => logger.warn({ err: error.message }, 'database pool error'));
   return {
     config,
@@ -24,7 +32,11 @@ export async function createServices(config: Config, logger: Logger): Promise<Ap
     queues: openQueues(redis, config.QUEUE_PREFIX, {
       onError: (error) => logger.warn({ err: error.message }, 'queue error'),
     }),
-    storage: await createBackupStore(config, logger),
+    storage: defaultName
+      ? await registry.storeFor(registry.require(defaultName).info)
+      : await createBackupStore(config, logger),
+    registry,
+    reloadTargets: () => registry.replace(loadTargets(config, env)),
   };
 }
 

@@ -9,11 +9,19 @@ export function isFinalFailure(job: Job, error: Error): boolean {
   return error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
 }
 
+/** The database of a target, by its name (undefined: no such target any more). */
+export type DatabaseOfTarget = (
+  targetName: string,
+) => { database: { database: string } } | undefined;
+
 function finishedJob(
   job: Job,
   end: Pick<FinishedJob, 'status' | 'result' | 'failedReason'>,
-  database: string,
+  databaseOf: DatabaseOfTarget,
 ): FinishedJob {
+  const targetName = (job.data as { targetName?: unknown } | undefined)?.targetName;
+  const target = typeof targetName === 'string' ? targetName : 'default';
+  const database = databaseOf(target)?.database.database;
   return {
     ...end,
     name: job.name,
@@ -23,7 +31,8 @@ function finishedJob(
     queuedAt: job.timestamp,
     startedAt: job.processedOn,
     finishedAt: job.finishedOn ?? Date.now(),
-    database,
+    target,
+    ...(database !== undefined ? { database } : {}),
   };
 }
 
@@ -34,11 +43,11 @@ function finishedJob(
 export function notifyWhenFinished(
   worker: Worker,
   notifications: JobNotifications,
-  database: string,
+  databaseOf: DatabaseOfTarget,
 ): void {
   if (!notifications.enabled) return;
   worker.on('completed', (job, result) => {
-    notifications.jobFinished(finishedJob(job, { status: 'completed', result }, database));
+    notifications.jobFinished(finishedJob(job, { status: 'completed', result }, databaseOf));
   });
   worker.on('failed', (job, error) => {
     if (!job || !isFinalFailure(job, error)) return;
@@ -46,7 +55,7 @@ export function notifyWhenFinished(
       finishedJob(
         job,
         { status: 'failed', failedReason: job.failedReason ?? error.message },
-        database,
+        databaseOf,
       ),
     );
   });

@@ -1,9 +1,11 @@
-import { isJobName, type JobName, type Logger } from '@pgkeep/core';
+import { decodeJobError, isJobName, type JobName, type Logger } from '@pgkeep/core';
 import {
   finalOutcomeOfFailure,
   type JobOutcome,
   outcomeOfCompletedJob,
   recordJobOutcome,
+  recordTargetFailure,
+  recordTargetSuccess,
 } from '@pgkeep/queue';
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -25,12 +27,31 @@ export function countJobOutcomes(
       logger.warn({ err: error, job: name, outcome }, 'job metrics not recorded');
     });
   };
+  const targetOf = (job: { data?: unknown }) => {
+    const name = (job.data as { targetName?: unknown } | undefined)?.targetName;
+    return typeof name === 'string' ? name : 'default';
+  };
+  const note = (work: Promise<void>) =>
+    work.catch((error: unknown) => logger.warn({ err: error }, 'target status not recorded'));
   worker.on('completed', (job, result) => {
-    if (isJobName(job.name)) record(job.name, outcomeOfCompletedJob(job.name, result), result);
+    if (!isJobName(job.name)) return;
+    record(job.name, outcomeOfCompletedJob(job.name, result), result);
+    if (job.name !== 'discover')
+      void note(recordTargetSuccess(redis, prefix, targetOf(job), job.name));
   });
   worker.on('failed', (job, error) => {
     if (!job || !isJobName(job.name)) return;
     const outcome = finalOutcomeOfFailure(job, error);
-    if (outcome) record(job.name, outcome);
+    if (!outcome) return;
+    record(job.name, outcome);
+    const { code, message } = decodeJobError(job.failedReason ?? error.message);
+    void note(
+      recordTargetFailure(redis, prefix, targetOf(job), {
+        job: job.name,
+        code,
+        message: message.slice(0, 500),
+        at: new Date(job.finishedOn ?? Date.now()).toISOString(),
+      }),
+    );
   });
 }

@@ -1,9 +1,11 @@
-import { ConfigError, createLogger, loadConfig } from '@pgkeep/core';
+import { ConfigError, createLogger, loadConfig, loadTargets } from '@pgkeep/core';
 import { startWorkerRuntime, type WorkerRuntime } from './worker-runtime.js';
 
 let config: ReturnType<typeof loadConfig>;
 try {
+  // The targets file too: a bad one stops the process here, with the same kind of message.
   config = loadConfig(process.env, { requireAuth: false });
+  loadTargets(config, process.env);
 } catch (error) {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);
@@ -36,6 +38,11 @@ const onSignal = (signal: NodeJS.Signals) => {
 };
 process.on('SIGTERM', onSignal);
 process.on('SIGINT', onSignal);
+// SIGHUP: read the targets file again; running jobs go on, schedules follow the file.
+process.on('SIGHUP', () => {
+  logger.info('SIGHUP: reloading the targets file');
+  void runtime?.reload('SIGHUP');
+});
 
 try {
   runtime = await startWorkerRuntime(config, logger);

@@ -3,7 +3,9 @@ import {
   encodeJobError,
   isJobName,
   type JobName,
+  type JobPayload,
   type JobProgress,
+  type JobResult,
   jobCatalog,
   type Logger,
   toAppError,
@@ -19,8 +21,10 @@ import {
 } from '@pgkeep/engine';
 import { type Job, UnrecoverableError } from 'bullmq';
 
+type EngineJob = Exclude<JobName, 'discover'>;
+
 const handlers: {
-  [N in JobName]: (engine: EngineContext, payload: never, run: RunContext) => Promise<unknown>;
+  [N in EngineJob]: (engine: EngineContext, payload: never, run: RunContext) => Promise<unknown>;
 } = {
   backup: runBackup,
   verify: runVerify,
@@ -69,6 +73,7 @@ function logScheduledOutcome(logger: Logger, name: string, result: unknown): voi
     backupId?: string;
   };
   if (name === 'backup') logger.info({ filename: outcome.filename }, 'scheduled backup completed');
+  else if (name === 'discover') logger.info({ result }, 'scheduled discovery run queued its jobs');
   else if (name === 'cleanup')
     logger.info({ deletedCount: outcome.deletedCount }, 'scheduled cleanup completed');
   else
@@ -86,17 +91,34 @@ export interface JobLedger {
   recordResult: (jobId: string, result: unknown) => Promise<void>;
 }
 
+/** How a job finds its target's engine, and how a discovery run queues its databases' jobs. */
+export interface TargetRouting {
+  logger: Logger;
+  /** The engine for a target by name; TARGET_NOT_FOUND when no target has it. */
+  engineFor: (targetName: string) => Promise<EngineContext>;
+  fanOut: (
+    payload: JobPayload<'discover'>,
+    parentJobId: string,
+    logger: Logger,
+  ) => Promise<JobResult<'discover'>>;
+}
+
 /**
- * Parses the payload with the catalog schema, runs the engine with the job's AbortSignal and
- * a progress callback, and turns failures into job errors: `[CODE] message`, unrecoverable
- * unless the error says a retry may help. A cancelled job fails as JOB_CANCELLED, not retried.
+ * Parses the payload with the catalog schema, runs the engine of the job's target with the
+ * job's AbortSignal and a progress callback, and turns failures into job errors: `[CODE]
+ * message`, unrecoverable unless the error says a retry may help. A cancelled job fails as
+ * JOB_CANCELLED, not retried.
  */
-export function createProcessor(engine: EngineContext, ledger: JobLedger) {
+export function createProcessor(routing: TargetRouting, ledger: JobLedger) {
   const { cancelledBy } = ledger;
   return async (job: Job, _token?: string, signal?: AbortSignal): Promise<unknown> => {
-    const logger = engine.logger.child({
+    // Every line of a job names its target: one taken from the payload as it came, before
+    // validation, so that even a refused payload's line says which target it was for.
+    const rawTarget = (job.data as { targetName?: unknown } | undefined)?.targetName;
+    const logger = routing.logger.child({
       jobId: job.id,
       job: job.name,
+      target: typeof rawTarget === 'string' ? rawTarget.slice(0, 127) : 'default',
       attempt: job.attemptsMade + 1,
     });
     const name = job.name;
@@ -119,13 +141,17 @@ export function createProcessor(engine: EngineContext, ledger: JobLedger) {
         'job started',
       );
       const progress = throttledProgress(job, logger);
-      const result = await handlers[name](engine, parsed.data as never, {
-        jobId: job.id ?? null,
-        signal,
-        onProgress: progress.report,
-        logger,
-        earlierResult: () => ledger.earlierResult(jobId),
-      });
+      const targetName = (parsed.data as { targetName: string }).targetName;
+      const result =
+        name === 'discover'
+          ? await routing.fanOut(parsed.data as JobPayload<'discover'>, jobId, logger)
+          : await handlers[name](await routing.engineFor(targetName), parsed.data as never, {
+              jobId: job.id ?? null,
+              signal,
+              onProgress: progress.report,
+              logger,
+              earlierResult: () => ledger.earlierResult(jobId),
+            });
       await progress.flush();
       logger.info('job completed');
       const parsedResult = jobCatalog[name].result.parse(result);

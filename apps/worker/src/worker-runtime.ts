@@ -1,28 +1,50 @@
 import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
-import { type Config, type Logger, queueNames } from '@pgkeep/core';
+import {
+  AppError,
+  type Config,
+  ConfigError,
+  derivedJobId,
+  discoveredTargetName,
+  type JobPayload,
+  type JobResult,
+  jobCatalog,
+  type Logger,
+  loadTargets,
+  queueNames,
+  scheduleJobs,
+  scheduleNames,
+  schedulerId,
+} from '@pgkeep/core';
 import {
   dropAbandonedScratchDatabases,
   type EngineContext,
+  type ResolvedTarget,
   rebuildCatalog,
+  serverConnection,
   sweepLeftovers,
+  TargetRegistry,
 } from '@pgkeep/engine';
 import { createJobNotifications, redisNotificationCounter } from '@pgkeep/notify';
-import { AdvisoryLocks, libpqEnv, parseDatabaseUrl, toolVersion, withDatabase } from '@pgkeep/pg';
+import { AdvisoryLocks, toolVersion } from '@pgkeep/pg';
 import {
   applySchedules,
+  applyTargetSchedules,
   cancelRequestedBy,
   closeQueues,
   createRedisConnection,
+  enqueueWithId,
   listenForCancels,
+  listenForReloads,
   openQueues,
+  type PgkeepQueues,
   publishHeartbeat,
   recordedOutcome,
   recordOutcome,
   removeHeartbeat,
-  retentionFromConfig,
 } from '@pgkeep/queue';
-import { createBackupStore, createKeyRing } from '@pgkeep/storage';
+import { createKeyRing } from '@pgkeep/storage';
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { notifyWhenFinished } from './job-notifications.js';
@@ -33,12 +55,18 @@ export interface WorkerRuntime {
   workerId: string;
   /** Graceful: stop taking jobs, let running ones finish within the deadline, then abort them. */
   close(): Promise<void>;
+  /** Reads the targets file again (SIGHUP); schedules follow it. */
+  reload(requestedBy: string): Promise<void>;
 }
 
-export async function startWorkerRuntime(config: Config, logger: Logger): Promise<WorkerRuntime> {
+export async function startWorkerRuntime(
+  config: Config,
+  logger: Logger,
+  env: Record<string, string | undefined> = process.env,
+): Promise<WorkerRuntime> {
   const workerId = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-  const target = parseDatabaseUrl(config.DATABASE_URL);
-  const toolEnv = libpqEnv(target, { PATH: process.env.PATH });
+  const registry = new TargetRegistry(config, logger, loadTargets(config, env));
+  const toolEnv = { PATH: process.env.PATH };
   const pgDump = await toolVersion('pg_dump', toolEnv);
   const pgRestore = await toolVersion('pg_restore', toolEnv);
   if (config.UNUSED_S3_DESTINATIONS.length > 0) {
@@ -47,40 +75,69 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       'S3 destinations are configured but not in BACKUP_DESTINATIONS: no copies go there',
     );
   }
-  const storage = await createBackupStore(config, logger);
-  await storage.ensureDir();
+  await mkdir(config.BACKUP_DIR, { recursive: true });
   const keyRing = await createKeyRing(config);
+  // One lock server for every worker, whatever servers the targets are on.
   const locks = new AdvisoryLocks(
-    withDatabase(target, config.MAINTENANCE_DATABASE),
+    serverConnection(registry.targets.lockServer),
     config.LOCK_NAMESPACE,
     logger,
   );
-  const engine: EngineContext = {
-    config,
-    storage,
-    keyRing,
-    locks,
-    target,
-    logger,
-    pgDump,
-    pgRestore,
-  };
+  const base = { config, keyRing, locks, logger, pgDump, pgRestore };
+  const engineOf = async (resolved: ResolvedTarget): Promise<EngineContext> => ({
+    ...base,
+    logger: logger.child({ target: resolved.info.name }),
+    target: resolved.database,
+    maintenance: resolved.maintenance,
+    targetInfo: resolved.info,
+    storage: await registry.storeFor(resolved.info),
+  });
+  const engineFor = async (name: string) => engineOf(registry.require(name));
 
   // A worker that died mid-backup left a partial file, mid-restore a temporary database:
-  // remove them, unless a backup (or restore) is running somewhere right now.
-  await sweepLeftovers(engine);
-  await dropAbandonedScratchDatabases(engine);
-  // Backups whose manifests a bucket holds but the local catalog lost come back into the list.
-  if (config.CATALOG_REBUILD_ON_START) await rebuildCatalog(engine);
+  // remove them, unless a backup (or restore) is running somewhere right now. Backups whose
+  // manifests a bucket holds but the local catalog lost come back into the list.
+  const { targets: atStart, unreachable } = await registry.expand();
+  if (unreachable.length > 0) {
+    logger.warn({ targets: unreachable }, 'discovery targets whose server is not reachable');
+  }
+  for (const resolved of atStart) {
+    const engine = await engineOf(resolved);
+    await engine.storage.ensureDir();
+    await sweepLeftovers(engine);
+    if (config.CATALOG_REBUILD_ON_START) await rebuildCatalog(engine);
+  }
+  for (const server of registry.targets.servers) {
+    const maintenance = serverConnection(server);
+    await dropAbandonedScratchDatabases({ config, locks, logger, maintenance }).catch(
+      (error: unknown) => {
+        logger.warn(
+          { server: server.name, err: (error as Error).message },
+          'scratch databases of the server not checked: it is not reachable',
+        );
+      },
+    );
+  }
 
   const connection = createRedisConnection(config.REDIS_URL, 'worker', `pgkeep-worker:${workerId}`);
   connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
   const prefix = config.QUEUE_PREFIX;
-  const processor = createProcessor(engine, {
-    cancelledBy: (jobId) => cancelRequestedBy(connection, prefix, jobId),
-    earlierResult: (jobId) => recordedOutcome(connection, prefix, jobId),
-    recordResult: (jobId, result) => recordOutcome(connection, prefix, jobId, result),
+  const scheduleQueues = openQueues(connection, prefix, {
+    onError: (error) => logger.error({ err: error }, 'queue error'),
   });
+  const processor = createProcessor(
+    {
+      logger,
+      engineFor,
+      fanOut: (payload, parentJobId, jobLogger) =>
+        queueDiscoveredJobs(registry, scheduleQueues, config, payload, parentJobId, jobLogger),
+    },
+    {
+      cancelledBy: (jobId) => cancelRequestedBy(connection, prefix, jobId),
+      earlierResult: (jobId) => recordedOutcome(connection, prefix, jobId),
+      recordResult: (jobId, result) => recordOutcome(connection, prefix, jobId, result),
+    },
+  );
   const common = {
     connection,
     prefix: config.QUEUE_PREFIX,
@@ -95,9 +152,12 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       ...common,
       concurrency: config.BACKUP_CONCURRENCY,
     }),
-    // Destructive jobs also take the cluster-wide lock; one at a time per worker keeps a
-    // waiting job from holding a slot that a second one would need.
-    new Worker(queueNames.maintenance, processor, { ...common, concurrency: 1 }),
+    // Destructive jobs also take one of the DESTRUCTIVE_CONCURRENCY slots: no more at a time
+    // per worker, so a waiting job does not hold a worker slot that a second one would need.
+    new Worker(queueNames.maintenance, processor, {
+      ...common,
+      concurrency: config.DESTRUCTIVE_CONCURRENCY,
+    }),
   ];
   // Webhook/email on a job's final outcome; sent in the background, never holding a job up.
   const notifications = createJobNotifications(
@@ -108,7 +168,7 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
   for (const worker of workers) {
     worker.on('error', (error) => logger.error({ err: error, queue: worker.name }, 'worker error'));
     countJobOutcomes(worker, connection, config.QUEUE_PREFIX, logger);
-    notifyWhenFinished(worker, notifications, target.database);
+    notifyWhenFinished(worker, notifications, (targetName) => registry.resolve(targetName));
     worker.on('failed', (job, error) => {
       if (job && error.message.includes('stalled')) {
         logger.error({ jobId: job.id, job: job.name }, 'job failed: its worker stopped responding');
@@ -117,7 +177,34 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
   }
   await Promise.all(workers.map((worker) => worker.waitUntilReady()));
 
-  await startSchedules(config, connection, logger);
+  await startSchedules(config, connection, scheduleQueues, registry, logger);
+
+  // A new targets file: read again on SIGHUP or when an admin asks through the API. Running
+  // jobs keep the target they resolved; schedules follow the file. A file that no longer
+  // parses changes nothing (the error is logged, the last good file stays in force).
+  let reloading = Promise.resolve();
+  const reload = (requestedBy: string) => {
+    reloading = reloading.then(async () => {
+      try {
+        const next = loadTargets(config, env);
+        registry.replace(next);
+        await startSchedules(config, connection, scheduleQueues, registry, logger);
+        logger.info(
+          { requestedBy, targets: next.targets.map((target) => target.name) },
+          'targets reloaded',
+        );
+      } catch (error) {
+        logger.error(
+          {
+            requestedBy,
+            err: error instanceof ConfigError ? error.issues : (error as Error).message,
+          },
+          'targets file not reloaded: the previous one stays in force',
+        );
+      }
+    });
+    return reloading;
+  };
 
   // A cancellation asked for through the API reaches whichever worker runs the job.
   const subscriber = connection.duplicate();
@@ -129,6 +216,11 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       }
     }
   });
+  await listenForReloads(
+    subscriber,
+    config.QUEUE_PREFIX,
+    (requestedBy) => void reload(requestedBy),
+  );
 
   const startedAt = new Date().toISOString();
   const beat = () =>
@@ -154,10 +246,11 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
     {
       workerId,
       queues: Object.values(queueNames),
-      backupDir: storage.dir,
-      destinations: storage.destinations.map((destination) => destination.name),
+      backupDir: config.BACKUP_DIR,
+      destinations: config.BACKUP_DESTINATIONS,
       encryption: keyRing.writeKeyId ? { keyId: keyRing.writeKeyId } : 'off',
-      database: target.database,
+      targets: registry.targets.targets.map((target) => target.name),
+      targetsFrom: registry.targets.source,
       pgDump: pgDump.version,
       backupConcurrency: config.BACKUP_CONCURRENCY,
     },
@@ -180,6 +273,8 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       clearTimeout(deadline);
       // The last jobs' notifications get a bounded wait before the connection they count on goes.
       await notifications.close(config.NOTIFY_SHUTDOWN_TIMEOUT_MS);
+      await reloading;
+      await closeQueues(scheduleQueues).catch(() => {});
       await removeHeartbeat(connection, config.QUEUE_PREFIX, workerId).catch(() => {});
       await subscriber.quit().catch(() => {});
       await connection.quit().catch(() => {});
@@ -187,28 +282,39 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
     })();
     return closing;
   };
-  return { workerId, close };
+  return { workerId, close, reload };
 }
 
 /**
  * Upserts the schedules (BullMQ job schedulers, by fixed ids: any number of workers starting
- * together leave one of each) and says what runs when.
+ * together leave one of each) of every target and says what runs when. The target `default`
+ * keeps the seed's schedule ids and their runtime changes; other targets' come from the file.
  */
-async function startSchedules(config: Config, connection: Redis, logger: Logger): Promise<void> {
-  const queues = openQueues(connection, config.QUEUE_PREFIX, {
-    onError: (error) => logger.error({ err: error }, 'queue error'),
-  });
-  try {
-    const { applied, droppedOverrides } = await applySchedules(queues, connection, config);
+async function startSchedules(
+  config: Config,
+  connection: Redis,
+  queues: PgkeepQueues,
+  registry: TargetRegistry,
+  logger: Logger,
+): Promise<void> {
+  const defaultTarget = registry.configured('default');
+  if (defaultTarget && defaultTarget.database !== null) {
+    const { applied, droppedOverrides } = await applySchedules(
+      queues,
+      connection,
+      config,
+      registry.targets.source === 'file' ? defaultTarget : undefined,
+    );
     if (droppedOverrides.length > 0) {
       logger.info(
         { schedules: droppedOverrides },
         'schedule configuration changed since a runtime change: the configuration applies',
       );
     }
-    logger.info({ timeZone: config.BACKUP_TIMEZONE }, 'scheduler started');
+    logger.info({ timeZone: defaultTarget.timeZone }, 'scheduler started');
     for (const { name, settings, source } of applied) {
       const fields = {
+        target: 'default',
         schedule: name,
         cron: settings.pattern,
         timeZone: settings.timeZone,
@@ -217,7 +323,7 @@ async function startSchedules(config: Config, connection: Redis, logger: Logger)
       if (!settings.enabled) logger.info(fields, `${name} schedule off`);
       else if (name === 'backup') logger.info(fields, 'backup schedule: backups run at this cron');
       else if (name === 'cleanup') {
-        const retention = retentionFromConfig(config);
+        const retention = defaultTarget.retention;
         logger.info(
           {
             ...fields,
@@ -230,11 +336,64 @@ async function startSchedules(config: Config, connection: Redis, logger: Logger)
         );
       } else
         logger.info(
-          { ...fields, restore: config.VERIFY_RESTORE },
+          { ...fields, restore: defaultTarget.verifyRestore },
           'verify schedule: verifies the newest backup',
         );
     }
-  } finally {
-    await closeQueues(queues);
+  } else {
+    // No target `default` (a targets file without one): its schedules must not run.
+    for (const name of scheduleNames) {
+      await queues[jobCatalog[scheduleJobs[name]].queue].removeJobScheduler(schedulerId(name));
+    }
   }
+  const { applied, removed } = await applyTargetSchedules(queues, config, registry.targets.targets);
+  for (const schedule of applied) {
+    logger.info(
+      {
+        target: schedule.target,
+        schedule: schedule.name,
+        cron: schedule.settings.pattern,
+        timeZone: schedule.settings.timeZone,
+        scheduler: schedule.schedulerId,
+      },
+      `${schedule.name} schedule of target ${schedule.target}`,
+    );
+  }
+  if (removed.length > 0) logger.info({ removed }, 'schedules of removed targets removed');
+}
+
+/**
+ * A discovery target's scheduled run: the scheduled job once for each database the target picks
+ * now, each as its own target (`<server>/<database>`), under ids derived from this run's, so a
+ * retried run queues nothing twice.
+ */
+async function queueDiscoveredJobs(
+  registry: TargetRegistry,
+  queues: PgkeepQueues,
+  config: Config,
+  payload: JobPayload<'discover'>,
+  parentJobId: string,
+  logger: Logger,
+): Promise<JobResult<'discover'>> {
+  const configured = registry.configured(payload.targetName);
+  if (!configured || configured.database !== null) {
+    throw new AppError('TARGET_NOT_FOUND', `discovery target ${payload.targetName} not found`);
+  }
+  const databases = await registry.discover(configured);
+  const queued: { target: string; jobId: string }[] = [];
+  for (const database of databases) {
+    const target = discoveredTargetName(configured.server, database);
+    const jobId = derivedJobId(payload.job, parentJobId, target);
+    await enqueueWithId(
+      queues,
+      config,
+      payload.job,
+      // The run's own time: a schedule's template carries none.
+      { ...payload.template, targetName: target, requestedAt: payload.requestedAt },
+      jobId,
+    );
+    queued.push({ target, jobId });
+  }
+  logger.info({ job: payload.job, queued: queued.length }, 'discovered databases queued');
+  return { job: payload.job, queued };
 }

@@ -16,6 +16,8 @@ export const errorStatus = {
   RESTORE_DISABLED: 403,
   BACKUP_NOT_FOUND: 404,
   JOB_NOT_FOUND: 404,
+  // No configured target, nor a database a discovery target picks, has this name.
+  TARGET_NOT_FOUND: 404,
   ROUTE_NOT_FOUND: 404,
   CONFLICT: 409,
   JOB_NOT_CANCELLABLE: 409,

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { jobNameOfId, scheduleJobs, scheduleNames, schedulerId } from './job-catalog.js';
+import {
+  derivedJobId,
+  discoverySchedulerId,
+  jobNameOfId,
+  scheduleJobs,
+  scheduleNames,
+  schedulerId,
+} from './job-catalog.js';
 
 describe('jobNameOfId for scheduled runs', () => {
   it.each([
@@ -34,5 +41,26 @@ describe('jobNameOfId for scheduled runs', () => {
     'x-repeat:schedule-backup:1795698000000',
   ])('rejects %j', (id) => {
     expect(jobNameOfId(id)).toBeUndefined();
+  });
+});
+
+describe('schedules of targets', () => {
+  it('keeps the seed ids for `default` and names every other target', () => {
+    expect(schedulerId('backup')).toBe('schedule-backup');
+    expect(schedulerId('backup', 'default')).toBe('schedule-backup');
+    expect(schedulerId('cleanup', 'orders')).toBe('schedule-cleanup.orders');
+    expect(jobNameOfId('repeat:schedule-cleanup.orders:1795698000000')).toBe('cleanup');
+    expect(jobNameOfId(`repeat:${discoverySchedulerId('backup', 'all')}:1795698000000`)).toBe(
+      'discover',
+    );
+    expect(jobNameOfId('repeat:schedule-cleanup.Bad!:1795698000000')).toBeUndefined();
+  });
+
+  it('derives the same job id for the same run and target, another for another', () => {
+    const a = derivedJobId('backup', 'repeat:discover-backup.all:1', 'main/orders');
+    expect(a).toBe(derivedJobId('backup', 'repeat:discover-backup.all:1', 'main/orders'));
+    expect(a).not.toBe(derivedJobId('backup', 'repeat:discover-backup.all:2', 'main/orders'));
+    expect(a).not.toBe(derivedJobId('backup', 'repeat:discover-backup.all:1', 'main/billing'));
+    expect(jobNameOfId(a)).toBe('backup');
   });
 });

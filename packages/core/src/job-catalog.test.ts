@@ -31,6 +31,18 @@ const validPayloads: { [N in JobName]: Record<string, unknown> } = {
     preRestoreMaxAgeDays: 7,
     ...requester,
   },
+  discover: {
+    job: 'backup',
+    template: {
+      tables: null,
+      format: 'custom',
+      compression: 'zstd',
+      label: null,
+      type: 'scheduled',
+    },
+    targetName: 'everything',
+    ...requester,
+  },
 };
 
 describe('job ids', () => {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { backupIdRegex } from './backup-id.js';
 import {
@@ -20,7 +20,19 @@ import { tableListSchema } from './tables.js';
 export const queueNames = { backups: 'backups', maintenance: 'maintenance' } as const;
 export type QueueName = (typeof queueNames)[keyof typeof queueNames];
 
+/**
+ * The pgkeep target a job works on: a configured target's name, or `<server>/<database>` for a
+ * database found by a discovery target. Jobs queued before targets existed belong to `default`.
+ */
+export const targetRefSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9_-]{1,63}(\/[A-Za-z_][A-Za-z0-9_$-]{0,62})?$/,
+    'must be a target name, or <server>/<database>',
+  );
+
 const requester = {
+  targetName: targetRefSchema.default('default'),
   requestedBy: z.string().min(1).max(200),
   requestedAt: z.iso.datetime(),
 };
@@ -70,6 +82,8 @@ export const jobCatalog = {
       compression: compressionSchema,
       label: labelSchema.nullable(),
       type: backupTypeSchema,
+      /** Tables left out of a full backup (the target's `tables.exclude`). */
+      excludeTables: tableListSchema.nullable().default(null),
       ...requester,
     }),
     result: manifestSchema,
@@ -146,10 +160,30 @@ export const jobCatalog = {
       lock: lockTimes,
     }),
   },
+  /**
+   * A scheduled run of a discovery target (`database: "*"`): lists the server's databases and
+   * queues the scheduled job once for each database it picks, as that database's target.
+   */
+  discover: {
+    queue: queueNames.backups,
+    destructive: false,
+    payload: z.object({
+      job: z.enum(['backup', 'cleanup', 'verify']),
+      /** The payload each database's job gets, its target name filled in. */
+      template: z.record(z.string(), z.unknown()),
+      ...requester,
+    }),
+    result: z.object({
+      job: z.string(),
+      queued: z.array(z.object({ target: z.string(), jobId: z.string() })),
+    }),
+  },
 } as const;
 
 export type JobName = keyof typeof jobCatalog;
 export type JobPayload<N extends JobName> = z.infer<(typeof jobCatalog)[N]['payload']>;
+/** A payload as it is queued: fields with a default (the target, `default`) may be left out. */
+export type JobPayloadInput<N extends JobName> = z.input<(typeof jobCatalog)[N]['payload']>;
 export type JobResult<N extends JobName> = z.infer<(typeof jobCatalog)[N]['result']>;
 
 export const jobNames = Object.keys(jobCatalog) as JobName[];
@@ -171,6 +205,15 @@ export function newJobId(name: JobName): string {
 }
 
 /**
+ * The same id for the same (run, target): a discovery run that is retried queues each
+ * database's job once, since BullMQ adds nothing for an id it already holds.
+ */
+export function derivedJobId(name: JobName, parentJobId: string, target: string): string {
+  const hex = createHash('sha256').update(`${parentJobId}\n${target}`).digest('hex');
+  return `${name}-${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
  * Schedules, each running one job. BullMQ names a scheduled run `repeat:<scheduler id>:<time>`;
  * the scheduler id `schedule-<name>` says which job it is.
  */
@@ -182,18 +225,31 @@ export function isScheduleName(value: string): value is ScheduleName {
   return Object.hasOwn(scheduleJobs, value);
 }
 
-export function schedulerId(name: ScheduleName): string {
-  return `schedule-${name}`;
+/**
+ * `schedule-<name>` for the target `default` (the ids schedules had before targets), and
+ * `schedule-<name>.<target>` for every other target.
+ */
+export function schedulerId(name: ScheduleName, target = 'default'): string {
+  return target === 'default' ? `schedule-${name}` : `schedule-${name}.${target}`;
+}
+
+/** The scheduler of a discovery target: its runs are `discover` jobs. */
+export function discoverySchedulerId(name: ScheduleName, target: string): string {
+  return `discover-${name}.${target}`;
 }
 
 const scheduledJobIdPattern = new RegExp(
-  `^repeat:schedule-(${scheduleNames.join('|')}):[0-9]{1,16}$`,
+  `^repeat:schedule-(${scheduleNames.join('|')})(?:\\.[a-z0-9_-]{1,63})?:[0-9]{1,16}$`,
+);
+const discoveryJobIdPattern = new RegExp(
+  `^repeat:discover-(${scheduleNames.join('|')})\\.[a-z0-9_-]{1,63}:[0-9]{1,16}$`,
 );
 
 export function jobNameOfId(jobId: string): JobName | undefined {
   const match = jobIdPattern.exec(jobId);
   const name = match?.[1];
   if (name !== undefined && isJobName(name)) return name;
+  if (discoveryJobIdPattern.test(jobId)) return 'discover';
   const scheduled = scheduledJobIdPattern.exec(jobId)?.[1];
   return scheduled !== undefined && isScheduleName(scheduled) ? scheduleJobs[scheduled] : undefined;
 }
@@ -206,5 +262,7 @@ export const jobProgressSchema = z.object({
   bytesWritten: z.number().int().nonnegative().optional(),
   itemsDone: z.number().int().nonnegative().optional(),
   itemsTotal: z.number().int().nonnegative().optional(),
+  /** While a job waits for a cap: what it waits for (`server:<name>`, `destructive`). */
+  waitingFor: z.string().optional(),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;

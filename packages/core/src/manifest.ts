@@ -58,6 +58,11 @@ export const manifestObjectSchema = z.object({
   compression: compressionSchema,
   tables: z.array(z.string()).nullable(),
   database: z.string(),
+  /** The pgkeep target and server it was taken of (`default` for backups made before targets). */
+  target: z.string().max(127).optional(),
+  server: z.string().max(63).optional(),
+  /** Tables a full backup left out, by the target's configuration. */
+  excludedTables: z.array(z.string().max(127)).max(1000).optional(),
   serverVersion: z.string(),
   pgDumpVersion: z.string(),
   rowCounts: z.record(z.string(), z.number().int().nonnegative()),

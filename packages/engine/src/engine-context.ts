@@ -1,4 +1,4 @@
-import type { Config, JobProgress, Logger } from '@pgkeep/core';
+import type { Config, JobProgress, Logger, TargetSettings } from '@pgkeep/core';
 import type { AdvisoryLocks, PgTarget, ToolVersion } from '@pgkeep/pg';
 import type { BackupStore, KeyRing } from '@pgkeep/storage';
 
@@ -10,12 +10,25 @@ export interface EngineContext {
   /** Keys for encrypting new backups and reading old ones. */
   keyRing: KeyRing;
   locks: AdvisoryLocks;
-  /** The database that is backed up. */
+  /** The database that is backed up: the job's target's connection. */
   target: PgTarget;
+  /** The same server's maintenance database: scratch databases, swaps, drops. */
+  maintenance: PgTarget;
+  /** Which pgkeep target this is, its server, and its settings. */
+  targetInfo: TargetInfo;
   logger: Logger;
   /** The pg_dump and pg_restore this worker runs, read once at start. */
   pgDump: ToolVersion;
   pgRestore: ToolVersion;
+}
+
+export interface TargetInfo {
+  /** The target's name (`<server>/<database>` for a discovered one). */
+  name: string;
+  server: string;
+  /** Dumps and restores at once against this server, across every worker. */
+  maxConcurrentJobs: number;
+  settings: TargetSettings;
 }
 
 /** Per-run: the job's id and who asked, its AbortSignal, a progress callback, its logger. */

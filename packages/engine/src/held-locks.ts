@@ -15,6 +15,13 @@ export class HeldLocks {
     return lock;
   }
 
+  /** The first of `resources` to come free, exclusively (one slot of a cap). */
+  async takeAny(resources: string[]): Promise<HeldLock> {
+    const lock = await this.locks.acquireAny(resources, this.options);
+    this.held.push(lock);
+    return lock;
+  }
+
   /** Aborted when the job is, or when any held lock's connection is lost. */
   signal(): AbortSignal {
     return AbortSignal.any(

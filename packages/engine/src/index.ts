@@ -1,4 +1,5 @@
 export * from './artifact-source.js';
+export * from './caps.js';
 export * from './compression.js';
 export * from './engine-context.js';
 export * from './gfs-retention.js';
@@ -9,3 +10,4 @@ export * from './restore-steps.js';
 export * from './run-backup.js';
 export * from './run-restore.js';
 export * from './run-verify.js';
+export * from './target-registry.js';

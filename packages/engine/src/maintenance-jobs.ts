@@ -11,14 +11,16 @@ import {
   listPreRestoreDatabases,
   lockResources,
 } from '@pgkeep/pg';
+import { destructiveSlots, releaseAll, tryAcquireAll } from './caps.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { selectByGfs } from './gfs-retention.js';
 import { selectByKeepLast } from './keep-last.js';
 import { maintenanceClient } from './run-restore.js';
 
 /**
- * Runs `work` while holding the cluster-wide exclusive lock for destructive jobs, so that no two
- * of them (delete, cleanup, restore) ever overlap on any worker or host.
+ * Runs `work` while holding one of the DESTRUCTIVE_CONCURRENCY slots and the target database's
+ * destructive lock, so that destructive jobs (delete, cleanup, restore) of one database never
+ * overlap on any worker or host, and at most the cap of them run at once overall.
  */
 async function withDestructiveLock<T>(
   engine: EngineContext,
@@ -26,14 +28,26 @@ async function withDestructiveLock<T>(
   work: (lock: HeldLock) => Promise<T>,
 ): Promise<{ value: T; lock: { waitedMs: number; acquiredAt: string; releasedAt: string } }> {
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
-  const lock = await engine.locks.acquire(lockResources.destructive, 'exclusive', {
-    timeoutMs: engine.config.LOCK_TIMEOUT_MS,
-    signal: run.signal,
-  });
+  const options = { timeoutMs: engine.config.LOCK_TIMEOUT_MS, signal: run.signal };
+  const lock = await engine.locks.acquireAny(destructiveSlots(engine.config), options);
   let value: T;
   let releasedAt: Date;
   try {
-    value = await work(lock);
+    const database = await engine.locks
+      .acquire(
+        lockResources.destructiveDatabase(engine.targetInfo.server, engine.target.database),
+        'exclusive',
+        options,
+      )
+      .catch(async (error: unknown) => {
+        await lock.release();
+        throw error;
+      });
+    try {
+      value = await work(lock);
+    } finally {
+      await database.release();
+    }
   } finally {
     releasedAt = await lock.release();
   }
@@ -161,6 +175,8 @@ async function dropExpiredPreRestoreDatabases(
   const cutoff = Date.now() - payload.preRestoreMaxAgeDays * 86_400_000;
   const admin = await maintenanceClient(engine);
   try {
+    // Every replaced database of this deployment on the target's server past the one age limit
+    // (PRE_RESTORE_MAX_AGE_DAYS), whichever target's clean-up comes first.
     const expired = (await listPreRestoreDatabases(admin, engine.config.LOCK_NAMESPACE)).filter(
       (db) => db.replacedAt.getTime() < cutoff,
     );
@@ -183,7 +199,9 @@ async function dropExpiredPreRestoreDatabases(
  * Removes partial files and unlisted artifacts, but only when no backup is writing anywhere
  * (the storage-write lock is free): another worker's backup in flight is never touched.
  */
-export async function sweepLeftovers(engine: EngineContext): Promise<string[] | undefined> {
+export async function sweepLeftovers(
+  engine: Pick<EngineContext, 'locks' | 'storage' | 'logger'>,
+): Promise<string[] | undefined> {
   const lock = await engine.locks.tryAcquire(lockResources.storageWrite, 'exclusive');
   if (!lock) {
     engine.logger.info('a backup is writing; leftover sweep skipped until the next start');
@@ -214,10 +232,13 @@ export async function rebuildCatalog(
     options.wait
       ? engine.locks.acquire(resource, 'exclusive', { timeoutMs: engine.config.LOCK_TIMEOUT_MS })
       : engine.locks.tryAcquire(resource, 'exclusive');
-  const destructive = await take(lockResources.destructive);
+  const slots = destructiveSlots(engine.config);
+  const destructive = options.wait
+    ? await Promise.all(slots.map((slot) => take(slot) as Promise<HeldLock>))
+    : await tryAcquireAll(engine.locks, slots);
   const writes = destructive ? await take(lockResources.storageWrite) : undefined;
   if (!destructive || !writes) {
-    await destructive?.release();
+    if (destructive) await releaseAll(destructive);
     engine.logger.info('a job is running; catalog rebuild skipped until the next start');
     return undefined;
   }
@@ -225,6 +246,6 @@ export async function rebuildCatalog(
     return await engine.storage.rebuildCatalog();
   } finally {
     await writes.release();
-    await destructive.release();
+    await releaseAll(destructive);
   }
 }

@@ -8,6 +8,7 @@ import {
   encryptionAlgorithm,
   type JobPayload,
   newBackupId,
+  parseTableName,
   type QualifiedTable,
   tableKey,
 } from '@pgkeep/core';
@@ -25,6 +26,7 @@ import {
 } from '@pgkeep/pg';
 import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
+import { takeServerSlot } from './caps.js';
 import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 
@@ -78,24 +80,29 @@ export async function runBackup(
   payload: BackupPayload,
   run: RunContext,
 ): Promise<BackupManifest> {
-  const { config, storage, locks, target } = engine;
+  const { config, storage, locks, target, targetInfo } = engine;
   const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
   const writeLock = await locks.acquire(lockResources.storageWrite, 'shared', lockOptions);
   let databaseLock: Awaited<ReturnType<typeof locks.acquire>> | undefined;
+  let slot: Awaited<ReturnType<typeof locks.acquire>> | undefined;
   const snapshotClient = new pg.Client(clientConfig(target, 'pgkeep-backup'));
   snapshotClient.on('error', () => {});
   try {
     databaseLock = await locks.acquire(
-      lockResources.database(target.database),
+      lockResources.database(target.database, targetInfo.server),
       'shared',
       lockOptions,
     );
+    // The server's cap last: a job never holds a slot while it waits for anything else.
+    slot = await takeServerSlot(engine, run);
     // Dated from here, not from the request: a backup that waited for a restore to finish
     // holds the restored data, and its time must say so.
     const started = new Date();
     const signal = AbortSignal.any(
-      [run.signal, writeLock.lost, databaseLock.lost].filter((s): s is AbortSignal => !!s),
+      [run.signal, writeLock.lost, databaseLock.lost, slot.lost].filter(
+        (s): s is AbortSignal => !!s,
+      ),
     );
     run.onProgress?.({ phase: 'preparing', percent: 0 });
     try {
@@ -121,16 +128,33 @@ export async function runBackup(
     const tables: QualifiedTable[] | null = payload.tables
       ? await resolveTables(snapshotClient, payload.tables)
       : null;
-    const counted = tables ?? (await listUserTables(snapshotClient));
+    const excluded =
+      !tables && payload.excludeTables
+        ? await existingTables(snapshotClient, payload.excludeTables)
+        : [];
+    const excludedKeys = new Set(excluded.map(tableKey));
+    const counted =
+      tables ??
+      (await listUserTables(snapshotClient)).filter((table) => !excludedKeys.has(tableKey(table)));
     const estimate = await estimateDumpBytes(snapshotClient, tables);
 
     const id = newBackupId(started);
-    const encryption = engine.keyRing.writeKeyId ? engine.keyRing.encryptStream() : null;
+    const encryption =
+      engine.keyRing.writeKeyId && targetInfo.settings.encryption
+        ? engine.keyRing.encryptStream()
+        : null;
     const filename = artifactFilename(id, payload.format, payload.compression, !!encryption);
     const log = run.logger.child({ backupId: id });
     log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
 
-    const dump = startPgDump({ target, format: payload.format, tables, snapshot, signal });
+    const dump = startPgDump({
+      target,
+      format: payload.format,
+      tables,
+      excludeTables: excluded,
+      snapshot,
+      signal,
+    });
     const { stdout } = dump.child;
     if (!stdout) throw new Error('pg_dump was started without a stdout pipe');
     let bytesRead = 0;
@@ -276,6 +300,9 @@ export async function runBackup(
       compression: payload.compression,
       tables: tables ? tables.map(tableKey) : null,
       database: target.database,
+      target: targetInfo.name,
+      server: targetInfo.server,
+      ...(excluded.length > 0 ? { excludedTables: excluded.map(tableKey) } : {}),
       serverVersion: server.version,
       pgDumpVersion: engine.pgDump.version,
       rowCounts,
@@ -323,7 +350,30 @@ export async function runBackup(
     return manifest;
   } finally {
     await snapshotClient.end().catch(() => {});
+    const slotReleasedAt = await slot?.release();
+    if (slot && slotReleasedAt) {
+      // The evidence that the server's cap held: each holder's interval, in one log line.
+      run.logger.info(
+        {
+          slot: slot.resource,
+          acquiredAt: slot.acquiredAt.toISOString(),
+          releasedAt: slotReleasedAt.toISOString(),
+          waitedMs: slot.waitedMs,
+        },
+        'server slot released',
+      );
+    }
     await databaseLock?.release();
     await writeLock.release();
   }
+}
+
+/**
+ * The tables of `names` that exist: a table the target's configuration leaves out may not exist
+ * (yet, or any more) in every database a discovery target covers.
+ */
+async function existingTables(client: pg.Client, names: string[]): Promise<QualifiedTable[]> {
+  const all = await listUserTables(client);
+  const wanted = new Set(names.map((name) => tableKey(parseTableName(name))));
+  return all.filter((table) => wanted.has(tableKey(table)));
 }

@@ -24,6 +24,7 @@ import {
 } from '@pgkeep/pg';
 import pg from 'pg';
 import { type PreparedArtifact, prepareArtifact } from './artifact-source.js';
+import { destructiveSlots, releaseAll, serverSlots, tryAcquireAll } from './caps.js';
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
@@ -45,10 +46,10 @@ export function previousDatabaseName(target: string, now: Date = new Date()): st
   return `${target.slice(0, 63 - suffix.length)}${suffix}`;
 }
 
-export async function maintenanceClient(engine: EngineContext): Promise<pg.Client> {
-  const client = new pg.Client(
-    clientConfig(withDatabase(engine.target, engine.config.MAINTENANCE_DATABASE), 'pgkeep-restore'),
-  );
+export async function maintenanceClient(
+  engine: Pick<EngineContext, 'maintenance'>,
+): Promise<pg.Client> {
+  const client = new pg.Client(clientConfig(engine.maintenance, 'pgkeep-restore'));
   client.on('error', () => {});
   await client.connect();
   return client;
@@ -191,22 +192,39 @@ export async function runRestore(
   payload: JobPayload<'restore'>,
   run: RunContext,
 ): Promise<JobResult<'restore'>> {
-  const { config, locks } = engine;
-  if (!config.RESTORE_ENABLED)
-    throw new AppError('RESTORE_DISABLED', 'restores are disabled (RESTORE_ENABLED=false)');
-  if (payload.target === config.MAINTENANCE_DATABASE || /^template[01]$/.test(payload.target)) {
+  const { config, locks, targetInfo } = engine;
+  if (!targetInfo.settings.restoreEnabled) {
+    throw new AppError(
+      'RESTORE_DISABLED',
+      targetInfo.name === 'default'
+        ? 'restores are disabled (RESTORE_ENABLED=false)'
+        : `restores of target ${targetInfo.name} are disabled (restore: false)`,
+    );
+  }
+  if (payload.target === engine.maintenance.database || /^template[01]$/.test(payload.target)) {
     throw new AppError('INVALID_DATABASE_NAME', `cannot restore into ${payload.target}`);
   }
   const started = Date.now();
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
   const held = new HeldLocks(locks, { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal });
   try {
-    // Destructive: no delete, clean-up or other restore anywhere. The target's database lock
-    // exclusively: no backup or verify of it meanwhile. The backup's lock shared: nothing
-    // deletes it while it is read.
-    const destructive = await held.take(lockResources.destructive, 'exclusive');
-    await held.take(lockResources.database(payload.target), 'exclusive');
+    // Destructive: one of the DESTRUCTIVE_CONCURRENCY slots, and no delete, clean-up or other
+    // restore of this database. The database lock exclusively: no backup or verify of it
+    // meanwhile. The backup's lock shared: nothing deletes it while it is read. The server's
+    // cap last, so no slot is held while waiting for anything else.
+    const destructive = await held.takeAny(destructiveSlots(config));
+    await held.take(
+      lockResources.destructiveDatabase(targetInfo.server, payload.target),
+      'exclusive',
+    );
+    await held.take(lockResources.database(payload.target, targetInfo.server), 'exclusive');
     await held.take(lockResources.backup(payload.backupId), 'shared');
+    run.onProgress?.({
+      phase: 'waiting-for-slot',
+      percent: null,
+      waitingFor: `server:${targetInfo.server}`,
+    });
+    await held.takeAny(serverSlots(targetInfo.server, targetInfo.maxConcurrentJobs));
     // Under the lock: a first run of this job that finished meanwhile is not done twice.
     const earlier = (await run.earlierResult?.()) as JobResult<'restore'> | undefined;
     if (earlier) {
@@ -272,15 +290,17 @@ export async function runRestore(
  * this deployment, and only while none can be in use: no restore runs (the destructive lock is
  * free) and no verify holds a scratch database (the verify-scratch lock is free).
  */
-export async function dropAbandonedScratchDatabases(engine: EngineContext): Promise<string[]> {
+export async function dropAbandonedScratchDatabases(
+  engine: Pick<EngineContext, 'config' | 'locks' | 'logger' | 'maintenance'>,
+): Promise<string[]> {
   const dropped: string[] = [];
   const kinds = [
-    { kind: 'restore', resource: lockResources.destructive },
-    { kind: 'verify', resource: lockResources.verifyScratch },
-  ] as const;
-  for (const { kind, resource } of kinds) {
-    const lock = await engine.locks.tryAcquire(resource, 'exclusive');
-    if (!lock) continue;
+    { kind: 'restore', resources: destructiveSlots(engine.config) },
+    { kind: 'verify', resources: [lockResources.verifyScratch as string] },
+  ] as const satisfies readonly { kind: string; resources: string[] }[];
+  for (const { kind, resources } of kinds) {
+    const locks = await tryAcquireAll(engine.locks, resources);
+    if (!locks) continue;
     try {
       const admin = await maintenanceClient(engine);
       try {
@@ -292,7 +312,7 @@ export async function dropAbandonedScratchDatabases(engine: EngineContext): Prom
         await admin.end().catch(() => {});
       }
     } finally {
-      await lock.release();
+      await releaseAll(locks);
     }
   }
   if (dropped.length > 0)

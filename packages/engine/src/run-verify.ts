@@ -20,6 +20,7 @@ import {
 } from '@pgkeep/pg';
 import pg from 'pg';
 import { hashCopy, type PreparedArtifact, prepareArtifact } from './artifact-source.js';
+import { takeServerSlot } from './caps.js';
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
@@ -104,6 +105,10 @@ async function scratchRestore(
     timeoutMs: engine.config.LOCK_TIMEOUT_MS,
     signal: run.signal,
   });
+  const slot = await takeServerSlot(engine, run).catch(async (error: unknown) => {
+    await scratchLock.release();
+    throw error;
+  });
   const admin = await maintenanceClient(engine);
   try {
     await createRestoreDatabase(admin, scratch, null);
@@ -129,6 +134,7 @@ async function scratchRestore(
   } finally {
     await dropDatabaseForce(admin, scratch).catch(() => {});
     await admin.end().catch(() => {});
+    await slot.release();
     await scratchLock.release();
   }
 }
@@ -163,7 +169,7 @@ export async function runVerify(
     if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${backupId} not found`);
     const verified = manifest;
     // Shared with backups, excluded by a restore of the same database.
-    await held.take(lockResources.database(verified.database), 'shared');
+    await held.take(lockResources.database(verified.database, engine.targetInfo.server), 'shared');
     // Every copy this deployment can reach, each read whole against the manifest.
     const readable = new Set(engine.storage.readOrder(verified).map((entry) => entry.destination));
     const hashed = new Set<string>();

@@ -50,6 +50,7 @@ describe('buildNotification', () => {
       requestedBy: 'admin@example.com',
       requestedAt: '2026-11-26T12:30:00.000Z',
       startedAt: '2026-11-26T12:30:01.000Z',
+      target: 'default',
       finishedAt: '2026-11-26T12:30:02.500Z',
     });
   });

@@ -24,6 +24,8 @@ export interface FinishedJob {
   finishedAt?: number;
   /** The database the worker backs up, when the job itself does not name one. */
   database?: string;
+  /** The pgkeep target the job was for (`default` when the job names none). */
+  target?: string;
 }
 
 /**
@@ -47,6 +49,8 @@ export interface JobNotification {
   filename: string | null;
   /** The backed-up database, or a restore's target. */
   database: string | null;
+  /** The pgkeep target: `default`, a configured target's name, or `<server>/<database>`. */
+  target: string;
   error: { code: string; message: string } | null;
   requestedBy: string | null;
   requestedAt: string | null;
@@ -127,6 +131,7 @@ export function buildNotification(job: FinishedJob, notifyOn: NotifyOn): JobNoti
     backupId,
     filename: stringOrNull(result.filename),
     database,
+    target: stringOrNull(payload.targetName) ?? job.target ?? 'default',
     error,
     requestedBy: stringOrNull(payload.requestedBy),
     requestedAt: stringOrNull(payload.requestedAt) ?? isoOrNull(job.queuedAt),
@@ -163,7 +168,8 @@ function headline(notification: Omit<JobNotification, 'text'>): string {
         : 'failed';
   const what = notification.scheduled ? `scheduled ${notification.jobName}` : notification.jobName;
   const where = notification.database ? ` on ${notification.database}` : '';
-  return `pgkeep ${what} ${verb}${where}`;
+  const target = notification.target === 'default' ? '' : ` (target ${notification.target})`;
+  return `pgkeep ${what} ${verb}${where}${target}`;
 }
 
 function slackText(
@@ -210,6 +216,7 @@ export function emailText(notification: JobNotification): string {
     ['Attempts', String(notification.attemptsMade)],
     ['Backup', notification.backupId],
     ['File', notification.filename],
+    ['Target', notification.target],
     ['Database', notification.database],
     ['Requested by', notification.requestedBy],
     ['Requested at', notification.requestedAt],

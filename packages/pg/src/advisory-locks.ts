@@ -5,12 +5,23 @@ import { clientConfig, type PgTarget } from './connection.js';
 
 export type LockMode = 'shared' | 'exclusive';
 
-/** Resources that jobs lock. Destructive jobs hold `destructive` exclusively. */
+/**
+ * Resources that jobs lock. A destructive job holds one of the DESTRUCTIVE_CONCURRENCY slots
+ * (`destructive`, `destructive#1`, …) and its target database's `destructive-db` exclusively.
+ */
 export const lockResources = {
   destructive: 'destructive',
+  /** The slots of a cap: slot 0 keeps the plain name, so a cap of 1 is the one lock it was. */
+  slot: (base: string, index: number) => (index === 0 ? base : `${base}#${index}`),
+  /** Delete, clean-up and restore of one database never overlap. */
+  destructiveDatabase: (server: string, database: string) => `destructive-db:${server}/${database}`,
+  /** The per-server cap on dumps and restores (maxConcurrentJobs slots). */
+  serverSlot: (server: string) => `server-slot:${server}`,
   /** Backups hold it shared while they write; the partial-file sweep needs it exclusively. */
   storageWrite: 'storage-write',
-  database: (name: string) => `database:${name}`,
+  /** A database's backups and verifies (shared) against its restore (exclusive). */
+  database: (name: string, server = 'default') =>
+    server === 'default' ? `database:${name}` : `database:${server}/${name}`,
   /** Restores and verifies hold it shared while they read a backup; deleting needs it. */
   backup: (id: string) => `backup:${id}`,
   /** Verifies hold it shared while their scratch database exists; the start-up sweep needs it. */
@@ -93,6 +104,55 @@ export class AdvisoryLocks {
       options.signal?.removeEventListener('abort', onAbort);
     }
     return this.held(client, resource, mode, objectKey, started);
+  }
+
+  /**
+   * Takes the first of `resources` that comes free (exclusive), trying them all on one
+   * connection every `pollMs` until the timeout: a cap of N is N slots, any one will do.
+   */
+  async acquireAny(
+    resources: string[],
+    options: { timeoutMs: number; signal?: AbortSignal | undefined; pollMs?: number },
+  ): Promise<HeldLock> {
+    const first = resources[0];
+    if (first === undefined) throw new Error('acquireAny needs a resource');
+    if (resources.length === 1) return this.acquire(first, 'exclusive', options);
+    const started = Date.now();
+    const client = await this.connect(`${first}*`);
+    const pollMs = options.pollMs ?? 200;
+    try {
+      for (;;) {
+        // A different slot order per waiter, so waiters do not all queue on slot 0.
+        const offset = Math.floor(Math.random() * resources.length);
+        for (let i = 0; i < resources.length; i += 1) {
+          const resource = resources[(offset + i) % resources.length] as string;
+          const objectKey = int32Of(resource);
+          const { rows } = await client.query<{ locked: boolean }>(
+            'SELECT pg_try_advisory_lock($1::int4, $2::int4) AS locked',
+            [this.namespaceKey, objectKey],
+          );
+          if (rows[0]?.locked) return this.held(client, resource, 'exclusive', objectKey, started);
+        }
+        if (options.signal?.aborted) {
+          throw new AppError('JOB_ABORTED', `aborted while waiting for a ${first} slot`);
+        }
+        if (Date.now() - started >= options.timeoutMs) {
+          throw new AppError(
+            'LOCK_TIMEOUT',
+            `no ${first} slot was free within ${options.timeoutMs} ms`,
+            { retryable: true },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, pollMs + Math.random() * pollMs));
+      }
+    } catch (error) {
+      await client.end().catch(() => {});
+      if (error instanceof AppError) throw error;
+      throw new AppError('DATABASE_UNAVAILABLE', `could not take a ${first} slot`, {
+        retryable: true,
+        cause: error,
+      });
+    }
   }
 
   /** Takes the lock only if it is free right now; `undefined` when someone holds it. */

@@ -7,6 +7,8 @@ export interface PgDumpOptions {
   format: BackupFormat;
   /** null: the whole database. */
   tables: readonly QualifiedTable[] | null;
+  /** Tables a full dump leaves out. */
+  excludeTables?: readonly QualifiedTable[] | undefined;
   /** A snapshot exported by another session, so row counts and dump see the same data. */
   snapshot?: string | undefined;
   signal?: AbortSignal | undefined;
@@ -23,6 +25,9 @@ export function pgDumpArgs(options: Omit<PgDumpOptions, 'target' | 'signal'>): s
     // --strict-names: a pattern that matches nothing is an error, never an empty dump.
     args.push('--strict-names');
     for (const table of options.tables) args.push(`--table=${pgDumpTablePattern(table)}`);
+  }
+  for (const table of options.excludeTables ?? []) {
+    args.push(`--exclude-table=${pgDumpTablePattern(table)}`);
   }
   return args;
 }

@@ -3,7 +3,7 @@ import {
   type Config,
   decodeJobError,
   type JobName,
-  type JobPayload,
+  type JobPayloadInput,
   jobCatalog,
   jobNameOfId,
   newJobId,
@@ -77,11 +77,24 @@ export async function enqueue<N extends JobName>(
   queues: PgkeepQueues,
   config: Config,
   name: N,
-  payload: JobPayload<N>,
+  payload: JobPayloadInput<N>,
+): Promise<string> {
+  return enqueueWithId(queues, config, name, payload, newJobId(name));
+}
+
+/**
+ * `enqueue` under a given id: BullMQ adds nothing when a job of that id exists already, so the
+ * same id queued twice is one job.
+ */
+export async function enqueueWithId(
+  queues: PgkeepQueues,
+  config: Config,
+  name: JobName,
+  payload: unknown,
+  jobId: string,
 ): Promise<string> {
   const definition = jobCatalog[name];
   const data = definition.payload.parse(payload);
-  const jobId = newJobId(name);
   await connectionReady(queues[definition.queue]);
   try {
     await queues[definition.queue].add(name, data, { ...jobOptions(name, config), jobId });

@@ -7,6 +7,7 @@ import {
   scheduleJobs,
   scheduleNames,
   schedulerId,
+  type TargetSettings,
 } from '@pgkeep/core';
 import type { JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -41,7 +42,14 @@ export function retentionFromConfig(config: Config): Retention {
 }
 
 /** Each schedule as the configuration has it (`off` keeps a pattern to turn back on with). */
-export function configSchedules(config: Config): Record<ScheduleName, ScheduleSettings> {
+export function configSchedules(
+  config: Config,
+  target?: TargetSettings,
+): Record<ScheduleName, ScheduleSettings> {
+  if (target) {
+    const of = (name: ScheduleName) => ({ ...target.schedules[name], timeZone: target.timeZone });
+    return { backup: of('backup'), cleanup: of('cleanup'), verify: of('verify') };
+  }
   const tz = config.BACKUP_TIMEZONE;
   const onOff = (value: string, fallback: string) =>
     value === 'off' ? { pattern: fallback, enabled: false } : { pattern: value, enabled: true };
@@ -59,25 +67,38 @@ export function configSchedules(config: Config): Record<ScheduleName, ScheduleSe
 export function scheduleTemplate(
   name: ScheduleName,
   config: Config,
+  target?: TargetSettings,
 ): { data: Record<string, unknown>; opts: JobsOptions } {
   const requestedBy = 'scheduler';
+  // A target's own settings; without one, the environment's (the target `default`).
+  const targetName = target ? { targetName: target.name } : {};
   const data: Record<ScheduleName, Record<string, unknown>> = {
     backup: {
-      tables: null,
-      format: config.BACKUP_FORMAT,
-      compression: config.BACKUP_COMPRESSION,
+      tables: target?.tables.include ?? null,
+      format: target?.format ?? config.BACKUP_FORMAT,
+      compression: target?.compression ?? config.BACKUP_COMPRESSION,
       label: null,
       type: 'scheduled',
+      ...(target && target.tables.exclude.length > 0
+        ? { excludeTables: target.tables.exclude }
+        : {}),
+      ...targetName,
       requestedBy,
     },
     cleanup: {
-      retention: retentionFromConfig(config),
-      timeZone: config.BACKUP_TIMEZONE,
+      retention: target?.retention ?? retentionFromConfig(config),
+      timeZone: target?.timeZone ?? config.BACKUP_TIMEZONE,
       dryRun: false,
       preRestoreMaxAgeDays: config.PRE_RESTORE_MAX_AGE_DAYS,
+      ...targetName,
       requestedBy,
     },
-    verify: { backupId: 'latest', restore: config.VERIFY_RESTORE, requestedBy },
+    verify: {
+      backupId: 'latest',
+      restore: target?.verifyRestore ?? config.VERIFY_RESTORE,
+      ...targetName,
+      requestedBy,
+    },
   };
   const { removeOnComplete, removeOnFail, attempts, backoff } = jobOptions(
     scheduleJobs[name],
@@ -186,13 +207,17 @@ export interface AppliedSchedule {
   source: 'config' | 'runtime';
 }
 
-/** At worker start: every schedule as config and runtime changes together say. */
+/**
+ * At worker start: every schedule of the target `default` as config and runtime changes
+ * together say (`target`: the default target's settings from a targets file, if it has one).
+ */
 export async function applySchedules(
   queues: PgkeepQueues,
   redis: Redis,
   config: Config,
+  target?: TargetSettings,
 ): Promise<{ applied: AppliedSchedule[]; droppedOverrides: ScheduleName[] }> {
-  const fromConfig = configSchedules(config);
+  const fromConfig = configSchedules(config, target);
   const overrides = await readOverrides(redis, config.QUEUE_PREFIX);
   const applied: AppliedSchedule[] = [];
   const droppedOverrides: ScheduleName[] = [];
@@ -202,7 +227,7 @@ export async function applySchedules(
       await redis.hdel(overridesKey(config.QUEUE_PREFIX), name);
       droppedOverrides.push(name);
     }
-    const template = scheduleTemplate(name, config);
+    const template = scheduleTemplate(name, config, target);
     const view: WorkerScheduleView = { config: fromConfig[name], template };
     await redis.hset(workerViewKey(config.QUEUE_PREFIX), name, JSON.stringify(view));
     await applyToQueue(queues, template, name, effective.settings);

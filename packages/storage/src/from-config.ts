@@ -1,17 +1,24 @@
-import type { Config, Logger } from '@pgkeep/core';
+import path from 'node:path';
+import { type Config, type Logger, targetStoragePrefix } from '@pgkeep/core';
 import { BackupStore } from './backup-store.js';
 import type { Destination } from './destination.js';
 import { KeyRing, parseEncryptionKey } from './encryption.js';
 import { LocalStorage } from './local-storage.js';
 
 /**
- * The catalog and the destinations BACKUP_DESTINATIONS names, in its order. The S3 driver (and
- * the AWS SDK with it) is loaded only when an S3 destination is configured.
+ * One target's catalog and destinations (by default BACKUP_DESTINATIONS, in its order), each
+ * under the target's prefix. The S3 driver (and the AWS SDK with it) is loaded only when an S3
+ * destination is configured.
  */
-export async function createBackupStore(config: Config, logger: Logger): Promise<BackupStore> {
-  const catalog = new LocalStorage(config.BACKUP_DIR, logger);
+export async function createBackupStore(
+  config: Config,
+  logger: Logger,
+  options: { target?: string; destinations?: string[] } = {},
+): Promise<BackupStore> {
+  const prefix = targetStoragePrefix(options.target ?? 'default');
+  const catalog = new LocalStorage(path.join(config.BACKUP_DIR, prefix), logger);
   const destinations: Destination[] = [];
-  for (const name of config.BACKUP_DESTINATIONS) {
+  for (const name of options.destinations ?? config.BACKUP_DESTINATIONS) {
     if (name === 'local') {
       destinations.push(catalog);
       continue;
@@ -20,7 +27,9 @@ export async function createBackupStore(config: Config, logger: Logger): Promise
     if (!settings)
       throw new Error(`destination ${name} has no S3_${name.toUpperCase()}_* settings`);
     const { S3Destination } = await import('./s3-destination.js');
-    destinations.push(new S3Destination(settings, logger));
+    destinations.push(
+      new S3Destination({ ...settings, prefix: `${settings.prefix}${prefix}` }, logger),
+    );
   }
   return new BackupStore(catalog, destinations, logger, {
     copyAttempts: config.BACKUP_COPY_ATTEMPTS,

@@ -1,4 +1,5 @@
 import type { Config, Logger } from '@pgkeep/core';
+import type { ResolvedTarget, TargetRegistry } from '@pgkeep/engine';
 import type { PgkeepQueues } from '@pgkeep/queue';
 import type { BackupStore } from '@pgkeep/storage';
 import type { Redis } from 'ioredis';
@@ -12,6 +13,15 @@ export interface ApiServices {
   redis: Redis;
   /** Reads only: health, and checking table names before a job is queued. */
   db: pg.Pool;
-  /** The catalog; artifacts are read only for downloads. */
+  /** The catalog of the target the panel's routes act on; artifacts are read only for downloads. */
   storage: BackupStore;
+  /** Every target of the targets file (or `default` from DATABASE_URL alone). */
+  registry: TargetRegistry;
+  /** Reads the targets file again; a ConfigError leaves the current one in force. */
+  reloadTargets: () => void;
+}
+
+/** The services, narrowed to one target: `storage` is that target's catalog. */
+export interface TargetServices extends ApiServices {
+  target: ResolvedTarget;
 }

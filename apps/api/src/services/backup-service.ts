@@ -5,10 +5,16 @@ import {
   type Compression,
   type Retention,
 } from '@pgkeep/core';
-import { resolveTables } from '@pgkeep/pg';
+import { clientConfig, resolveTables } from '@pgkeep/pg';
 import { enqueue, readHeartbeats } from '@pgkeep/queue';
+import pg from 'pg';
 import type { CleanQuery } from '../schemas.js';
-import type { ApiServices } from './api-services.js';
+import type { TargetServices } from './api-services.js';
+
+/** Every job names its target; the target's name rides along with who asked and when. */
+function targetOf(services: TargetServices) {
+  return { targetName: services.target.info.name };
+}
 
 export interface Requester {
   requestedBy: string;
@@ -19,7 +25,7 @@ function stamp(requester: Requester) {
 }
 
 export async function enqueueBackup(
-  services: ApiServices,
+  services: TargetServices,
   requester: Requester,
   body: {
     tables?: string[] | undefined;
@@ -28,40 +34,48 @@ export async function enqueueBackup(
     label?: string | undefined;
   },
 ): Promise<string> {
-  const tables = body.tables ?? null;
-  if (tables) {
+  const settings = services.target.info.settings;
+  const tables = body.tables ?? settings.tables.include;
+  if (body.tables) {
     // Checked up front so the admin hears of a typo at once; the worker checks again with
     // pg_dump --strict-names, since a table may be dropped in between.
-    const client = await services.db.connect().catch((error: unknown) => {
-      throw new AppError('DATABASE_UNAVAILABLE', 'the database is not reachable', { cause: error });
-    });
+    const client = new pg.Client(clientConfig(services.target.database, 'pgkeep-api'));
+    client.on('error', () => {});
     try {
-      await resolveTables(client, tables);
+      await client.connect().catch((error: unknown) => {
+        throw new AppError('DATABASE_UNAVAILABLE', 'the database is not reachable', {
+          cause: error,
+        });
+      });
+      await resolveTables(client, body.tables);
     } finally {
-      client.release();
+      await client.end().catch(() => {});
     }
   }
   return enqueue(services.queues, services.config, 'backup', {
     tables,
-    format: body.format ?? services.config.BACKUP_FORMAT,
-    compression: body.compression ?? services.config.BACKUP_COMPRESSION,
+    format: body.format ?? settings.format,
+    compression: body.compression ?? settings.compression,
     label: body.label ?? null,
     type: 'manual',
+    excludeTables:
+      tables === null && settings.tables.exclude.length > 0 ? settings.tables.exclude : null,
+    ...targetOf(services),
     ...stamp(requester),
   });
 }
 
-export async function listBackups(services: ApiServices): Promise<BackupManifest[]> {
+export async function listBackups(services: TargetServices): Promise<BackupManifest[]> {
   return (await services.storage.listManifests()).manifests;
 }
 
-export async function getBackup(services: ApiServices, id: string): Promise<BackupManifest> {
+export async function getBackup(services: TargetServices, id: string): Promise<BackupManifest> {
   const manifest = await services.storage.getManifest(id);
   if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${id} not found`);
   return manifest;
 }
 
-export async function backupStats(services: ApiServices) {
+export async function backupStats(services: TargetServices) {
   const manifests = await listBackups(services);
   const summary = (manifest: BackupManifest | undefined) =>
     manifest
@@ -74,7 +88,7 @@ export async function backupStats(services: ApiServices) {
       : null;
   // Per destination: what each one holds, by the catalog (a copy per backup and destination).
   const byDestination: Record<string, { backups: number; size: number }> = {};
-  for (const name of services.config.BACKUP_DESTINATIONS)
+  for (const name of services.target.info.settings.destinations)
     byDestination[name] = { backups: 0, size: 0 };
   for (const manifest of manifests) {
     for (const copy of manifest.copies) {
@@ -94,27 +108,37 @@ export async function backupStats(services: ApiServices) {
   };
 }
 
-export async function enqueueDelete(services: ApiServices, requester: Requester, id: string) {
+export async function enqueueDelete(services: TargetServices, requester: Requester, id: string) {
   await getBackup(services, id);
-  return enqueue(services.queues, services.config, 'delete', { backupId: id, ...stamp(requester) });
+  return enqueue(services.queues, services.config, 'delete', {
+    backupId: id,
+    ...targetOf(services),
+    ...stamp(requester),
+  });
 }
 
 export async function enqueueCleanup(
-  services: ApiServices,
+  services: TargetServices,
   requester: Requester,
   query: CleanQuery,
 ) {
   const { config } = services;
+  // The request's numbers, else the target's policy, else the environment's.
+  const own = services.target.info.settings.retention;
   const retention: Retention =
     query.policy === 'gfs'
       ? {
           kind: 'gfs',
-          days: query.days ?? config.BACKUP_GFS_DAYS,
-          weeks: query.weeks ?? config.BACKUP_GFS_WEEKS,
-          months: query.months ?? config.BACKUP_GFS_MONTHS,
-          years: query.years ?? config.BACKUP_GFS_YEARS,
+          days: query.days ?? (own.kind === 'gfs' ? own.days : config.BACKUP_GFS_DAYS),
+          weeks: query.weeks ?? (own.kind === 'gfs' ? own.weeks : config.BACKUP_GFS_WEEKS),
+          months: query.months ?? (own.kind === 'gfs' ? own.months : config.BACKUP_GFS_MONTHS),
+          years: query.years ?? (own.kind === 'gfs' ? own.years : config.BACKUP_GFS_YEARS),
         }
-      : { kind: 'keep-last', keepLast: query.keepLast ?? config.BACKUP_KEEP_LAST };
+      : {
+          kind: 'keep-last',
+          keepLast:
+            query.keepLast ?? (own.kind === 'keep-last' ? own.keepLast : config.BACKUP_KEEP_LAST),
+        };
   if (
     retention.kind === 'gfs' &&
     retention.days + retention.weeks + retention.months + retention.years === 0
@@ -126,15 +150,16 @@ export async function enqueueCleanup(
   }
   return enqueue(services.queues, config, 'cleanup', {
     retention,
-    timeZone: config.BACKUP_TIMEZONE,
+    timeZone: services.target.info.settings.timeZone,
     dryRun: query.dryRun === 'true',
     preRestoreMaxAgeDays: config.PRE_RESTORE_MAX_AGE_DAYS,
+    ...targetOf(services),
     ...stamp(requester),
   });
 }
 
 export async function enqueueVerify(
-  services: ApiServices,
+  services: TargetServices,
   requester: Requester,
   id: string,
   restore: boolean,
@@ -143,6 +168,7 @@ export async function enqueueVerify(
   return enqueue(services.queues, services.config, 'verify', {
     backupId: id,
     restore,
+    ...targetOf(services),
     ...stamp(requester),
   });
 }
@@ -154,17 +180,23 @@ export async function enqueueVerify(
  * artifact's checksum, before it touches anything.
  */
 export async function enqueueRestore(
-  services: ApiServices,
+  services: TargetServices,
   requester: Requester,
   id: string,
   body: { confirm?: string | undefined; target?: string | undefined },
 ) {
   const { config } = services;
-  if (!config.RESTORE_ENABLED)
-    throw new AppError('RESTORE_DISABLED', 'restores are disabled (RESTORE_ENABLED=false)');
+  if (!services.target.info.settings.restoreEnabled) {
+    throw new AppError(
+      'RESTORE_DISABLED',
+      services.target.info.name === 'default'
+        ? 'restores are disabled (RESTORE_ENABLED=false)'
+        : `restores of target ${services.target.info.name} are disabled (restore: false)`,
+    );
+  }
   const manifest = await getBackup(services, id);
   const target = body.target ?? manifest.database;
-  if (target === config.MAINTENANCE_DATABASE || /^template[01]$/.test(target)) {
+  if (target === services.target.maintenance.database || /^template[01]$/.test(target)) {
     throw new AppError('INVALID_DATABASE_NAME', `cannot restore into ${target}`);
   }
   if (body.confirm !== target) {
@@ -181,5 +213,10 @@ export async function enqueueRestore(
       `backup ${id} was made by pg_dump ${manifest.pgDumpVersion}; no worker has a pg_restore that new`,
     );
   }
-  return enqueue(services.queues, config, 'restore', { backupId: id, target, ...stamp(requester) });
+  return enqueue(services.queues, config, 'restore', {
+    backupId: id,
+    target,
+    ...targetOf(services),
+    ...stamp(requester),
+  });
 }

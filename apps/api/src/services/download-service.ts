@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { AppError, type BackupManifest } from '@pgkeep/core';
 import type { ByteRange } from '@pgkeep/storage';
-import type { ApiServices } from './api-services.js';
+import type { TargetServices } from './api-services.js';
 
 export interface Download {
   stream: Readable;
@@ -45,7 +45,7 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
  * there at its full size, local first.
  */
 export async function openDownload(
-  services: ApiServices,
+  services: Pick<TargetServices, 'storage'>,
   manifest: BackupManifest,
   rangeHeader: string | undefined,
 ): Promise<Download> {

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
-import { ConfigError, createLogger, loadConfig } from '@pgkeep/core';
-import { rebuildCatalog } from '@pgkeep/engine';
-import { AdvisoryLocks, parseDatabaseUrl, withDatabase } from '@pgkeep/pg';
-import { createBackupStore } from '@pgkeep/storage';
+import { ConfigError, createLogger, loadConfig, loadTargets } from '@pgkeep/core';
+import { rebuildCatalog, serverConnection, TargetRegistry } from '@pgkeep/engine';
+import { AdvisoryLocks } from '@pgkeep/pg';
 
 /**
  * `npm run catalog:rebuild`: after the local disk (BACKUP_DIR) was lost, or on a new machine,
@@ -23,16 +22,30 @@ const logger = createLogger(
   config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL,
   'pgkeep-catalog',
 );
-const storage = await createBackupStore(config, logger);
-const target = parseDatabaseUrl(config.DATABASE_URL);
+const registry = new TargetRegistry(config, logger, loadTargets(config, process.env));
 const locks = new AdvisoryLocks(
-  withDatabase(target, config.MAINTENANCE_DATABASE),
+  serverConnection(registry.targets.lockServer),
   config.LOCK_NAMESPACE,
   logger,
 );
-// Each lock holds its own connection, closed on release: nothing else to close.
-const outcome = await rebuildCatalog({ config, storage, locks, logger }, { wait: true });
-const destinations = storage.destinations.map((destination) => destination.name);
-process.stdout.write(`${JSON.stringify({ destinations, ...outcome }, null, 2)}\n`);
+// Every target's prefix in every destination: configured targets and the databases discovery
+// finds now. A target removed from the file is not looked for.
+const { targets } = await registry.expand();
+const outcomes: { target: string; added: string[]; unreachable: string[] }[] = [];
+for (const target of targets) {
+  const storage = await registry.storeFor(target.info);
+  // Each lock holds its own connection, closed on release: nothing else to close.
+  const outcome = await rebuildCatalog({ config, storage, locks, logger }, { wait: true });
+  outcomes.push({
+    target: target.info.name,
+    added: outcome?.added ?? [],
+    unreachable: outcome?.unreachable ?? [],
+  });
+}
+const added = outcomes.flatMap((outcome) => outcome.added);
+const unreachable = [...new Set(outcomes.flatMap((outcome) => outcome.unreachable))];
+process.stdout.write(
+  `${JSON.stringify({ destinations: config.BACKUP_DESTINATIONS, added, unreachable, targets: outcomes }, null, 2)}\n`,
+);
 // 2: some destination could not be read; its backups may still be missing from the list.
-process.exit(outcome && outcome.unreachable.length > 0 ? 2 : 0);
+process.exit(unreachable.length > 0 ? 2 : 0);

@@ -1,0 +1,131 @@
+import { AppError, ConfigError, targetRefSchema } from '@pgkeep/core';
+import { requestReload } from '@pgkeep/queue';
+import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { backupIdParams, errorResponses, okEnvelope } from '../schemas.js';
+import type { ApiServices } from '../services/api-services.js';
+import { forTarget } from '../services/target-scope.js';
+import { getTarget, listTargets } from '../services/target-service.js';
+import { registerBackupRoutes } from './backup-routes.js';
+
+/** A target by name; a discovered database's is `<server>/<database>`, sent as `server%2Fdatabase`. */
+const targetParams = z.object({ target: targetRefSchema });
+const targetBackupParams = targetParams.extend(backupIdParams.shape);
+
+const targetView = z
+  .object({
+    name: z.string(),
+    server: z.string().nullable(),
+    database: z.string().nullable(),
+    kind: z.enum(['configured', 'discovered', 'catalog']),
+    discoveredBy: z.string().nullable(),
+    schedules: z.array(
+      z.object({
+        name: z.string(),
+        enabled: z.boolean(),
+        pattern: z.string(),
+        timeZone: z.string(),
+        nextRunAt: z.string().nullable(),
+      }),
+    ),
+    retention: z.unknown(),
+    destinations: z.array(z.string()),
+    encryption: z.boolean(),
+    restoreEnabled: z.boolean(),
+    lastBackup: z
+      .object({ id: z.string(), createdAt: z.string(), size: z.number(), ageHours: z.number() })
+      .nullable(),
+    lastFailure: z
+      .object({ job: z.string(), code: z.string(), message: z.string(), at: z.string() })
+      .nullable(),
+    health: z.enum(['ok', 'warning', 'error']),
+    reasons: z.array(z.string()),
+  })
+  .meta({ id: 'Target' });
+
+const admin = (request: { admin?: { requestedBy: string } }) => {
+  if (!request.admin) throw new Error('route registered without requireAdmin');
+  return request.admin;
+};
+
+/**
+ * Targets: the list (configured, discovered now, and those whose backups outlive their place in
+ * the file), one target, a reload of the targets file on every worker, and every backup route
+ * per target under `/api/targets/:target/backups`.
+ */
+export const targetRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = async (
+  app,
+  { services },
+) => {
+  await app.register(async (scope) => {
+    const adminApp = scope.withTypeProvider<ZodTypeProvider>();
+    adminApp.addHook('onRequest', app.requireAdmin);
+
+    adminApp.get(
+      '/api/targets',
+      { schema: { response: { 200: okEnvelope(z.array(targetView)), ...errorResponses } } },
+      async () => {
+        const targets = await listTargets(services);
+        return { success: true as const, data: targets, count: targets.length };
+      },
+    );
+
+    adminApp.post(
+      '/api/targets/reload',
+      {
+        schema: {
+          response: {
+            202: okEnvelope(z.object({ workers: z.number().int() })),
+            ...errorResponses,
+          },
+        },
+      },
+      async (request, reply) => {
+        // This process first: a file that does not parse is refused here, before any worker
+        // is asked (each would refuse it too, and keep its last good file).
+        try {
+          services.reloadTargets();
+        } catch (error) {
+          if (error instanceof ConfigError) {
+            throw new AppError('VALIDATION_ERROR', error.message, {
+              details: { issues: error.issues },
+            });
+          }
+          throw error;
+        }
+        const workers = await requestReload(
+          services.redis,
+          services.config.QUEUE_PREFIX,
+          admin(request).requestedBy,
+        );
+        return reply.code(202).send({
+          success: true,
+          data: { workers },
+          message: 'every worker reads its targets file again',
+        });
+      },
+    );
+
+    adminApp.get(
+      '/api/targets/:target',
+      {
+        schema: {
+          params: targetParams,
+          response: { 200: okEnvelope(targetView), ...errorResponses },
+        },
+      },
+      async (request) => ({
+        success: true as const,
+        data: await getTarget(services, request.params.target),
+      }),
+    );
+
+    registerBackupRoutes(
+      adminApp,
+      '/api/targets/:target/backups',
+      (request: { params: { target: string } }) => forTarget(services, request.params.target),
+      targetParams,
+      targetBackupParams,
+    );
+  });
+};
