@@ -225,4 +225,16 @@ export const healthDetailSchema = z.object({
     .nullable(),
   freeBytes: z.number().nullable(),
   minFreeBytes: z.number(),
+  /** Each target: its health, the newest backup's age, its last failure. */
+  targets: z.array(
+    z.object({
+      name: z.string(),
+      health: z.enum(['ok', 'warning', 'error']),
+      reasons: z.array(z.string()),
+      newestBackupAgeSeconds: z.number().nullable(),
+      lastFailure: z
+        .object({ job: z.string(), code: z.string(), message: z.string(), at: z.string() })
+        .nullable(),
+    }),
+  ),
 });

@@ -3,6 +3,7 @@ import {
   finalOutcomeOfFailure,
   type JobOutcome,
   outcomeOfCompletedJob,
+  countTargetOutcome,
   recordJobOutcome,
   recordTargetFailure,
   recordTargetSuccess,
@@ -44,6 +45,7 @@ export function countJobOutcomes(
     const outcome = finalOutcomeOfFailure(job, error);
     if (!outcome) return;
     record(job.name, outcome);
+    void note(countTargetOutcome(redis, prefix, targetOf(job), job.name, outcome));
     const { code, message } = decodeJobError(job.failedReason ?? error.message);
     void note(
       recordTargetFailure(redis, prefix, targetOf(job), {

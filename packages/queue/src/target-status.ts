@@ -56,3 +56,30 @@ export async function readTargetStatus(
   };
   return { failure: parse<TargetFailure>(failure), success: parse(success) };
 }
+
+/** Job outcomes by target, for `pgkeep_target_jobs_total{target,job,outcome}`. */
+const targetMetricsKey = (prefix: string) => `${prefix}:pgkeep-target-metrics`;
+
+export async function countTargetOutcome(
+  redis: Redis,
+  prefix: string,
+  target: string,
+  job: string,
+  outcome: string,
+): Promise<void> {
+  await redis.hincrby(targetMetricsKey(prefix), `${target}\n${job}\n${outcome}`, 1);
+}
+
+export async function readTargetOutcomes(
+  redis: Redis,
+  prefix: string,
+): Promise<{ target: string; job: string; outcome: string; count: number }[]> {
+  const hash = await redis.hgetall(targetMetricsKey(prefix));
+  return Object.entries(hash).flatMap(([field, value]) => {
+    const [target, job, outcome] = field.split('\n');
+    const count = Number(value);
+    return target && job && outcome && Number.isFinite(count)
+      ? [{ target, job, outcome, count }]
+      : [];
+  });
+}

@@ -1,6 +1,7 @@
 import type { BackupManifest } from '@pgkeep/core';
 import { newestScheduledFailure, type ScheduledRunFailure } from '@pgkeep/queue';
 import type { ApiServices } from './api-services.js';
+import { listTargets, type TargetView } from './target-service.js';
 import {
   type Check,
   type DependencyChecks,
@@ -163,6 +164,20 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     );
   }
 
+  // Every target of a targets file: its newest backup's age and its last failure.
+  const targets = await timed(async () => ({ ok: true, list: await listTargets(services) }));
+  const targetList = 'list' in targets ? (targets.list as TargetView[]) : [];
+  if (services.registry.targets.source === 'file') {
+    for (const target of targetList) {
+      if (target.health === 'ok') continue;
+      reasons.push({
+        code: 'TARGET_UNHEALTHY',
+        severity: target.health,
+        message: `target ${target.name}: ${target.reasons.join(', ')}${target.lastFailure ? ` (last failure: ${target.lastFailure.job} [${target.lastFailure.code}] at ${target.lastFailure.at})` : ''}`,
+      });
+    }
+  }
+
   const status: HealthStatus = reasons.some((reason) => reason.severity === 'error')
     ? 'error'
     : reasons.length > 0
@@ -182,5 +197,14 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     lastScheduledBackupFailure: failure,
     freeBytes,
     minFreeBytes: config.HEALTH_MIN_FREE_BYTES,
+    targets: targetList.map((target) => ({
+      name: target.name,
+      health: target.health,
+      reasons: target.reasons,
+      newestBackupAgeSeconds: target.lastBackup
+        ? Math.round(target.lastBackup.ageHours * 3_600)
+        : null,
+      lastFailure: target.lastFailure,
+    })),
   };
 }

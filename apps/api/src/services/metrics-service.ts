@@ -4,6 +4,7 @@ import {
   jobOutcomes,
   readHeartbeats,
   readJobMetrics,
+  readTargetOutcomes,
 } from '@pgkeep/queue';
 import { AggregatorRegistry } from 'prom-client';
 import type { ApiServices } from './api-services.js';
@@ -156,6 +157,51 @@ export async function renderMetrics(
         );
       }
       return catalog;
+    }),
+    // Per target: bounded, since targets come from the targets file and discovery, never from a
+    // request. The unlabelled series above stay the panel's target's, as they always were.
+    source(services, 'targets', async () => {
+      const { targets } = await services.registry.expand();
+      const counts: MetricJson['values'] = [];
+      const ages: MetricJson['values'] = [];
+      const times: MetricJson['values'] = [];
+      for (const target of targets) {
+        const store = await services.registry.storeFor(target.info);
+        const { manifests } = await store.listManifests();
+        const labels = { target: target.info.name, server: target.info.server };
+        counts.push({ value: manifests.length, labels });
+        const newest = newestCompleted(manifests);
+        const completedAt = newest ? Date.parse(newest.completedAt) / 1000 : 0;
+        times.push({ value: completedAt, labels });
+        if (newest) {
+          ages.push({ value: Math.max(0, Math.round(now() - completedAt * 1000) / 1000), labels });
+        }
+      }
+      const outcomes = await readTargetOutcomes(redis, prefix);
+      return [
+        metric(
+          'target_jobs_total',
+          'counter',
+          'Jobs that ended, by target, job and outcome.',
+          outcomes.map(({ target, job, outcome, count }) => ({
+            value: count,
+            labels: { target, job, outcome },
+          })),
+        ),
+        metric('target_backups', 'gauge', 'Backups in the catalog, by target.', counts),
+        metric(
+          'target_last_successful_backup_timestamp_seconds',
+          'gauge',
+          'Completion time of the newest backup of each target (Unix seconds; 0 when none).',
+          times,
+        ),
+        metric(
+          'target_newest_backup_age_seconds',
+          'gauge',
+          'Seconds since the newest backup of each target completed (absent when none).',
+          ages,
+        ),
+      ];
     }),
     source(services, 'queues', async () => {
       await whenReady(redis);
