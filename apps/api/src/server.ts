@@ -1,5 +1,5 @@
 import type { Config, Logger } from '@pgkeep/core';
-import { loggerOptions } from '@pgkeep/core';
+import { loggerOptions, requireDatabaseUrl } from '@pgkeep/core';
 import { clientConfig, parseDatabaseUrl } from '@pgkeep/pg';
 import { closeQueues, createRedisConnection, openQueues } from '@pgkeep/queue';
 import { createBackupStore } from '@pgkeep/storage';
@@ -12,7 +12,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Ap
   const redis = createRedisConnection(config.REDIS_URL, 'api', 'pgkeep-api');
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   const db = new pg.Pool({
-    ...clientConfig(parseDatabaseUrl(config.DATABASE_URL), 'pgkeep-api'),
+    ...clientConfig(parseDatabaseUrl(requireDatabaseUrl(config)), 'pgkeep-api'),
     max: 4,
   });
   db.on('error', (error) => logger.warn({ err: error.message }, 'database pool error'));

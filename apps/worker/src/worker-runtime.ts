@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { type Config, type Logger, queueNames } from '@pgkeep/core';
+import { type Config, type Logger, queueNames, requireDatabaseUrl } from '@pgkeep/core';
 import {
   dropAbandonedScratchDatabases,
   type EngineContext,
@@ -37,7 +37,7 @@ export interface WorkerRuntime {
 
 export async function startWorkerRuntime(config: Config, logger: Logger): Promise<WorkerRuntime> {
   const workerId = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-  const target = parseDatabaseUrl(config.DATABASE_URL);
+  const target = parseDatabaseUrl(requireDatabaseUrl(config));
   const toolEnv = libpqEnv(target, { PATH: process.env.PATH });
   const pgDump = await toolVersion('pg_dump', toolEnv);
   const pgRestore = await toolVersion('pg_restore', toolEnv);

@@ -122,7 +122,12 @@ export const configSchema = z
     LOG_LEVEL: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
-    DATABASE_URL: postgresUrl,
+    // One database (the target `default`), or a targets file naming many: at least one of the
+    // two. With both, the file alone says what is backed up; see targets.ts.
+    DATABASE_URL: postgresUrl.optional(),
+    TARGETS_FILE: z.string().min(1).max(4096).optional(),
+    // Where the advisory locks live; default: DATABASE_URL's server, else the file's first server.
+    LOCK_DATABASE_URL: postgresUrl.optional(),
     MAINTENANCE_DATABASE: z.string().min(1).max(63).default('postgres'),
     REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
     QUEUE_PREFIX: prefixName.default('pgkeep'),
@@ -163,6 +168,10 @@ export const configSchema = z
     RESTORE_ENABLED: booleanFromEnv.default(true),
     RESTORE_JOBS: int(1, 32).default(2),
     LOCK_TIMEOUT_MS: int(1_000, 86_400_000).default(600_000),
+    // Destructive jobs (restore, delete, clean-up) running at once over all targets.
+    DESTRUCTIVE_CONCURRENCY: int(1, 64).default(1),
+    // How long the list of a server's databases found for `database: "*"` targets is reused.
+    DISCOVERY_CACHE_MS: int(0, 600_000).default(5_000),
     JOB_LOCK_DURATION_MS: int(1_000, 600_000).default(30_000),
     JOB_STALLED_INTERVAL_MS: int(1_000, 600_000).default(30_000),
     JOB_KEEP_COMPLETED: int(1, 1_000_000).default(1_000),
@@ -416,6 +425,11 @@ export function loadConfig(
   const issues = parsed.success
     ? []
     : parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  // Checked here, not in the schema's refinement, which runs only once every key has parsed:
+  // a missing database is reported along with any other bad key.
+  if (!cleaned.DATABASE_URL && !cleaned.TARGETS_FILE) {
+    issues.push('DATABASE_URL: set DATABASE_URL (one database) or TARGETS_FILE (many)');
+  }
   if (options.requireAuth && !cleaned.JWT_SECRET && !cleaned.JWT_PUBLIC_KEY) {
     issues.push('JWT_SECRET: JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256) is required');
   }
@@ -431,4 +445,17 @@ export function loadConfig(
     S3_DESTINATIONS: s3,
     UNUSED_S3_DESTINATIONS: unused,
   };
+}
+
+/**
+ * DATABASE_URL, for a process that serves the one database of DATABASE_URL and does not read
+ * a targets file: without it, it stops at start with a message naming the key.
+ */
+export function requireDatabaseUrl(config: Config): string {
+  if (!config.DATABASE_URL) {
+    throw new ConfigError([
+      'DATABASE_URL: is required by this process (it does not read TARGETS_FILE)',
+    ]);
+  }
+  return config.DATABASE_URL;
 }

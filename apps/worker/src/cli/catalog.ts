@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { ConfigError, createLogger, loadConfig } from '@pgkeep/core';
+import { ConfigError, createLogger, loadConfig, requireDatabaseUrl } from '@pgkeep/core';
 import { rebuildCatalog } from '@pgkeep/engine';
 import { AdvisoryLocks, parseDatabaseUrl, withDatabase } from '@pgkeep/pg';
 import { createBackupStore } from '@pgkeep/storage';
@@ -24,7 +24,7 @@ const logger = createLogger(
   'pgkeep-catalog',
 );
 const storage = await createBackupStore(config, logger);
-const target = parseDatabaseUrl(config.DATABASE_URL);
+const target = parseDatabaseUrl(requireDatabaseUrl(config));
 const locks = new AdvisoryLocks(
   withDatabase(target, config.MAINTENANCE_DATABASE),
   config.LOCK_NAMESPACE,
