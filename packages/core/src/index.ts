@@ -5,3 +5,5 @@ export * from './job-catalog.js';
 export * from './logger.js';
 export * from './manifest.js';
 export * from './tables.js';
+export * from './target-defaults.js';
+export * from './targets.js';

@@ -1,0 +1,135 @@
+import picomatch from 'picomatch';
+import { z } from 'zod';
+import { isValidCron, timeZoneSchema } from './config.js';
+import { databaseNameSchema } from './job-catalog.js';
+import { backupFormatSchema, compressionSchema, destinationNameRegex } from './manifest.js';
+import { MAX_TABLES, tableListSchema, tableNameSchema } from './tables.js';
+import type { FileIssues, FilePath } from './targets-document.js';
+
+/**
+ * The shape of one server and one target in a targets file. Strict: an unknown key is an
+ * error, so a misspelt setting never silently falls back to the environment's default.
+ * Numbers and booleans may also be given as strings, which is what `${VAR}` yields.
+ */
+
+const fileInt = (min: number, max: number) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' && /^[0-9]{1,9}$/.test(value) ? Number(value) : value),
+    z.number().int().min(min).max(max),
+  );
+
+const fileBoolean = z.preprocess(
+  (value) => (value === 'true' ? true : value === 'false' ? false : value),
+  z.boolean(),
+);
+
+export const serverEntrySchema = z.strictObject({
+  url: z.string().min(1),
+  password: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).max(4096).optional(),
+  maxConcurrentJobs: fileInt(1, 64).optional(),
+});
+export type ServerEntry = z.infer<typeof serverEntrySchema>;
+
+const scheduleValue = z
+  .string()
+  .refine(
+    (value) => value === 'off' || isValidCron(value),
+    'must be a cron pattern (5 fields, or 6 with seconds first) or "off"',
+  );
+
+function compiles(pattern: string): boolean {
+  try {
+    picomatch(pattern);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const globList = z
+  .array(z.string().min(1).max(200).refine(compiles, 'must be a glob pattern such as "app_*"'))
+  .max(100);
+
+const unique = (values: string[]) => new Set(values).size === values.length;
+
+export const targetEntrySchema = z.strictObject({
+  server: z.string().min(1),
+  database: z
+    .string()
+    .refine(
+      (value) => value === '*' || databaseNameSchema.safeParse(value).success,
+      'must be a database name (letters, digits, _ $ -), or "*" for every database of the server',
+    ),
+  include: globList.optional(),
+  exclude: globList.optional(),
+  schedules: z
+    .strictObject({
+      backup: scheduleValue.optional(),
+      cleanup: scheduleValue.optional(),
+      verify: scheduleValue.optional(),
+    })
+    .optional(),
+  timeZone: timeZoneSchema.optional(),
+  retention: z
+    .strictObject({
+      keepLast: fileInt(1, 10_000).optional(),
+      gfs: z
+        .strictObject({
+          days: fileInt(0, 10_000),
+          weeks: fileInt(0, 10_000),
+          months: fileInt(0, 10_000),
+          years: fileInt(0, 1_000),
+        })
+        .optional(),
+    })
+    .optional(),
+  destinations: z
+    .array(
+      z
+        .string()
+        .regex(destinationNameRegex, 'lowercase letters and digits, starting with a letter'),
+    )
+    .min(1)
+    .refine(unique, 'names a destination twice')
+    .optional(),
+  encryption: fileBoolean.optional(),
+  restore: fileBoolean.optional(),
+  format: backupFormatSchema.optional(),
+  compression: compressionSchema.optional(),
+  verifyRestore: fileBoolean.optional(),
+  tables: z
+    .strictObject({
+      include: tableListSchema.optional(),
+      exclude: z
+        .array(tableNameSchema)
+        .max(MAX_TABLES)
+        .refine(unique, 'must not repeat a table')
+        .optional(),
+    })
+    .optional(),
+});
+export type TargetEntry = z.infer<typeof targetEntrySchema>;
+
+/** zod's issues as `targets file: <path>: <rule>`; zod never puts the input in its messages. */
+export function parseEntry<T>(
+  schema: z.ZodType<T>,
+  value: unknown,
+  path: FilePath,
+  issues: FileIssues,
+): T | undefined {
+  const parsed = schema.safeParse(value, {
+    error: (issue) =>
+      issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : undefined,
+  });
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) {
+    const at = [...path, ...(issue.path as (string | number)[])];
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) issues.add([...at, key], 'is not a known key');
+    } else {
+      issues.add(at, issue.message);
+    }
+  }
+  return undefined;
+}
