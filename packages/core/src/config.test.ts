@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, requireDatabaseUrl } from './config.js';
 
 const secret = 'a-very-long-hs256-secret-of-40-characters!';
 const minimal = {
@@ -101,15 +101,51 @@ describe('loadConfig', () => {
     ['BACKUP_ZSTD_LEVEL', '20'],
     ['LOG_LEVEL', 'loud'],
     ['JWT_SECRET', 'too-short'],
+    ['LOCK_DATABASE_URL', 'mysql://x'],
+    ['DESTRUCTIVE_CONCURRENCY', '0'],
+    ['DESTRUCTIVE_CONCURRENCY', '65'],
+    ['DISCOVERY_CACHE_MS', '-1'],
+    ['DISCOVERY_CACHE_MS', '600001'],
   ])('rejects %s=%s with a ConfigError naming the key', (key, value) => {
     const error = configError({ ...minimal, [key]: value });
     expect(error.message).toMatch(new RegExp(`^\\s*- ${key}:`, 'm'));
     expect(error.issues.some((issue) => issue.startsWith(`${key}:`))).toBe(true);
   });
 
-  it('requires DATABASE_URL', () => {
+  it('requires DATABASE_URL or TARGETS_FILE', () => {
     const error = configError({ JWT_SECRET: secret });
-    expect(error.message).toContain('DATABASE_URL');
+    expect(error.issues).toEqual([
+      'DATABASE_URL: set DATABASE_URL (one database) or TARGETS_FILE (many)',
+    ]);
+    // Reported along with any other bad key.
+    expect(configError({ JWT_SECRET: secret, PORT: 'abc' }).issues).toHaveLength(2);
+  });
+
+  it('accepts TARGETS_FILE without DATABASE_URL', () => {
+    const config = loadConfig({ JWT_SECRET: secret, TARGETS_FILE: '/etc/pgkeep/targets.yaml' });
+    expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.TARGETS_FILE).toBe('/etc/pgkeep/targets.yaml');
+    // A process that serves DATABASE_URL's database alone says it needs it.
+    expect(() => requireDatabaseUrl(config)).toThrow(ConfigError);
+    expect(() => requireDatabaseUrl(config)).toThrow(/DATABASE_URL/);
+    expect(requireDatabaseUrl(loadConfig(minimal))).toBe(minimal.DATABASE_URL);
+  });
+
+  it('has the documented defaults for the keys of many targets', () => {
+    const config = loadConfig(minimal);
+    expect(config.TARGETS_FILE).toBeUndefined();
+    expect(config.LOCK_DATABASE_URL).toBeUndefined();
+    expect(config.DESTRUCTIVE_CONCURRENCY).toBe(1);
+    expect(config.DISCOVERY_CACHE_MS).toBe(5000);
+    const set = loadConfig({
+      ...minimal,
+      LOCK_DATABASE_URL: 'postgresql://locks.example/pgkeep',
+      DESTRUCTIVE_CONCURRENCY: '64',
+      DISCOVERY_CACHE_MS: '0',
+    });
+    expect(set.LOCK_DATABASE_URL).toBe('postgresql://locks.example/pgkeep');
+    expect(set.DESTRUCTIVE_CONCURRENCY).toBe(64);
+    expect(set.DISCOVERY_CACHE_MS).toBe(0);
   });
 
   it('requires JWT_SECRET or JWT_PUBLIC_KEY', () => {

@@ -1,4 +1,4 @@
-import { type FilePath, fileIssue } from './targets-document.js';
+import type { FileIssues, FilePath } from './targets-document.js';
 
 /**
  * `${NAME}` in the string values of a parsed targets file, replaced by the environment's value.
@@ -6,25 +6,27 @@ import { type FilePath, fileIssue } from './targets-document.js';
  * are left as written. `$${` is a literal `${`. An unset or empty variable is an error naming
  * the variable, never a value (empty counts as unset, as in the environment's own keys).
  */
+const MAX_DEPTH = 16;
 const reference = /\$\$\{|\$\{([A-Z_][A-Z0-9_]*)\}|\$\{/g;
 
 function interpolateString(
   value: string,
   path: FilePath,
   env: Record<string, string | undefined>,
-  issues: string[],
+  issues: FileIssues,
 ): string {
   return value.replace(reference, (match, name: string | undefined) => {
     if (match === '$${') return '${';
     if (name === undefined) {
-      issues.push(
-        fileIssue(path, '"${" must start a variable such as ${DB_PASSWORD} (write $${ for "${")'),
+      issues.addUnresolved(
+        path,
+        `"\${" must start a variable such as \${DB_PASSWORD} (write $\${ for "\${")`,
       );
       return match;
     }
     const replacement = env[name];
     if (replacement === undefined || replacement === '') {
-      issues.push(fileIssue(path, `\${${name}} is not set in the environment`));
+      issues.addUnresolved(path, `\${${name}} is not set in the environment`);
       return match;
     }
     return replacement;
@@ -35,8 +37,14 @@ export function interpolateEnv(
   value: unknown,
   path: FilePath,
   env: Record<string, string | undefined>,
-  issues: string[],
+  issues: FileIssues,
 ): unknown {
+  // A targets file is a few levels deep; a deeper value is a mistake, and unbounded
+  // recursion over it would end the process with a stack overflow instead of a message.
+  if (path.length > MAX_DEPTH) {
+    issues.add(path, 'is nested too deeply');
+    return null;
+  }
   if (typeof value === 'string') return interpolateString(value, path, env, issues);
   if (Array.isArray(value)) {
     return value.map((item, index) => interpolateEnv(item, [...path, index], env, issues));

@@ -17,6 +17,7 @@ export const redactPaths = [
   'secret',
   '*.secret',
   'DATABASE_URL',
+  'LOCK_DATABASE_URL',
   'REDIS_URL',
   'JWT_SECRET',
   'NOTIFY_WEBHOOK_URL',

@@ -15,7 +15,7 @@ export function serverSettings(fields: {
 }): ServerSettings {
   const { password, ...visible } = fields;
   const server = { ...visible } as ServerSettings;
-  Object.defineProperty(server, 'password', { value: password, enumerable: false });
+  Object.defineProperty(server, 'password', { value: password, enumerable: false, writable: true });
   return server;
 }
 

@@ -34,6 +34,24 @@ export function fileIssue(path: FilePath, message: string): string {
     : `targets file: ${formatPath(path)}: ${message}`;
 }
 
+/**
+ * The problems found in a file. A value whose `${VAR}` could not be replaced is reported once,
+ * for the variable: what its unreplaced text then breaks would only be noise.
+ */
+export class FileIssues {
+  readonly list: string[] = [];
+  private readonly unresolved = new Set<string>();
+
+  add(path: FilePath, message: string): void {
+    if (!this.unresolved.has(formatPath(path))) this.list.push(fileIssue(path, message));
+  }
+
+  addUnresolved(path: FilePath, message: string): void {
+    this.list.push(fileIssue(path, message));
+    this.unresolved.add(formatPath(path));
+  }
+}
+
 const yamlProblems: Partial<Record<ErrorCode, string>> = {
   DUPLICATE_KEY: 'a key is given twice',
   TAG_RESOLVE_FAILED: 'a tag pgkeep does not read (no !tags here)',
@@ -42,12 +60,12 @@ const yamlProblems: Partial<Record<ErrorCode, string>> = {
   TAB_AS_INDENT: 'a tab used for indentation',
   MISSING_CHAR: 'a missing character (an unclosed quote or bracket, or no ": " after a key)',
   BAD_ALIAS: 'an alias to no anchor',
-  RESOURCE_EXHAUSTION: 'too many aliases',
+  RESOURCE_EXHAUSTION: 'nested too deeply, or too many aliases',
   BAD_DQ_ESCAPE: 'a bad escape in a double-quoted string',
   MULTILINE_IMPLICIT_KEY: 'a key over more than one line',
 };
 
-/** Keys given twice, anywhere: YAML's own check does not say where, and JSON.parse has none. */
+/** Keys given twice, anywhere: YAML's own check names no path, and JSON.parse has none. */
 function duplicateKeys(node: unknown, path: FilePath, issues: string[]): void {
   if (isMap(node)) {
     const seen = new Set<string>();
@@ -79,10 +97,14 @@ function yamlIssue(lines: LineCounter, error: YAMLError): string {
   return `targets file: ${where(lines, error.pos[0])}${problem} (${error.code})`;
 }
 
-/** JSON.parse says `at position N` for most errors, and quotes the text for others. */
-function jsonIssue(lines: LineCounter, error: unknown): string {
+/**
+ * JSON.parse says `at position N` for most errors and quotes the text for others (never
+ * shown); then the YAML parser's first complaint about the same text gives the place.
+ */
+function jsonIssue(lines: LineCounter, error: unknown, yamlErrors: YAMLError[]): string {
   const position = /at position (\d+)/.exec(error instanceof Error ? error.message : '')?.[1];
-  return `targets file: ${where(lines, position === undefined ? undefined : Number(position))}not valid JSON`;
+  const offset = position === undefined ? yamlErrors[0]?.pos[0] : Number(position);
+  return `targets file: ${where(lines, offset)}not valid JSON`;
 }
 
 export type TargetsDocument = { ok: true; value: unknown } | { ok: false; issues: string[] };
@@ -103,7 +125,8 @@ export function readTargetsDocument(text: string, fileName: string): TargetsDocu
       lineCounter: lines,
       prettyErrors: false,
       // Warnings would go to the process's stderr, with a piece of the file in them.
-      logLevel: 'silent',
+      // ('silent' would also drop the error for a second document.)
+      logLevel: 'error',
       uniqueKeys: true,
       version: '1.2',
       schema: 'core',
@@ -116,7 +139,7 @@ export function readTargetsDocument(text: string, fileName: string): TargetsDocu
       try {
         value = JSON.parse(text);
       } catch (error) {
-        return { ok: false, issues: [jsonIssue(lines, error)] };
+        return { ok: false, issues: [jsonIssue(lines, error, doc.errors)] };
       }
       return issues.length > 0 ? { ok: false, issues } : { ok: true, value };
     }

@@ -4,7 +4,7 @@ import { isValidCron, timeZoneSchema } from './config.js';
 import { databaseNameSchema } from './job-catalog.js';
 import { backupFormatSchema, compressionSchema, destinationNameRegex } from './manifest.js';
 import { MAX_TABLES, tableListSchema, tableNameSchema } from './tables.js';
-import { type FilePath, fileIssue } from './targets-document.js';
+import type { FileIssues, FilePath } from './targets-document.js';
 
 /**
  * The shape of one server and one target in a targets file. Strict: an unknown key is an
@@ -116,7 +116,7 @@ export function parseEntry<T>(
   schema: z.ZodType<T>,
   value: unknown,
   path: FilePath,
-  issues: string[],
+  issues: FileIssues,
 ): T | undefined {
   const parsed = schema.safeParse(value, {
     error: (issue) =>
@@ -126,9 +126,9 @@ export function parseEntry<T>(
   for (const issue of parsed.error.issues) {
     const at = [...path, ...(issue.path as (string | number)[])];
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) issues.push(fileIssue([...at, key], 'is not a known key'));
+      for (const key of issue.keys) issues.add([...at, key], 'is not a known key');
     } else {
-      issues.push(fileIssue(at, issue.message));
+      issues.add(at, issue.message);
     }
   }
   return undefined;

@@ -11,7 +11,7 @@ import {
 } from './server-settings.js';
 import { encryptionConfigured, offSchedule, targetDefaultsFromConfig } from './target-defaults.js';
 import type { ServerSettings, TargetSettings, TargetsConfig } from './targets.js';
-import { type FilePath, fileIssue, readTargetsDocument } from './targets-document.js';
+import { FileIssues, type FilePath, readTargetsDocument } from './targets-document.js';
 import {
   parseEntry,
   type ServerEntry,
@@ -32,11 +32,6 @@ export interface ParseTargetsOptions {
   readSecretFile?: (path: string) => string;
 }
 
-const topLevelSchema = z.strictObject({
-  servers: z.record(z.string(), z.unknown()),
-  targets: z.record(z.string(), z.unknown()),
-});
-
 function errorCode(error: unknown): string {
   return (error as NodeJS.ErrnoException | undefined)?.code ?? 'unreadable';
 }
@@ -46,11 +41,11 @@ function serverPassword(
   inUrl: string | undefined,
   path: FilePath,
   read: (path: string) => string,
-  issues: string[],
+  issues: FileIssues,
 ): string | undefined {
   const given = [inUrl, entry.password, entry.passwordFile].filter((value) => value !== undefined);
   if (given.length > 1) {
-    issues.push(fileIssue(path, 'give the password once: in url, password or passwordFile'));
+    issues.add(path, 'give the password once: in url, password or passwordFile');
     return undefined;
   }
   if (entry.passwordFile === undefined) return inUrl ?? entry.password;
@@ -58,18 +53,16 @@ function serverPassword(
   try {
     content = read(entry.passwordFile);
   } catch (error) {
-    issues.push(
-      fileIssue(
-        [...path, 'passwordFile'],
-        `cannot read ${entry.passwordFile} (${errorCode(error)})`,
-      ),
+    issues.add(
+      [...path, 'passwordFile'],
+      `cannot read ${entry.passwordFile} (${errorCode(error)})`,
     );
     return undefined;
   }
   // Secret files are usually written by `echo` or an editor: one trailing newline is not part
   // of the password.
   const password = content.replace(/\r?\n$/, '');
-  if (password === '') issues.push(fileIssue([...path, 'passwordFile'], 'the file is empty'));
+  if (password === '') issues.add([...path, 'passwordFile'], 'the file is empty');
   return password;
 }
 
@@ -77,17 +70,17 @@ function resolveServer(
   name: string,
   entry: ServerEntry,
   read: (path: string) => string,
-  issues: string[],
+  issues: FileIssues,
 ): ServerSettings | undefined {
   const path = ['servers', name];
   const parts = parsePostgresUrl(entry.url);
   if (typeof parts === 'string') {
-    issues.push(fileIssue([...path, 'url'], parts));
+    issues.add([...path, 'url'], parts);
     return undefined;
   }
-  const before = issues.length;
+  const before = issues.list.length;
   const password = serverPassword(entry, parts.password, path, read, issues);
-  if (issues.length > before) return undefined;
+  if (issues.list.length > before) return undefined;
   const maintenanceDatabase = parts.database ?? 'postgres';
   return serverSettings({
     name,
@@ -103,11 +96,10 @@ function resolveTarget(
   entry: TargetEntry,
   config: Config,
   servers: ReadonlySet<string>,
-  issues: string[],
+  issues: FileIssues,
 ): TargetSettings {
   const path = ['targets', name];
-  const issue = (key: FilePath, message: string) =>
-    issues.push(fileIssue([...path, ...key], message));
+  const issue = (key: FilePath, message: string) => issues.add([...path, ...key], message);
   const defaults = targetDefaultsFromConfig(config);
   if (!servers.has(entry.server)) {
     issue(['server'], `names no server of servers (${[...servers].join(', ') || 'none'})`);
@@ -177,19 +169,44 @@ function resolveTarget(
   };
 }
 
-function checkNames(
-  section: 'servers' | 'targets',
-  names: string[],
-  max: number,
-  issues: string[],
-): void {
-  if (names.length === 0) issues.push(fileIssue([section], 'must name at least one'));
-  if (names.length > max) issues.push(fileIssue([section], `at most ${max}`));
-  for (const name of names) {
-    const parsed = targetNameSchema.safeParse(name);
-    if (!parsed.success)
-      issues.push(fileIssue([section, name], parsed.error.issues[0]?.message ?? 'bad name'));
+type Section = 'servers' | 'targets';
+const sections: Record<Section, number> = { servers: MAX_SERVERS, targets: MAX_TARGETS };
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** The file's two sections, each a mapping of names to settings; names checked here. */
+function readSections(file: Record<string, unknown>, issues: FileIssues) {
+  for (const key of Object.keys(file)) {
+    if (!Object.hasOwn(sections, key)) issues.add([key], 'is not a known key');
   }
+  const found: Record<Section, Record<string, unknown>> = { servers: {}, targets: {} };
+  for (const [section, max] of Object.entries(sections) as [Section, number][]) {
+    const value = file[section];
+    if (value === undefined) {
+      issues.add([section], 'is required');
+      continue;
+    }
+    if (!isMapping(value)) {
+      issues.add([section], 'must map names to settings');
+      continue;
+    }
+    const names = Object.keys(value);
+    if (names.length === 0) issues.add([section], 'must name at least one');
+    // Too many: say so and stop, before the work of checking each of them.
+    if (names.length > max) {
+      throw new ConfigError([...issues.list, `targets file: ${section}: at most ${max}`]);
+    }
+    for (const name of names) {
+      const parsed = targetNameSchema.safeParse(name);
+      if (!parsed.success) {
+        issues.add([section, name], parsed.error.issues[0]?.message ?? 'bad name');
+      }
+    }
+    found[section] = value;
+  }
+  return found;
 }
 
 /**
@@ -206,45 +223,39 @@ export function parseTargetsFile(
 ): TargetsConfig {
   const document = readTargetsDocument(text, fileName);
   if (!document.ok) throw new ConfigError(document.issues);
-  const issues: string[] = [];
-  const file = parseEntry(
-    topLevelSchema,
-    interpolateEnv(document.value, [], env, issues),
-    [],
-    issues,
-  );
-  if (!file) throw new ConfigError(issues);
+  if (!isMapping(document.value)) {
+    throw new ConfigError(['targets file: must hold servers and targets']);
+  }
+  const issues = new FileIssues();
+  const file = readSections(document.value, issues);
   const read =
     options.readSecretFile ??
     ((path: string) => readFileSync(resolve(dirname(fileName), path), 'utf8'));
 
-  const serverNames = Object.keys(file.servers);
-  const targetNames = Object.keys(file.targets);
-  checkNames('servers', serverNames, MAX_SERVERS, issues);
-  checkNames('targets', targetNames, MAX_TARGETS, issues);
-  // Too many entries: stop before the work of checking each of them.
-  if (serverNames.length > MAX_SERVERS || targetNames.length > MAX_TARGETS) {
-    throw new ConfigError(issues);
-  }
-
   const servers: ServerSettings[] = [];
-  for (const [name, value] of Object.entries(file.servers)) {
+  for (const [name, raw] of Object.entries(file.servers)) {
+    const value = interpolateEnv(raw, ['servers', name], env, issues);
     const entry = parseEntry(serverEntrySchema, value, ['servers', name], issues);
     const server = entry && resolveServer(name, entry, read, issues);
     if (server) servers.push(server);
   }
   // A server with a bad setting still counts as declared: its targets are not also reported.
-  const declared = new Set(serverNames);
+  const declared = new Set(Object.keys(file.servers));
   const targets: TargetSettings[] = [];
-  for (const [name, value] of Object.entries(file.targets)) {
+  for (const [name, raw] of Object.entries(file.targets)) {
+    const value = interpolateEnv(raw, ['targets', name], env, issues);
     const entry = parseEntry(targetEntrySchema, value, ['targets', name], issues);
     if (entry) targets.push(resolveTarget(name, entry, config, declared, issues));
   }
+  // The first server in the file's order, as JavaScript keeps it: names that are whole
+  // numbers ("1", "42") come before the others.
   const lockServer = lockServerFor(config, 'file', servers[0]);
   // Without a server that resolved, the reason is already among the issues.
-  if (typeof lockServer === 'string' && (servers.length > 0 || issues.length === 0)) {
-    issues.push(lockServer);
+  if (typeof lockServer === 'string' && (servers.length > 0 || issues.list.length === 0)) {
+    issues.list.push(lockServer);
   }
-  if (issues.length > 0 || typeof lockServer === 'string') throw new ConfigError(issues);
+  if (issues.list.length > 0 || typeof lockServer === 'string') {
+    throw new ConfigError(issues.list);
+  }
   return { servers, targets, lockServer, source: 'file' };
 }

@@ -2,11 +2,12 @@ import {
   AppError,
   type Config,
   jobCatalog,
-  type Retention,
+  retentionFromConfig,
   type ScheduleName,
   scheduleJobs,
   scheduleNames,
   schedulerId,
+  scheduleSpecsFromConfig,
   type TargetSettings,
 } from '@pgkeep/core';
 import type { JobsOptions } from 'bullmq';
@@ -29,17 +30,8 @@ export interface ScheduleOverride {
   updatedAt: string;
 }
 
-export function retentionFromConfig(config: Config): Retention {
-  return config.BACKUP_RETENTION === 'gfs'
-    ? {
-        kind: 'gfs',
-        days: config.BACKUP_GFS_DAYS,
-        weeks: config.BACKUP_GFS_WEEKS,
-        months: config.BACKUP_GFS_MONTHS,
-        years: config.BACKUP_GFS_YEARS,
-      }
-    : { kind: 'keep-last', keepLast: config.BACKUP_KEEP_LAST };
-}
+// Built in core beside every other setting of a target; exported here too for its callers.
+export { retentionFromConfig };
 
 /** Each schedule as the configuration has it (`off` keeps a pattern to turn back on with). */
 export function configSchedules(
@@ -50,13 +42,12 @@ export function configSchedules(
     const of = (name: ScheduleName) => ({ ...target.schedules[name], timeZone: target.timeZone });
     return { backup: of('backup'), cleanup: of('cleanup'), verify: of('verify') };
   }
-  const tz = config.BACKUP_TIMEZONE;
-  const onOff = (value: string, fallback: string) =>
-    value === 'off' ? { pattern: fallback, enabled: false } : { pattern: value, enabled: true };
+  const specs = scheduleSpecsFromConfig(config);
+  const timeZone = config.BACKUP_TIMEZONE;
   return {
-    backup: { pattern: config.BACKUP_SCHEDULE, timeZone: tz, enabled: config.AUTO_BACKUP_ENABLED },
-    cleanup: { ...onOff(config.BACKUP_CLEANUP_SCHEDULE, '0 3 * * 0'), timeZone: tz },
-    verify: { ...onOff(config.VERIFY_SCHEDULE, '0 4 * * *'), timeZone: tz },
+    backup: { ...specs.backup, timeZone },
+    cleanup: { ...specs.cleanup, timeZone },
+    verify: { ...specs.verify, timeZone },
   };
 }
 
