@@ -178,11 +178,11 @@ function enqueueFailingBackup(): Promise<string> {
   });
 }
 
-/** The notification counters in `<QUEUE_PREFIX>:pgkeep-metrics`, less those at `since`. */
+/** The notification counters in `{<QUEUE_PREFIX>}:pgkeep-metrics`, less those at `since`. */
 async function notificationCounts(
   since: Record<string, number> = {},
 ): Promise<Record<string, number>> {
-  const hash = await redis.hgetall(`${env.name}:pgkeep-metrics`);
+  const hash = await redis.hgetall(`{${env.name}}:pgkeep-metrics`);
   return Object.fromEntries(
     Object.entries(hash)
       .filter(([field]) => field.startsWith('notifications_'))

@@ -31,8 +31,8 @@ const config = loadConfig(process.env);
 const variant = new Set((process.env.VARIANT ?? '').split(',').filter(Boolean));
 const redis = createRedisConnection(config.REDIS_URL, 'api', 'pgkeep-bench-variant');
 redis.on('error', () => {});
-const queues = openQueues(redis, config.QUEUE_PREFIX, { onError: () => {} });
-const lookup = { queues, redis, prefix: config.QUEUE_PREFIX };
+const queues = openQueues(redis, config.REDIS_PREFIX, { onError: () => {} });
+const lookup = { queues, redis, prefix: config.REDIS_PREFIX };
 
 /** Same answer as findJob; the state, the job and the cancel marker asked for at once. */
 async function findJobPipelined(jobId: string) {
@@ -43,7 +43,7 @@ async function findJobPipelined(jobId: string) {
   const [state, job, cancelledBy] = await Promise.all([
     queue.getJobState(jobId),
     queue.getJob(jobId),
-    redis.get(`${config.QUEUE_PREFIX}:pgkeep-cancel:${jobId}`),
+    redis.get(`${config.REDIS_PREFIX}:pgkeep-cancel:${jobId}`),
   ]);
   if (!job) throw new Error('not found');
   const st =

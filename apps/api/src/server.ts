@@ -29,7 +29,7 @@ export async function createServices(
     logger,
     redis,
     db,
-    queues: openQueues(redis, config.QUEUE_PREFIX, {
+    queues: openQueues(redis, config.REDIS_PREFIX, {
       onError: (error) => logger.warn({ err: error.message }, 'queue error'),
     }),
     storage: defaultName

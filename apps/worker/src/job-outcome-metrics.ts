@@ -1,9 +1,9 @@
 import { decodeJobError, isJobName, type JobName, type Logger } from '@pgkeep/core';
 import {
+  countTargetOutcome,
   finalOutcomeOfFailure,
   type JobOutcome,
   outcomeOfCompletedJob,
-  countTargetOutcome,
   recordJobOutcome,
   recordTargetFailure,
   recordTargetSuccess,

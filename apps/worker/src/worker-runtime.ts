@@ -32,6 +32,7 @@ import {
   applySchedules,
   applyTargetSchedules,
   cancelRequestedBy,
+  carryOverLegacyPrefix,
   closeQueues,
   createRedisConnection,
   enqueueWithId,
@@ -121,7 +122,20 @@ export async function startWorkerRuntime(
 
   const connection = createRedisConnection(config.REDIS_URL, 'worker', `pgkeep-worker:${workerId}`);
   connection.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
-  const prefix = config.QUEUE_PREFIX;
+  const prefix = config.REDIS_PREFIX;
+  const legacy = await carryOverLegacyPrefix(connection, config.QUEUE_PREFIX, prefix);
+  if (legacy.copied.length > 0) {
+    logger.info(
+      { copied: legacy.copied },
+      'carried over from the Redis prefix of earlier releases',
+    );
+  }
+  if (legacy.strandedJobs > 0) {
+    logger.warn(
+      { jobs: legacy.strandedJobs, legacyPrefix: `${config.QUEUE_PREFIX}:` },
+      'jobs queued before the upgrade wait under the old Redis prefix, which no worker takes: queue them again',
+    );
+  }
   const scheduleQueues = openQueues(connection, prefix, {
     onError: (error) => logger.error({ err: error }, 'queue error'),
   });
@@ -140,7 +154,7 @@ export async function startWorkerRuntime(
   );
   const common = {
     connection,
-    prefix: config.QUEUE_PREFIX,
+    prefix: config.REDIS_PREFIX,
     lockDuration: config.JOB_LOCK_DURATION_MS,
     stalledInterval: config.JOB_STALLED_INTERVAL_MS,
     // A job whose worker died is retried once on another worker, then failed as stalled.
@@ -167,7 +181,7 @@ export async function startWorkerRuntime(
   );
   for (const worker of workers) {
     worker.on('error', (error) => logger.error({ err: error, queue: worker.name }, 'worker error'));
-    countJobOutcomes(worker, connection, config.QUEUE_PREFIX, logger);
+    countJobOutcomes(worker, connection, config.REDIS_PREFIX, logger);
     notifyWhenFinished(worker, notifications, (targetName) => registry.resolve(targetName));
     worker.on('failed', (job, error) => {
       if (job && error.message.includes('stalled')) {
@@ -209,7 +223,7 @@ export async function startWorkerRuntime(
   // A cancellation asked for through the API reaches whichever worker runs the job.
   const subscriber = connection.duplicate();
   subscriber.on('error', (error) => logger.error({ err: error }, 'redis subscriber error'));
-  await listenForCancels(subscriber, config.QUEUE_PREFIX, ({ jobId, requestedBy }) => {
+  await listenForCancels(subscriber, config.REDIS_PREFIX, ({ jobId, requestedBy }) => {
     for (const worker of workers) {
       if (worker.cancelJob(jobId, `cancelled by ${requestedBy}`)) {
         logger.info({ jobId, requestedBy }, 'job cancellation requested');
@@ -218,7 +232,7 @@ export async function startWorkerRuntime(
   });
   await listenForReloads(
     subscriber,
-    config.QUEUE_PREFIX,
+    config.REDIS_PREFIX,
     (requestedBy) => void reload(requestedBy),
   );
 
@@ -226,7 +240,7 @@ export async function startWorkerRuntime(
   const beat = () =>
     publishHeartbeat(
       connection,
-      config.QUEUE_PREFIX,
+      config.REDIS_PREFIX,
       {
         workerId,
         hostname: os.hostname(),
@@ -275,7 +289,7 @@ export async function startWorkerRuntime(
       await notifications.close(config.NOTIFY_SHUTDOWN_TIMEOUT_MS);
       await reloading;
       await closeQueues(scheduleQueues).catch(() => {});
-      await removeHeartbeat(connection, config.QUEUE_PREFIX, workerId).catch(() => {});
+      await removeHeartbeat(connection, config.REDIS_PREFIX, workerId).catch(() => {});
       await subscriber.quit().catch(() => {});
       await connection.quit().catch(() => {});
       logger.info({ workerId }, 'worker stopped');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, requireDatabaseUrl } from './config.js';
+import { ConfigError, loadConfig } from './config.js';
 
 const secret = 'a-very-long-hs256-secret-of-40-characters!';
 const minimal = {
@@ -125,10 +125,6 @@ describe('loadConfig', () => {
     const config = loadConfig({ JWT_SECRET: secret, TARGETS_FILE: '/etc/pgkeep/targets.yaml' });
     expect(config.DATABASE_URL).toBeUndefined();
     expect(config.TARGETS_FILE).toBe('/etc/pgkeep/targets.yaml');
-    // A process that serves DATABASE_URL's database alone says it needs it.
-    expect(() => requireDatabaseUrl(config)).toThrow(ConfigError);
-    expect(() => requireDatabaseUrl(config)).toThrow(/DATABASE_URL/);
-    expect(requireDatabaseUrl(loadConfig(minimal))).toBe(minimal.DATABASE_URL);
   });
 
   it('has the documented defaults for the keys of many targets', () => {

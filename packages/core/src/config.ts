@@ -395,6 +395,11 @@ function s3Destinations(
 
 export type Config = z.output<typeof configSchema> & {
   LOCK_NAMESPACE: string;
+  /**
+   * The prefix of every Redis key: QUEUE_PREFIX in braces, a Redis Cluster hash tag, so that
+   * all of a deployment's keys (BullMQ's Lua scripts touch many at once) live in one slot.
+   */
+  REDIS_PREFIX: string;
   /** The S3 destinations of BACKUP_DESTINATIONS, in its order. */
   S3_DESTINATIONS: S3DestinationSettings[];
   /** Names with S3_<NAME>_BUCKET set but missing from BACKUP_DESTINATIONS (logged at start). */
@@ -442,20 +447,8 @@ export function loadConfig(
   return {
     ...parsed.data,
     LOCK_NAMESPACE: parsed.data.LOCK_NAMESPACE ?? parsed.data.QUEUE_PREFIX,
+    REDIS_PREFIX: `{${parsed.data.QUEUE_PREFIX}}`,
     S3_DESTINATIONS: s3,
     UNUSED_S3_DESTINATIONS: unused,
   };
-}
-
-/**
- * DATABASE_URL, for a process that serves the one database of DATABASE_URL and does not read
- * a targets file: without it, it stops at start with a message naming the key.
- */
-export function requireDatabaseUrl(config: Config): string {
-  if (!config.DATABASE_URL) {
-    throw new ConfigError([
-      'DATABASE_URL: is required by this process (it does not read TARGETS_FILE)',
-    ]);
-  }
-  return config.DATABASE_URL;
 }

@@ -1,7 +1,7 @@
 import type { NotificationChannel } from './notifier.js';
 
 /**
- * Delivery counts live in one Redis hash per deployment, `<QUEUE_PREFIX>:pgkeep-metrics`,
+ * Delivery counts live in one Redis hash per deployment, `{<QUEUE_PREFIX>}:pgkeep-metrics`,
  * shared by every worker, with one field per outcome and channel:
  * `notifications_sent_total:webhook`, `notifications_failed_total:email`, … A notification is
  * counted once, after its last attempt.

@@ -1,5 +1,6 @@
 export * from './cancellation.js';
 export * from './job-metrics.js';
+export * from './legacy-prefix.js';
 export * from './queues.js';
 export * from './redis-connection.js';
 export * from './reload.js';

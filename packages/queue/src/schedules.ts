@@ -156,7 +156,7 @@ async function readWorkerView(
   redis: Redis,
   config: Config,
 ): Promise<Record<ScheduleName, WorkerScheduleView>> {
-  const raw = await redis.hgetall(workerViewKey(config.QUEUE_PREFIX));
+  const raw = await redis.hgetall(workerViewKey(config.REDIS_PREFIX));
   const own = configSchedules(config);
   const views = {} as Record<ScheduleName, WorkerScheduleView>;
   for (const name of scheduleNames) {
@@ -209,18 +209,18 @@ export async function applySchedules(
   target?: TargetSettings,
 ): Promise<{ applied: AppliedSchedule[]; droppedOverrides: ScheduleName[] }> {
   const fromConfig = configSchedules(config, target);
-  const overrides = await readOverrides(redis, config.QUEUE_PREFIX);
+  const overrides = await readOverrides(redis, config.REDIS_PREFIX);
   const applied: AppliedSchedule[] = [];
   const droppedOverrides: ScheduleName[] = [];
   for (const name of scheduleNames) {
     const effective = effectiveSettings(fromConfig[name], overrides[name]);
     if (effective.staleOverride) {
-      await redis.hdel(overridesKey(config.QUEUE_PREFIX), name);
+      await redis.hdel(overridesKey(config.REDIS_PREFIX), name);
       droppedOverrides.push(name);
     }
     const template = scheduleTemplate(name, config, target);
     const view: WorkerScheduleView = { config: fromConfig[name], template };
-    await redis.hset(workerViewKey(config.QUEUE_PREFIX), name, JSON.stringify(view));
+    await redis.hset(workerViewKey(config.REDIS_PREFIX), name, JSON.stringify(view));
     await applyToQueue(queues, template, name, effective.settings);
     applied.push({ name, settings: effective.settings, source: effective.source });
   }
@@ -244,7 +244,7 @@ export async function listSchedules(
   const views: ScheduleView[] = [];
   try {
     const workerView = await readWorkerView(redis, config);
-    const overrides = await readOverrides(redis, config.QUEUE_PREFIX);
+    const overrides = await readOverrides(redis, config.REDIS_PREFIX);
     for (const name of scheduleNames) {
       const override = overrides[name];
       const effective = effectiveSettings(workerView[name].config, override);
@@ -280,7 +280,7 @@ export async function changeSchedule(
     const { config: fromConfig, template } = (await readWorkerView(redis, config))[name];
     const current = effectiveSettings(
       fromConfig,
-      (await readOverrides(redis, config.QUEUE_PREFIX))[name],
+      (await readOverrides(redis, config.REDIS_PREFIX))[name],
     ).settings;
     const settings: ScheduleSettings = {
       pattern: change.pattern ?? current.pattern,
@@ -294,7 +294,7 @@ export async function changeSchedule(
       updatedAt: new Date().toISOString(),
     };
     await applyToQueue(queues, template, name, settings);
-    await redis.hset(overridesKey(config.QUEUE_PREFIX), name, JSON.stringify(override));
+    await redis.hset(overridesKey(config.REDIS_PREFIX), name, JSON.stringify(override));
   } catch (error) {
     if (error instanceof AppError) throw error;
     throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', { cause: error });

@@ -16,7 +16,7 @@ export const jobRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = async
   const jobs = new JobPollService({
     queues: services.queues,
     redis: services.redis,
-    prefix: services.config.QUEUE_PREFIX,
+    prefix: services.config.REDIS_PREFIX,
   });
   app.addHook('onRequest', app.requireAdmin);
   app.get(

@@ -95,7 +95,7 @@ export const targetRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
         }
         const workers = await requestReload(
           services.redis,
-          services.config.QUEUE_PREFIX,
+          services.config.REDIS_PREFIX,
           admin(request).requestedBy,
         );
         return reply.code(202).send({

@@ -205,7 +205,7 @@ export async function enqueueRestore(
       `a restore replaces database ${target}: send "confirm": "${target}" to go ahead`,
     );
   }
-  const beats = await readHeartbeats(services.redis, config.QUEUE_PREFIX).catch(() => []);
+  const beats = await readHeartbeats(services.redis, config.REDIS_PREFIX).catch(() => []);
   const dumpMajor = Number.parseInt(manifest.pgDumpVersion, 10);
   if (beats.length > 0 && beats.every((beat) => (beat.pgRestore?.major ?? 0) < dumpMajor)) {
     throw new AppError(

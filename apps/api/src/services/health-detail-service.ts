@@ -1,7 +1,6 @@
 import type { BackupManifest } from '@pgkeep/core';
 import { newestScheduledFailure, type ScheduledRunFailure } from '@pgkeep/queue';
 import type { ApiServices } from './api-services.js';
-import { listTargets, type TargetView } from './target-service.js';
 import {
   type Check,
   type DependencyChecks,
@@ -9,6 +8,7 @@ import {
   timed,
   whenReady,
 } from './health-service.js';
+import { listTargets, type TargetView } from './target-service.js';
 
 export type HealthStatus = 'ok' | 'warning' | 'error';
 

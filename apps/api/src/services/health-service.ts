@@ -70,7 +70,7 @@ export async function probeDependencies(services: ApiServices) {
     }),
     timed(async () => {
       await whenReady(services.redis);
-      const beats = await readHeartbeats(services.redis, services.config.QUEUE_PREFIX);
+      const beats = await readHeartbeats(services.redis, services.config.REDIS_PREFIX);
       return { ok: beats.length > 0, alive: beats.length, beats };
     }),
   ]);

@@ -122,7 +122,7 @@ export async function renderMetrics(
   now = () => Date.now(),
 ): Promise<{ contentType: string; body: string }> {
   const { redis, config, storage, queues } = services;
-  const prefix = config.QUEUE_PREFIX;
+  const prefix = config.REDIS_PREFIX;
   const sources = await Promise.all([
     source(services, 'jobs', async () => {
       await whenReady(redis);

@@ -104,7 +104,7 @@ async function viewOf(services: ApiServices, target: ResolvedTarget): Promise<Ta
   const { manifests } = await scoped.storage.listManifests();
   const status = await readTargetStatus(
     services.redis,
-    services.config.QUEUE_PREFIX,
+    services.config.REDIS_PREFIX,
     target.info.name,
   ).catch(() => undefined);
   const lastFailure = status?.failure ?? null;
