@@ -132,9 +132,13 @@ export class TargetRegistry {
     const key = target.settings.destinations.join(',');
     const cached = this.stores.get(target.name);
     if (cached && cached.key === key) return cached.store;
+    // Its directory is made here: a database found after start has none yet.
     const store = createBackupStore(this.config, this.logger, {
       target: target.name,
       destinations: target.settings.destinations,
+    }).then(async (created) => {
+      await created.ensureDir();
+      return created;
     });
     store.catch(() => this.stores.delete(target.name));
     this.stores.set(target.name, { key, store });
