@@ -188,5 +188,16 @@ describe('many targets, many workers', () => {
       const own = cleanups.filter((interval) => interval.key === `main/${name}`);
       expect(maxOverlap(own), name).toBeLessThanOrEqual(1);
     }
+    // The evidence, for whoever reads the run's output.
+    console.info(
+      JSON.stringify({
+        discoveryRuns: discoveries.length,
+        backupsQueued: queued.length,
+        backupsStored: [...byTarget.values()].reduce((sum, ids) => sum + ids.length, 0),
+        maxDumpsAtOnce: maxOverlap(slots),
+        cleanups: cleanups.length,
+        maxCleanupsAtOnce: maxOverlap(cleanups),
+      }),
+    );
   }, 300_000);
 });
