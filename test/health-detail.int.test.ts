@@ -233,7 +233,8 @@ describe('health detail and the dependencies', () => {
       const tool = { version: '9.6', major: 9 };
       await publishHeartbeat(
         redis,
-        idle.name,
+        // The deployment's Redis prefix: QUEUE_PREFIX as a hash tag.
+        `{${idle.name}}`,
         {
           workerId: 'old-tools',
           hostname: 'elsewhere',

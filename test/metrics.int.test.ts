@@ -226,8 +226,8 @@ describe('GET /metrics', () => {
   it('shows the notifier’s counters from the shared hash by channel and outcome', async () => {
     const redis = new Redis(env.redisUrl);
     try {
-      await redis.hincrby(jobMetricsKey(env.name), 'notifications_sent_total:webhook', 2);
-      await redis.hincrby(jobMetricsKey(env.name), 'notifications_failed_total:webhook', 1);
+      await redis.hincrby(jobMetricsKey(`{${env.name}}`), 'notifications_sent_total:webhook', 2);
+      await redis.hincrby(jobMetricsKey(`{${env.name}}`), 'notifications_failed_total:webhook', 1);
     } finally {
       redis.disconnect();
     }
