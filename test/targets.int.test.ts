@@ -119,10 +119,23 @@ describe('targets', () => {
     expect(names).toEqual(expect.arrayContaining(['orders', 'billing', `second/${env.name}_d1`]));
     // A discovery target never picks a database a named target covers.
     expect(names).not.toContain(`second/${env.name}_billing`);
-    expect(targets.find((target) => target.name === `second/${env.name}_d1`)).toMatchObject({
-      kind: 'discovered',
-      server: 'second',
-    });
+    const discovered = targets.find((target) => target.name === `second/${env.name}_d1`);
+    expect(discovered).toMatchObject({ kind: 'discovered', server: 'second' });
+    // Its schedule is the discovery target's, with the scheduler's next run.
+    const schedule = (
+      discovered as unknown as { schedules: { name: string; nextRunAt: string | null }[] }
+    ).schedules.find((entry) => entry.name === 'backup');
+    expect(Date.parse(String(schedule?.nextRunAt))).toBeGreaterThan(Date.now() - 5_000);
+    // A name the patterns allow but the server does not have, or no target at all.
+    for (const name of [`second/${env.name}_d9`, 'nosuch']) {
+      const missing = await api.app.inject({
+        method: 'GET',
+        url: `/api/targets/${encodeURIComponent(name)}/backups`,
+        headers: adminHeaders(),
+      });
+      expect(missing.statusCode, name).toBe(404);
+      expect(json(missing).error.code).toBe('TARGET_NOT_FOUND');
+    }
     // The panel's routes act on `default`, which this file does not declare.
     const seed = await api.app.inject({
       method: 'GET',

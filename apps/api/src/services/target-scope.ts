@@ -14,5 +14,12 @@ export async function forTarget(services: ApiServices, name?: string): Promise<T
     );
   }
   const target = services.registry.require(targetName);
+  // A discovered name must be a database the server has now, not just one its patterns allow.
+  if (target.configured.database === null) {
+    const found = await services.registry.discover(target.configured);
+    if (!found.includes(target.info.settings.database ?? '')) {
+      throw new AppError('TARGET_NOT_FOUND', `target ${targetName} not found`);
+    }
+  }
   return { ...services, target, storage: await services.registry.storeFor(target.info) };
 }
