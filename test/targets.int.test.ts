@@ -151,6 +151,9 @@ describe('targets', () => {
     const billing = await waitForJob(api, await postJob(api, '/api/targets/billing/backups'));
     expect(orders.error).toBeNull();
     expect(billing.error).toBeNull();
+    // A job's view names its target.
+    expect((orders as unknown as { target: string }).target).toBe('orders');
+    expect((billing as unknown as { target: string }).target).toBe('billing');
     expect(orders.result).toMatchObject({
       target: 'orders',
       server: 'main',

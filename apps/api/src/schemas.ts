@@ -176,6 +176,7 @@ export const jobViewSchema = z.object({
   lastError: z.object({ code: z.string(), message: z.string() }).nullable(),
   attemptsMade: z.number().int(),
   requestedBy: z.string().nullable(),
+  target: z.string(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),

@@ -60,7 +60,7 @@ type SnapshotCommand = (...keysAndArgs: string[]) => Promise<[string, string[], 
 export interface JobSnapshot {
   /** BullMQ's state name: completed, failed, delayed, prioritized, active, waiting, … */
   bullState: string;
-  data: { requestedBy?: unknown };
+  data: { requestedBy?: unknown; targetName?: unknown };
   progress: unknown;
   returnvalue: unknown;
   failedReason: string | undefined;
@@ -110,7 +110,7 @@ export async function readJobSnapshot(
   const int = (value: string | undefined) => (value ? Number.parseInt(value, 10) : undefined);
   return {
     bullState,
-    data: JSON.parse(raw.data || '{}') as { requestedBy?: unknown },
+    data: JSON.parse(raw.data || '{}') as { requestedBy?: unknown; targetName?: unknown },
     progress: (JSON.parse(raw.progress || '0') as unknown) ?? 0,
     returnvalue: typeof raw.returnvalue === 'string' ? parseJson(raw.returnvalue) : null,
     failedReason: raw.failedReason,

@@ -122,6 +122,8 @@ export interface JobView {
   lastError: { code: string; message: string } | null;
   attemptsMade: number;
   requestedBy: string | null;
+  /** The target the job is for (`default` for jobs that name none). */
+  target: string;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -171,6 +173,7 @@ export async function findJob(
     lastError: job.failedReason ? decodeJobError(job.failedReason) : null,
     attemptsMade: job.attemptsMade,
     requestedBy: typeof job.data.requestedBy === 'string' ? job.data.requestedBy : null,
+    target: typeof job.data.targetName === 'string' ? job.data.targetName : 'default',
     createdAt: iso(job.timestamp) ?? new Date(0).toISOString(),
     startedAt: iso(job.processedOn),
     finishedAt: iso(job.finishedOn),

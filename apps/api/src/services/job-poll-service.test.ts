@@ -24,6 +24,7 @@ function view(overrides: Partial<JobView> = {}): JobView {
     lastError: null,
     attemptsMade: 0,
     requestedBy: 'admin@example.com',
+    target: 'default',
     createdAt: '2026-01-22T16:30:00.000Z',
     startedAt: '2026-01-22T16:30:00.100Z',
     finishedAt: null,
