@@ -40,6 +40,7 @@ export const errorResponses = {
   409: errorEnvelope,
   413: errorEnvelope,
   415: errorEnvelope,
+  429: errorEnvelope,
   500: errorEnvelope,
   503: errorEnvelope,
 } as const;

@@ -32,6 +32,31 @@ describe('loadConfig', () => {
     expect(config.JWT_SECRET).toBe(secret);
   });
 
+  it('requires tokens to expire, and limits failed authentications by default', () => {
+    const config = loadConfig(minimal);
+    expect(config.JWT_REQUIRE_EXP).toBe(true);
+    expect(config.JWT_ISSUER).toBeUndefined();
+    expect(config.JWT_AUDIENCE).toBeUndefined();
+    expect(config.JWT_MAX_LIFETIME_SECONDS).toBeUndefined();
+    expect(config.AUTH_FAILURE_LIMIT).toBe(20);
+    expect(config.AUTH_FAILURE_WINDOW_MS).toBe(60_000);
+    const custom = loadConfig({
+      ...minimal,
+      JWT_REQUIRE_EXP: 'false',
+      JWT_ISSUER: 'https://panel.example.com',
+      JWT_AUDIENCE: 'pgkeep',
+      JWT_MAX_LIFETIME_SECONDS: '3600',
+      AUTH_FAILURE_LIMIT: '0',
+    });
+    expect(custom).toMatchObject({
+      JWT_REQUIRE_EXP: false,
+      JWT_ISSUER: 'https://panel.example.com',
+      JWT_AUDIENCE: 'pgkeep',
+      JWT_MAX_LIFETIME_SECONDS: 3600,
+      AUTH_FAILURE_LIMIT: 0,
+    });
+  });
+
   it('defaults LOCK_NAMESPACE to the queue prefix, and keeps an explicit one', () => {
     expect(loadConfig({ ...minimal, QUEUE_PREFIX: 'panel_a' }).LOCK_NAMESPACE).toBe('panel_a');
     expect(
@@ -101,6 +126,10 @@ describe('loadConfig', () => {
     ['BACKUP_ZSTD_LEVEL', '20'],
     ['LOG_LEVEL', 'loud'],
     ['JWT_SECRET', 'too-short'],
+    ['JWT_REQUIRE_EXP', 'maybe'],
+    ['JWT_MAX_LIFETIME_SECONDS', '0'],
+    ['AUTH_FAILURE_LIMIT', '-1'],
+    ['AUTH_FAILURE_WINDOW_MS', '10'],
   ])('rejects %s=%s with a ConfigError naming the key', (key, value) => {
     const error = configError({ ...minimal, [key]: value });
     expect(error.message).toMatch(new RegExp(`^\\s*- ${key}:`, 'm'));
