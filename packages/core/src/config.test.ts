@@ -32,7 +32,7 @@ describe('loadConfig', () => {
     expect(config.JWT_SECRET).toBe(secret);
   });
 
-  it('requires tokens to expire, and limits failed authentications by default', () => {
+  it('requires tokens to expire, limits failed authentications and caches health by default', () => {
     const config = loadConfig(minimal);
     expect(config.JWT_REQUIRE_EXP).toBe(true);
     expect(config.JWT_ISSUER).toBeUndefined();
@@ -40,6 +40,7 @@ describe('loadConfig', () => {
     expect(config.JWT_MAX_LIFETIME_SECONDS).toBeUndefined();
     expect(config.AUTH_FAILURE_LIMIT).toBe(20);
     expect(config.AUTH_FAILURE_WINDOW_MS).toBe(60_000);
+    expect(config.HEALTH_CACHE_MS).toBe(5_000);
     const custom = loadConfig({
       ...minimal,
       JWT_REQUIRE_EXP: 'false',
@@ -130,6 +131,7 @@ describe('loadConfig', () => {
     ['JWT_MAX_LIFETIME_SECONDS', '0'],
     ['AUTH_FAILURE_LIMIT', '-1'],
     ['AUTH_FAILURE_WINDOW_MS', '10'],
+    ['HEALTH_CACHE_MS', '-5'],
   ])('rejects %s=%s with a ConfigError naming the key', (key, value) => {
     const error = configError({ ...minimal, [key]: value });
     expect(error.message).toMatch(new RegExp(`^\\s*- ${key}:`, 'm'));

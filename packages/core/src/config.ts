@@ -189,6 +189,8 @@ export const configSchema = z
     // allowed: 0.5 is half an hour), free space in BACKUP_DIR below this too (0: not checked).
     HEALTH_MAX_BACKUP_AGE_HOURS: z.coerce.number().positive().max(87_600).default(24),
     HEALTH_MIN_FREE_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(1024 ** 3),
+    // GET /api/backup/health: an answer is reused this long, so that probes do no work each.
+    HEALTH_CACHE_MS: int(0, 600_000).default(5_000),
     // Notifications of finished jobs (@pgkeep/notify): a webhook, email over SMTP, or both.
     NOTIFY_ON: z.enum(['failure', 'always']).default('failure'),
     NOTIFY_WEBHOOK_URL: webhookUrl.optional(),
