@@ -6,10 +6,12 @@ import {
   artifactFilename,
   type BackupManifest,
   encryptionAlgorithm,
+  isStorageFull,
   type JobPayload,
   newBackupId,
   type QualifiedTable,
   tableKey,
+  toAppError,
 } from '@pgkeep/core';
 import {
   ChildProcessError,
@@ -27,6 +29,7 @@ import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
 import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
+import { assertRoom, backupSpaceNeeded, previousOfKind } from './free-space.js';
 
 type BackupPayload = JobPayload<'backup'>;
 
@@ -123,6 +126,22 @@ export async function runBackup(
       : null;
     const counted = tables ?? (await listUserTables(snapshotClient));
     const estimate = await estimateDumpBytes(snapshotClient, tables);
+    const local = storage.local;
+    if (local) {
+      // Refused now, before pg_dump starts, when it surely cannot fit (see free-space.ts).
+      const previous = previousOfKind((await storage.listManifests()).manifests, {
+        database: target.database,
+        tables: tables ? tables.map(tableKey) : null,
+        format: payload.format,
+        compression: payload.compression,
+      });
+      assertRoom(
+        'this backup',
+        local.where,
+        backupSpaceNeeded(estimate, payload.compression, previous),
+        await local.freeBytes(),
+      );
+    }
 
     const id = newBackupId(started);
     const encryption = engine.keyRing.writeKeyId ? engine.keyRing.encryptStream() : null;
@@ -238,6 +257,8 @@ export async function runBackup(
           typeof reason === 'string' ? reason : ((reason as Error)?.message ?? 'cancelled');
         throw new AppError('JOB_ABORTED', `backup interrupted: ${why}`, { retryable: true });
       }
+      // A full disk is the cause whatever pg_dump or zstd made of it (a broken pipe).
+      if (isStorageFull(error)) throw toAppError(error);
       if (error instanceof ChildProcessError && error.command === 'zstd') {
         throw new AppError('COMPRESSION_FAILED', error.message, { cause: error });
       }
