@@ -3,6 +3,7 @@
 //
 //   node scripts/start.mjs         builds (scripts/build.mjs, about a second), runs apps/*/dist
 //   node scripts/start.mjs --dev   runs the TypeScript sources through tsx, no build
+//   node scripts/start.mjs --env-file <file>   reads <file> instead of .env (never created)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,8 +12,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const envFile = path.join(root, '.env');
-if (!existsSync(envFile)) {
+const { values } = parseArgs({
+  options: {
+    dev: { type: 'boolean', default: false },
+    'env-file': { type: 'string' },
+  },
+});
+const envFile = values['env-file'] ? path.resolve(values['env-file']) : path.join(root, '.env');
+if (!values['env-file'] && !existsSync(envFile)) {
   const secret = randomBytes(36).toString('base64url');
   const example = readFileSync(path.join(root, '.env.example'), 'utf8');
   writeFileSync(envFile, example.replace(/^JWT_SECRET=$/m, `JWT_SECRET=${secret}`), {
@@ -23,9 +30,9 @@ if (!existsSync(envFile)) {
     'created .env with a random JWT_SECRET; `npm run token` prints an admin token\n',
   );
 }
+// Variables already set in the environment win over the file's.
 process.loadEnvFile(envFile);
 
-const { values } = parseArgs({ options: { dev: { type: 'boolean', default: false } } });
 const apps = ['worker', 'api'];
 if (!values.dev) {
   // Imported here: --dev needs no esbuild.
