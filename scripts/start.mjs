@@ -3,6 +3,7 @@
 //
 //   node scripts/start.mjs         builds (scripts/build.mjs, about a second), runs apps/*/dist
 //   node scripts/start.mjs --dev   runs the TypeScript sources through tsx, no build
+//   node scripts/start.mjs --env-file <file>   reads <file> instead of .env (never created)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,8 +12,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const envFile = path.join(root, '.env');
-if (!existsSync(envFile)) {
+const { values } = parseArgs({
+  options: {
+    dev: { type: 'boolean', default: false },
+    'env-file': { type: 'string' },
+  },
+});
+const envFile = values['env-file'] ? path.resolve(values['env-file']) : path.join(root, '.env');
+if (!values['env-file'] && !existsSync(envFile)) {
   const secret = randomBytes(36).toString('base64url');
   const example = readFileSync(path.join(root, '.env.example'), 'utf8');
   writeFileSync(envFile, example.replace(/^JWT_SECRET=$/m, `JWT_SECRET=${secret}`), {
@@ -23,9 +30,9 @@ if (!existsSync(envFile)) {
     'created .env with a random JWT_SECRET; `npm run token` prints an admin token\n',
   );
 }
+// Variables already set in the environment win over the file's.
 process.loadEnvFile(envFile);
 
-const { values } = parseArgs({ options: { dev: { type: 'boolean', default: false } } });
 const apps = ['worker', 'api'];
 if (!values.dev) {
   // Imported here: --dev needs no esbuild.
@@ -45,38 +52,86 @@ const entry = (app) =>
     : // Stack traces point at the .ts sources through the bundles' source maps.
       ['--enable-source-maps', path.join(root, 'apps', app, 'dist', 'main.js')];
 
+/**
+ * `setpriv --pdeathsig SIGTERM` (Linux, util-linux) before each app: should this script die
+ * without stopping them (SIGKILL, a crash), the kernel sends them SIGTERM, their own graceful
+ * stop. Elsewhere, or without setpriv, they start directly.
+ */
+function deathSignalPrefix() {
+  if (process.platform !== 'linux') return [];
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(path.delimiter)) {
+    const candidate = path.join(dir, 'setpriv');
+    if (existsSync(candidate)) return [candidate, '--pdeathsig', 'SIGTERM', '--'];
+  }
+  return [];
+}
+const prefix = deathSignalPrefix();
+
+// How this script is stopped. npm runs it as `exec node scripts/start.mjs` (package.json), so
+// npm's own child is this script: npm passes SIGINT and SIGTERM on to it and waits for it to
+// exit. A Ctrl-C at a terminal arrives twice (from the terminal, and passed on by npm): a
+// signal within DUPLICATE_MS of the first is that same stop; a later one stops the apps at
+// once (their own "second signal"). SIGHUP (a closed terminal or multiplexer pane) stops like
+// SIGTERM: the apps would die of it at once. If the process that started this one dies
+// without passing anything on (SIGKILL of npm), this script notices that its parent changed.
+const DUPLICATE_MS = 500;
+let stopping = false;
+let forceable = false;
+const running = () =>
+  children.filter((child) => child.exitCode === null && child.signalCode === null);
+const forward = (signal) => (signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+
+function stop(signal, reason = signal) {
+  if (!stopping) {
+    stopping = true;
+    process.stderr.write(`${reason}: stopping the API and the worker\n`);
+    for (const child of running()) child.kill(forward(signal));
+    setTimeout(() => {
+      forceable = true;
+      if (running().length > 0) {
+        process.stderr.write(
+          `still stopping (a running job may take up to SHUTDOWN_TIMEOUT_MS): send ${signal} again to stop at once\n`,
+        );
+      }
+    }, DUPLICATE_MS).unref();
+    return;
+  }
+  if (!forceable) return;
+  process.stderr.write(`${signal} again: stopping at once\n`);
+  for (const child of running()) child.kill(forward(signal));
+}
+
 const children = apps.map((app) => {
   // One process per app, each in its own process group: a Ctrl-C at the terminal reaches
   // this script alone, which passes it on once. (Reaching the apps twice would be their
   // "second signal: exit now".)
-  const child = spawn(process.execPath, entry(app), {
+  const command = [...prefix, process.execPath, ...entry(app)];
+  const child = spawn(command[0], command.slice(1), {
     cwd: root,
     stdio: 'inherit',
     env: process.env,
     detached: true,
   });
   child.on('exit', (code, signal) => {
-    // One process gone means the service is broken: stop the other and report.
-    for (const other of children)
-      if (other !== child && other.exitCode === null) other.kill('SIGTERM');
-    if (!stopping) process.exitCode = code ?? (signal ? 1 : 0);
+    if (stopping) return;
+    // One process gone means the service is broken: stop the other (once) and report.
+    process.exitCode = code || (signal ? 1 : 0);
+    stop('SIGTERM', `the ${app} exited (${code ?? signal})`);
   });
   return child;
 });
 
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    if (stopping) {
-      // A second Ctrl-C: the apps' own "exit now".
-      for (const child of children) if (child.exitCode === null) child.kill(signal);
-      return;
-    }
-    stopping = true;
-    for (const child of children) if (child.exitCode === null) child.kill(signal);
-  });
-}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => stop(signal));
+
+const parent = process.ppid;
+const parentWatch = setInterval(() => {
+  if (process.ppid === parent) return;
+  clearInterval(parentWatch);
+  stop('SIGTERM', 'the process that started this one is gone');
+}, 500);
+parentWatch.unref();
+
 // Whatever ends this script, the apps must not outlive it.
 process.on('exit', () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const child of running()) child.kill('SIGKILL');
 });

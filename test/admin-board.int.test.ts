@@ -145,18 +145,33 @@ describe('POST /admin/login', () => {
     expect(response.headers['cache-control']).toBe('no-store');
   });
 
-  it('lets in permission backup:manage; a token without exp gives a browser-session cookie', async () => {
+  it('lets in permission backup:manage', async () => {
     const response = await api.app.inject({
       method: 'POST',
       url: '/admin/login',
       payload: { token: token({ sub: 'perm@example.com', permissions: ['backup:manage'] }) },
     });
     expect(response.statusCode, response.body).toBe(200);
-    expect(json(response)).toMatchObject({
-      data: { requestedBy: 'perm@example.com', expiresAt: null },
-    });
-    expect(cookieOf(response)?.expires).toBeUndefined();
-    expect(cookieOf(response)?.maxAge).toBeUndefined();
+    expect(json(response)).toMatchObject({ data: { requestedBy: 'perm@example.com' } });
+  });
+
+  it('with JWT_REQUIRE_EXP=false, a token without exp gives a browser-session cookie', async () => {
+    const lenient = await startApi({ ...env.env, JWT_REQUIRE_EXP: 'false' });
+    try {
+      const response = await lenient.app.inject({
+        method: 'POST',
+        url: '/admin/login',
+        payload: { token: createSigner({ key: JWT_SECRET, algorithm: 'HS256' })(ADMIN) },
+      });
+      expect(response.statusCode, response.body).toBe(200);
+      expect(json(response)).toMatchObject({
+        data: { requestedBy: 'ops@example.com', expiresAt: null },
+      });
+      expect(cookieOf(response)?.expires).toBeUndefined();
+      expect(cookieOf(response)?.maxAge).toBeUndefined();
+    } finally {
+      await lenient.close();
+    }
   });
 
   it('redirects the sign-in form to the board', async () => {

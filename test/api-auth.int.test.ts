@@ -374,7 +374,7 @@ describe('RS256 tokens via JWT_PUBLIC_KEY', () => {
     .privateKey.export({ type: 'pkcs8', format: 'pem' })
     .toString();
   const rs256 = (claims: object, key = privatePem) =>
-    createSigner({ key, algorithm: 'RS256' })(claims);
+    createSigner({ key, algorithm: 'RS256', expiresIn: 3_600_000 })(claims);
 
   let rsApi: TestApi;
 

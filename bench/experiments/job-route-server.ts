@@ -11,9 +11,11 @@ import { createRedisConnection, findJob, openQueues } from '@pgkeep/queue';
 import Fastify from 'fastify';
 import fp from 'fastify-plugin';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import authFailures from '../../apps/api/src/plugins/app/auth-failures.js';
 import authorize from '../../apps/api/src/plugins/app/authorize.js';
 import errorHandler from '../../apps/api/src/plugins/app/error-handler.js';
 import jwt from '../../apps/api/src/plugins/external/jwt.js';
+import rateLimit from '../../apps/api/src/plugins/external/rate-limit.js';
 import { jobIdParams, jobViewSchema, okEnvelope } from '../../apps/api/src/schemas.js';
 
 /**
@@ -83,7 +85,9 @@ server.setValidatorCompiler(validatorCompiler);
 server.setSerializerCompiler(serializerCompiler);
 await server.register(errorHandler);
 await server.register(variant.has('jwt-cache') ? cachedJwt : jwt, { config });
-await server.register(authorize);
+await server.register(rateLimit);
+await server.register(authFailures, { config });
+await server.register(authorize, { config });
 await server.register(async (scope) => {
   scope.addHook('onRequest', scope.requireAdmin);
   scope.get(

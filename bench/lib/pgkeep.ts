@@ -143,6 +143,8 @@ export async function startPgkeep(options: {
     BACKUP_CLEANUP_SCHEDULE: 'off',
     VERIFY_SCHEDULE: 'off',
     BACKUP_ATTEMPTS: '1',
+    // The readiness poll below must see the worker the moment it announces itself.
+    HEALTH_CACHE_MS: '0',
   };
   await buildAppsOnce();
   const worker = startNodeApp(
@@ -226,9 +228,9 @@ export async function startPgkeep(options: {
     try {
       const health = await fetch(`${baseUrl}/api/backup/health`);
       const body = (await health.json()) as {
-        data?: { checks?: { workers?: { alive?: number } } };
+        data?: { checks?: { workers?: { ok?: boolean } } };
       };
-      if ((body.data?.checks?.workers?.alive ?? 0) >= 1) break;
+      if (body.data?.checks?.workers?.ok === true) break;
     } catch {
       // not listening yet
     }

@@ -30,6 +30,7 @@ export async function startApi(env: Record<string, string>): Promise<TestApi> {
   };
 }
 
+/** A signed token that expires (in an hour unless `expiresIn`, in ms, says otherwise). */
 export function token(
   claims: Record<string, unknown> = { sub: 'admin@example.com', role: 'SUPER_ADMIN' },
   secret = JWT_SECRET,
@@ -38,7 +39,7 @@ export function token(
   return createSigner({
     key: secret,
     algorithm: 'HS256',
-    ...(options.expiresIn ? { expiresIn: options.expiresIn } : {}),
+    expiresIn: options.expiresIn ?? 3_600_000,
   })(claims);
 }
 

@@ -91,6 +91,9 @@ export async function createTestEnv(
     // No schedule fires in the middle of a test unless the test asks for one.
     AUTO_BACKUP_ENABLED: 'false',
     BACKUP_CLEANUP_SCHEDULE: 'off',
+    // Refusal tests send many bad tokens from inject()'s one address; the limit on that has
+    // tests of its own (api-token-policy.int.test.ts).
+    AUTH_FAILURE_LIMIT: '0',
     ...overrides,
   };
   return {

@@ -5,11 +5,13 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import adminSession from './plugins/app/admin-session.js';
+import authFailures from './plugins/app/auth-failures.js';
 import authorize from './plugins/app/authorize.js';
 import errorHandler from './plugins/app/error-handler.js';
 import bullBoard from './plugins/external/bull-board.js';
 import cookie from './plugins/external/cookie.js';
 import jwt from './plugins/external/jwt.js';
+import rateLimit from './plugins/external/rate-limit.js';
 import swagger from './plugins/external/swagger.js';
 import { adminRoutes } from './routes/admin-routes.js';
 import { backupRoutes } from './routes/backup-routes.js';
@@ -33,7 +35,9 @@ export async function app(fastify: FastifyInstance, { services }: { services: Ap
   // Before any route: it collects the routes' schemas as they are added (/docs).
   await typed.register(swagger);
   await typed.register(jwt, { config: services.config });
-  await typed.register(authorize);
+  await typed.register(rateLimit);
+  await typed.register(authFailures, { config: services.config });
+  await typed.register(authorize, { config: services.config });
   await typed.register(cookie);
   await typed.register(adminSession, { config: services.config });
   await typed.register(backupRoutes, { services });

@@ -26,7 +26,10 @@ const shutdown = (signal: NodeJS.Signals) => {
     .close()
     .then(() => closeServices(services))
     .then(
-      () => process.exit(0),
+      () => {
+        logger.info('api stopped');
+        process.exit(0);
+      },
       () => process.exit(1),
     );
 };

@@ -40,6 +40,7 @@ export const errorResponses = {
   409: errorEnvelope,
   413: errorEnvelope,
   415: errorEnvelope,
+  429: errorEnvelope,
   500: errorEnvelope,
   503: errorEnvelope,
 } as const;
@@ -183,15 +184,26 @@ export const jobViewSchema = z.object({
 });
 
 const check = z.object({ ok: z.boolean() }).catchall(z.unknown());
+/** Each dependency with what was found (errors, versions, live workers): admins only. */
+const dependencyChecksSchema = z.object({
+  pgDump: check,
+  redis: check,
+  database: check,
+  storage: check,
+  workers: check,
+});
+
+/** The public probe: pass or fail per check and pg_dump's version, nothing else. */
+const passed = z.object({ ok: z.boolean() });
 export const healthSchema = z.object({
   healthy: z.boolean(),
-  failing: z.array(z.string()),
+  failing: z.array(z.enum(['pgDump', 'redis', 'database', 'storage', 'workers'])),
   checks: z.object({
-    pgDump: check,
-    redis: check,
-    database: check,
-    storage: check,
-    workers: check,
+    pgDump: passed.extend({ version: z.string().optional() }),
+    redis: passed,
+    database: passed,
+    storage: passed,
+    workers: passed,
   }),
 });
 
@@ -200,7 +212,7 @@ export const healthDetailSchema = z.object({
   reasons: z.array(
     z.object({ code: z.string(), severity: z.enum(['warning', 'error']), message: z.string() }),
   ),
-  checks: healthSchema.shape.checks,
+  checks: dependencyChecksSchema,
   backupCount: z.number().int().nullable(),
   /** The S3 destinations, each checked by writing and removing a small object. */
   destinations: z.array(

@@ -32,6 +32,32 @@ describe('loadConfig', () => {
     expect(config.JWT_SECRET).toBe(secret);
   });
 
+  it('requires tokens to expire, limits failed authentications and caches health by default', () => {
+    const config = loadConfig(minimal);
+    expect(config.JWT_REQUIRE_EXP).toBe(true);
+    expect(config.JWT_ISSUER).toBeUndefined();
+    expect(config.JWT_AUDIENCE).toBeUndefined();
+    expect(config.JWT_MAX_LIFETIME_SECONDS).toBeUndefined();
+    expect(config.AUTH_FAILURE_LIMIT).toBe(20);
+    expect(config.AUTH_FAILURE_WINDOW_MS).toBe(60_000);
+    expect(config.HEALTH_CACHE_MS).toBe(5_000);
+    const custom = loadConfig({
+      ...minimal,
+      JWT_REQUIRE_EXP: 'false',
+      JWT_ISSUER: 'https://panel.example.com',
+      JWT_AUDIENCE: 'pgkeep',
+      JWT_MAX_LIFETIME_SECONDS: '3600',
+      AUTH_FAILURE_LIMIT: '0',
+    });
+    expect(custom).toMatchObject({
+      JWT_REQUIRE_EXP: false,
+      JWT_ISSUER: 'https://panel.example.com',
+      JWT_AUDIENCE: 'pgkeep',
+      JWT_MAX_LIFETIME_SECONDS: 3600,
+      AUTH_FAILURE_LIMIT: 0,
+    });
+  });
+
   it('defaults LOCK_NAMESPACE to the queue prefix, and keeps an explicit one', () => {
     expect(loadConfig({ ...minimal, QUEUE_PREFIX: 'panel_a' }).LOCK_NAMESPACE).toBe('panel_a');
     expect(
@@ -106,6 +132,11 @@ describe('loadConfig', () => {
     ['DESTRUCTIVE_CONCURRENCY', '65'],
     ['DISCOVERY_CACHE_MS', '-1'],
     ['DISCOVERY_CACHE_MS', '600001'],
+    ['JWT_REQUIRE_EXP', 'maybe'],
+    ['JWT_MAX_LIFETIME_SECONDS', '0'],
+    ['AUTH_FAILURE_LIMIT', '-1'],
+    ['AUTH_FAILURE_WINDOW_MS', '10'],
+    ['HEALTH_CACHE_MS', '-5'],
   ])('rejects %s=%s with a ConfigError naming the key', (key, value) => {
     const error = configError({ ...minimal, [key]: value });
     expect(error.message).toMatch(new RegExp(`^\\s*- ${key}:`, 'm'));

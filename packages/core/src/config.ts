@@ -136,6 +136,18 @@ export const configSchema = z
     PORT: int(0, 65535).default(5000),
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_PUBLIC_KEY: z.string().min(1).optional(),
+    // A token without `exp` never stops being good: refused unless this is false.
+    JWT_REQUIRE_EXP: booleanFromEnv.default(true),
+    // When set, a token's `iss` must equal JWT_ISSUER and its `aud` (a string or a list) must
+    // contain JWT_AUDIENCE.
+    JWT_ISSUER: z.string().min(1).max(1_000).optional(),
+    JWT_AUDIENCE: z.string().min(1).max(1_000).optional(),
+    // When set, `exp - iat` may not exceed it (both claims then required).
+    JWT_MAX_LIFETIME_SECONDS: int(1, 10 * 366 * 86_400).optional(),
+    // Failed authentications (401) from one client address within the window; the next one
+    // and every request of that address until the window ends get 429. 0: no limit.
+    AUTH_FAILURE_LIMIT: int(0, 1_000_000).default(20),
+    AUTH_FAILURE_WINDOW_MS: int(1_000, 86_400_000).default(60_000),
     // The board's sign-in cookie: `auto` marks it Secure when the request came over https.
     ADMIN_COOKIE_SECURE: z
       .enum(['auto', 'true', 'false', '1', '0', 'yes', 'no'], {
@@ -186,6 +198,8 @@ export const configSchema = z
     // allowed: 0.5 is half an hour), free space in BACKUP_DIR below this too (0: not checked).
     HEALTH_MAX_BACKUP_AGE_HOURS: z.coerce.number().positive().max(87_600).default(24),
     HEALTH_MIN_FREE_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(1024 ** 3),
+    // GET /api/backup/health: an answer is reused this long, so that probes do no work each.
+    HEALTH_CACHE_MS: int(0, 600_000).default(5_000),
     // Notifications of finished jobs (@pgkeep/notify): a webhook, email over SMTP, or both.
     NOTIFY_ON: z.enum(['failure', 'always']).default('failure'),
     NOTIFY_WEBHOOK_URL: webhookUrl.optional(),

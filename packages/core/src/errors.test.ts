@@ -6,6 +6,8 @@ import {
   encodeJobError,
   errorStatus,
   isErrorCode,
+  isStorageFull,
+  storageFullError,
   toAppError,
 } from './errors.js';
 
@@ -112,5 +114,37 @@ describe('toAppError', () => {
       retryable: true,
     });
     expect(toAppError(undefined).message).toBe('undefined');
+  });
+});
+
+describe('a full disk', () => {
+  const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
+
+  it.each([
+    ['ENOSPC from a write', errno('ENOSPC', 'ENOSPC: no space left on device, write')],
+    ['EDQUOT from a write', errno('EDQUOT', 'EDQUOT: disk quota exceeded, write')],
+    [
+      'a child’s stderr',
+      new Error('zstd exited with code 1: Write error : No space left on device'),
+    ],
+    ['a quota in a child’s stderr', new Error('zstd exited with code 1: Disk quota exceeded')],
+  ])('is recognised in %s and becomes a STORAGE_FULL that is never retried', (_name, error) => {
+    expect(isStorageFull(error)).toBe(true);
+    const wrapped = toAppError(error);
+    expect(wrapped).toMatchObject({ code: 'STORAGE_FULL', retryable: false, status: 507 });
+    expect(wrapped.cause).toBe(error);
+  });
+
+  it('is not seen in other failures', () => {
+    expect(isStorageFull(errno('EACCES', 'permission denied'))).toBe(false);
+    expect(isStorageFull(new Error('connection reset'))).toBe(false);
+    expect(toAppError(errno('EIO', 'i/o error')).code).toBe('INTERNAL_ERROR');
+  });
+
+  it('names the destination, and keeps an earlier STORAGE_FULL as it is', () => {
+    const error = storageFullError('local (/srv/backups)', errno('ENOSPC', 'no space'));
+    expect(error.message).toContain('local (/srv/backups)');
+    expect(error.details).toEqual({ destination: 'local (/srv/backups)' });
+    expect(storageFullError('elsewhere', error)).toBe(error);
   });
 });

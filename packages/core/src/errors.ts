@@ -26,6 +26,9 @@ export const errorStatus = {
   RANGE_NOT_SATISFIABLE: 416,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  // Too many failed authentications from one client address (AUTH_FAILURE_LIMIT); the answer
+  // carries Retry-After.
+  TOO_MANY_AUTH_FAILURES: 429,
   PG_DUMP_FAILED: 500,
   COMPRESSION_FAILED: 500,
   PG_RESTORE_FAILED: 500,
@@ -42,6 +45,9 @@ export const errorStatus = {
   DECRYPTION_FAILED: 500,
   // The key an artifact was encrypted with is not configured.
   ENCRYPTION_KEY_MISSING: 500,
+  // No space (or quota) left where a file was being written, or too little to start. Never
+  // retryable: a retry would meet the same full disk; the next scheduled run tries again.
+  STORAGE_FULL: 507,
   LOCK_TIMEOUT: 503,
   JOB_ABORTED: 500,
   INTERNAL_ERROR: 500,
@@ -79,8 +85,34 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * ENOSPC or EDQUOT, from a write of this process (an errno code) or of a child process (its
+ * stderr, e.g. zstd's `No space left on device`, carried in the message).
+ */
+export function isStorageFull(error: unknown): boolean {
+  if (error instanceof AppError) return error.code === 'STORAGE_FULL';
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+  const text = error instanceof Error ? error.message : String(error);
+  return /no space left on device|disk quota exceeded/i.test(text);
+}
+
+/**
+ * A write that failed for want of space, as the job error that names where: `destination` is
+ * `local (/path/to/BACKUP_DIR)` or a destination's name. Not retryable.
+ */
+export function storageFullError(destination: string, cause: unknown): AppError {
+  if (cause instanceof AppError && cause.code === 'STORAGE_FULL') return cause;
+  return new AppError(
+    'STORAGE_FULL',
+    `no space left in ${destination}: free some space (or add some); the next scheduled run tries again`,
+    { retryable: false, cause, details: { destination } },
+  );
+}
+
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (isStorageFull(error)) return storageFullError('the backup storage', error);
   const message = error instanceof Error ? error.message : String(error);
   return new AppError('INTERNAL_ERROR', message, { retryable: true, cause: error });
 }

@@ -7,13 +7,16 @@ import {
   AppError,
   type BackupManifest,
   type Compression,
+  isStorageFull,
   type JobProgress,
+  storageFullError,
   toAppError,
 } from '@pgkeep/core';
 import { lockResources, startChild } from '@pgkeep/pg';
 import type { Destination } from '@pgkeep/storage';
 import { decompressionStage } from './compression.js';
 import type { EngineContext } from './engine-context.js';
+import { assertRoom, scratchSpaceNeeded } from './free-space.js';
 
 type Progress = (progress: JobProgress) => void;
 
@@ -139,6 +142,7 @@ async function decompressLocalZstd(
   if (hashed.status === 'rejected') throw hashed.reason;
   assertMatches(manifest, 'local', result());
   if (decompressed.status === 'rejected') {
+    if (isStorageFull(decompressed.reason)) throw decompressed.reason;
     throw new AppError('PG_RESTORE_FAILED', `zstd could not decompress backup ${manifest.id}`, {
       cause: decompressed.reason,
     });
@@ -219,7 +223,10 @@ export async function prepareArtifact(
     } catch (error) {
       if (options.signal?.aborted) throw error;
       const appError = toAppError(error);
-      if (appError.code === 'ENCRYPTION_KEY_MISSING') throw appError;
+      // Another copy would meet the same missing key, or the same full scratch disk.
+      if (appError.code === 'ENCRYPTION_KEY_MISSING' || appError.code === 'STORAGE_FULL') {
+        throw appError;
+      }
       engine.logger.warn(
         { backupId: manifest.id, destination: destination.name, code: appError.code },
         `copy not usable: ${appError.message}`,
@@ -252,7 +259,15 @@ async function intoScratch(
     await rm(scratch, { force: true });
     await writeLock.release();
   };
+  // The scratch file is in BACKUP_DIR: refused now when it surely cannot fit there.
+  const where = engine.storage.catalog.where;
   try {
+    assertRoom(
+      `the scratch copy of backup ${manifest.id}`,
+      where,
+      scratchSpaceNeeded(manifest, options.decompress),
+      await engine.storage.freeBytes(),
+    );
     const local = engine.storage.local;
     if (
       destination === local &&
@@ -266,7 +281,7 @@ async function intoScratch(
     }
   } catch (error) {
     await cleanup();
-    throw error;
+    throw isStorageFull(error) ? storageFullError(where, error) : error;
   }
   return {
     file: scratch,

@@ -6,11 +6,13 @@ import {
   artifactFilename,
   type BackupManifest,
   encryptionAlgorithm,
+  isStorageFull,
   type JobPayload,
   newBackupId,
   parseTableName,
   type QualifiedTable,
   tableKey,
+  toAppError,
 } from '@pgkeep/core';
 import {
   ChildProcessError,
@@ -29,6 +31,7 @@ import pg from 'pg';
 import { takeServerSlot } from './caps.js';
 import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
+import { assertRoom, backupSpaceNeeded, previousOfKind } from './free-space.js';
 
 type BackupPayload = JobPayload<'backup'>;
 
@@ -137,6 +140,22 @@ export async function runBackup(
       tables ??
       (await listUserTables(snapshotClient)).filter((table) => !excludedKeys.has(tableKey(table)));
     const estimate = await estimateDumpBytes(snapshotClient, tables);
+    const local = storage.local;
+    if (local) {
+      // Refused now, before pg_dump starts, when it surely cannot fit (see free-space.ts).
+      const previous = previousOfKind((await storage.listManifests()).manifests, {
+        database: target.database,
+        tables: tables ? tables.map(tableKey) : null,
+        format: payload.format,
+        compression: payload.compression,
+      });
+      assertRoom(
+        'this backup',
+        local.where,
+        backupSpaceNeeded(estimate, payload.compression, previous),
+        await local.freeBytes(),
+      );
+    }
 
     const id = newBackupId(started);
     const encryption =
@@ -262,6 +281,8 @@ export async function runBackup(
           typeof reason === 'string' ? reason : ((reason as Error)?.message ?? 'cancelled');
         throw new AppError('JOB_ABORTED', `backup interrupted: ${why}`, { retryable: true });
       }
+      // A full disk is the cause whatever pg_dump or zstd made of it (a broken pipe).
+      if (isStorageFull(error)) throw toAppError(error);
       if (error instanceof ChildProcessError && error.command === 'zstd') {
         throw new AppError('COMPRESSION_FAILED', error.message, { cause: error });
       }

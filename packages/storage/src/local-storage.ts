@@ -10,11 +10,13 @@ import {
   artifactIdOf,
   type BackupManifest,
   isBackupId,
+  isStorageFull,
   type Logger,
   manifestFilename,
   manifestSchema,
   newestFirst,
   parseManifestText,
+  storageFullError,
 } from '@pgkeep/core';
 import type {
   ByteRange,
@@ -101,6 +103,16 @@ export class LocalStorage implements Destination {
   readonly kind = 'local' as const;
   readonly required = true;
 
+  /** This destination as a job error names it: `local (/path/to/BACKUP_DIR)`. */
+  get where(): string {
+    return `${this.name} (${this.dir})`;
+  }
+
+  /** A write's failure as the job's error: a full disk (ENOSPC, EDQUOT) is STORAGE_FULL. */
+  writeError(error: unknown): unknown {
+    return isStorageFull(error) ? storageFullError(this.where, error) : error;
+  }
+
   locationOf(filename: string): string {
     return this.pathOf(filename);
   }
@@ -130,7 +142,9 @@ export class LocalStorage implements Destination {
       },
     });
     // 'wx': never overwrite an artifact of the same name, partial or not.
-    const handle = await fs.open(partialPath, 'wx', 0o600);
+    const handle = await fs.open(partialPath, 'wx', 0o600).catch((error: unknown) => {
+      throw this.writeError(error);
+    });
     try {
       const file = createWriteStream('', { fd: handle.fd, autoClose: false });
       await pipeline([source, measure, file], options.signal ? { signal: options.signal } : {});
@@ -140,7 +154,7 @@ export class LocalStorage implements Destination {
       source.destroy();
       await handle.close().catch(() => {});
       await fs.rm(partialPath, { force: true });
-      throw error;
+      throw this.writeError(error);
     }
     return this.staged(filename, partialPath, finalPath, { size, sha256: hash.digest('hex') });
   }
@@ -161,7 +175,7 @@ export class LocalStorage implements Destination {
         await fs.link(partialPath, finalPath).catch(async (error: NodeJS.ErrnoException) => {
           // link refuses to replace an existing file where rename would silently do so.
           if (error.code === 'EEXIST') throw new AppError('STORAGE_ERROR', `${filename} exists`);
-          throw error;
+          throw this.writeError(error);
         });
         committed = true;
         await fs.unlink(partialPath);
@@ -186,7 +200,9 @@ export class LocalStorage implements Destination {
   ): Promise<StagedArtifact> {
     const finalPath = this.pathOf(filename);
     const partialPath = `${finalPath}${PARTIAL_SUFFIX}`;
-    const handle = await fs.open(partialPath, 'wx', 0o600);
+    const handle = await fs.open(partialPath, 'wx', 0o600).catch((error: unknown) => {
+      throw this.writeError(error);
+    });
     let hashed: { sha256: string; size: number };
     try {
       let finished = false;
@@ -203,7 +219,8 @@ export class LocalStorage implements Destination {
     } catch (error) {
       await handle.close().catch(() => {});
       await fs.rm(partialPath, { force: true });
-      throw error;
+      // zstd writing the file itself reports a full disk on its stderr.
+      throw this.writeError(error);
     }
     return this.staged(filename, partialPath, finalPath, hashed);
   }
@@ -234,7 +251,9 @@ export class LocalStorage implements Destination {
     const valid = manifestSchema.parse(manifest);
     const finalPath = this.pathOf(manifestFilename(valid.id));
     const partialPath = `${finalPath}.${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`;
-    const handle = await fs.open(partialPath, 'wx', 0o600);
+    const handle = await fs.open(partialPath, 'wx', 0o600).catch((error: unknown) => {
+      throw this.writeError(error);
+    });
     try {
       await handle.writeFile(`${JSON.stringify(valid, null, 2)}\n`);
       await handle.sync();
@@ -244,6 +263,7 @@ export class LocalStorage implements Destination {
     } catch (error) {
       await handle.close().catch(() => {});
       await fs.rm(partialPath, { force: true });
+      if (isStorageFull(error)) throw this.writeError(error);
       throw new AppError('STORAGE_ERROR', 'could not write the manifest', { cause: error });
     }
   }

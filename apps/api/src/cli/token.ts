@@ -27,7 +27,28 @@ if (!secret.success) {
   process.stderr.write(`${secret.error.issues[0]?.message}\n`);
   process.exit(1);
 }
-const sign = createSigner({ key: secret.data, algorithm: 'HS256', expiresIn: values.expires });
+// What the API checks (JWT_ISSUER, JWT_AUDIENCE, JWT_MAX_LIFETIME_SECONDS) the token carries;
+// a lifetime the API would refuse is refused here, before a token is printed.
+const issuer = process.env.JWT_ISSUER?.trim() || undefined;
+const audience = process.env.JWT_AUDIENCE?.trim() || undefined;
+const maxLifetime = process.env.JWT_MAX_LIFETIME_SECONDS?.trim() || undefined;
+const sign = createSigner({
+  key: secret.data,
+  algorithm: 'HS256',
+  expiresIn: values.expires,
+  ...(issuer ? { iss: issuer } : {}),
+  ...(audience ? { aud: audience } : {}),
+});
 const claims: Record<string, unknown> = { sub: values.sub, role: values.role };
 if (values.permission) claims.permissions = values.permission;
-process.stdout.write(`${sign(claims)}\n`);
+const token = sign(claims);
+const { exp, iat } = JSON.parse(
+  Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'),
+) as { exp: number; iat: number };
+if (maxLifetime && exp - iat > Number(maxLifetime)) {
+  process.stderr.write(
+    `--expires ${values.expires} is longer than JWT_MAX_LIFETIME_SECONDS (${maxLifetime} s): the API would refuse the token\n`,
+  );
+  process.exit(1);
+}
+process.stdout.write(`${token}\n`);

@@ -5,6 +5,7 @@ const messages: Record<SignInRefusal, string> = {
   expired: 'The token has expired: sign in with a new one.',
   invalid: 'That token is not valid (signature, algorithm or user).',
   forbidden: 'That token is not an admin’s (role SUPER_ADMIN or permission backup:manage).',
+  'too-many': 'Too many failed sign-ins from this address: wait a minute, then try again.',
 };
 
 export function isSignInRefusal(value: string | undefined): value is SignInRefusal {
@@ -21,7 +22,7 @@ const escapeHtml = (text: string) =>
 /**
  * The sign-in page of the operators' board: a form that posts an admin token, or, when the
  * cookie is already good, who is signed in and a sign-out button. No script, nothing echoed
- * from the URL but one of four fixed messages.
+ * from the URL but one of its fixed messages.
  */
 export function loginPage(session: AdminSession | null, refusal: SignInRefusal | null): string {
   const notice = refusal ? `<p class="notice" role="alert">${messages[refusal]}</p>` : '';

@@ -29,6 +29,7 @@ const {
   403: forbidden,
   413: tooLarge,
   415: mediaType,
+  429: tooMany,
 } = errorResponses;
 
 /**
@@ -84,13 +85,14 @@ export const adminRoutes: FastifyPluginAsyncZod = async (app) => {
           403: forbidden,
           413: tooLarge,
           415: mediaType,
+          429: tooMany,
         },
       },
     },
     async (request, reply) => {
       const form = isForm(request.headers['content-type']);
       try {
-        const session = app.signInAdmin(request, reply, request.body.token);
+        const session = await app.signInAdmin(request, reply, request.body.token);
         if (form) return reply.redirect(adminPaths.board, 303);
         const data = { ...session, expiresAt: session.expiresAt?.toISOString() ?? null };
         return { success: true as const, data, message: 'signed in' };

@@ -33,6 +33,7 @@ import {
 import { openDownload } from '../services/download-service.js';
 import { checkHealthDetail } from '../services/health-detail-service.js';
 import { checkHealth } from '../services/health-service.js';
+import { sharedResult } from '../services/shared-result.js';
 import { forTarget } from '../services/target-scope.js';
 
 /** A stream: Fastify sends it as it is, without serializing. */
@@ -47,10 +48,14 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
   app,
   { services },
 ) => {
+  // One check per HEALTH_CACHE_MS however many probes come: no disk or database work each.
+  const publicHealth = sharedResult(services.config.HEALTH_CACHE_MS, () => checkHealth(services));
   app.get(
     '/api/backup/health',
     {
       schema: {
+        description:
+          'No token. Whether each dependency passes, the names of those that fail and pg_dump’s version; no error text or other detail (see /api/backup/health/detail). Answers are reused for HEALTH_CACHE_MS.',
         response: {
           200: okEnvelope(healthSchema),
           503: okEnvelope(healthSchema).extend({ success: z.literal(false) }),
@@ -58,7 +63,7 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
       },
     },
     async (_request, reply) => {
-      const health = await checkHealth(services);
+      const health = await publicHealth();
       return reply
         .code(health.healthy ? 200 : 503)
         .send({ success: health.healthy as true, data: health });

@@ -41,6 +41,7 @@ export const metricsRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = a
           },
           401: errorEnvelope,
           403: errorEnvelope,
+          429: errorEnvelope,
           503: errorEnvelope,
         },
       },

@@ -29,6 +29,7 @@ export function newestCompleted(manifests: BackupManifest[]): BackupManifest | u
 }
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(2)} MiB`;
 
 function duration(seconds: number): string {
   if (seconds < 120) return `${Math.round(seconds)} s`;
@@ -161,6 +162,17 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     warn(
       'LOW_DISK_SPACE',
       `${gib(freeBytes)} free in the backup directory, less than HEALTH_MIN_FREE_BYTES (${gib(config.HEALTH_MIN_FREE_BYTES)})`,
+    );
+  }
+  // Room for the next backup (about as big as the last) with a margin for growth: below
+  // twice the last one's size, the next backup may fail with STORAGE_FULL.
+  const lastLocal = manifests?.find((manifest) =>
+    manifest.copies.some((copy) => copy.destination === 'local'),
+  );
+  if (freeBytes !== null && lastLocal && freeBytes < lastLocal.size * 2) {
+    warn(
+      'LOW_SPACE_FOR_BACKUP',
+      `${mib(freeBytes)} free in the backup directory, less than twice the newest backup (${lastLocal.id}, ${mib(lastLocal.size)}): the next backup may not fit`,
     );
   }
 

@@ -106,11 +106,39 @@ export async function probeDependencies(services: ApiServices) {
 
 export type DependencyChecks = Awaited<ReturnType<typeof probeDependencies>>['checks'];
 
-/** The quick, public check: every dependency up, or 503 naming those that are not. */
-export async function checkHealth(services: ApiServices) {
+/** What anyone may read: pass or fail per check, pg_dump's version; no error text, no counts. */
+export interface PublicHealth {
+  healthy: boolean;
+  failing: (keyof PublicHealth['checks'])[];
+  checks: {
+    pgDump: { ok: boolean; version?: string };
+    redis: { ok: boolean };
+    database: { ok: boolean };
+    storage: { ok: boolean };
+    workers: { ok: boolean };
+  };
+}
+
+/**
+ * The quick, public check: every dependency up, or 503 naming those that are not. Built field
+ * by field from the probe: raw errors (a PostgreSQL message names roles and databases), server
+ * versions and worker counts stay in the admin's detail.
+ */
+export async function checkHealth(services: ApiServices): Promise<PublicHealth> {
   const { checks } = await probeDependencies(services);
-  const failing = Object.entries(checks)
-    .filter(([, check]) => !check.ok)
-    .map(([name]) => name);
-  return { healthy: failing.length === 0, failing, checks };
+  const failing = (Object.keys(checks) as (keyof typeof checks)[]).filter(
+    (name) => !checks[name].ok,
+  );
+  const version = checks.pgDump.version;
+  return {
+    healthy: failing.length === 0,
+    failing,
+    checks: {
+      pgDump: { ok: checks.pgDump.ok, ...(typeof version === 'string' ? { version } : {}) },
+      redis: { ok: checks.redis.ok },
+      database: { ok: checks.database.ok },
+      storage: { ok: checks.storage.ok },
+      workers: { ok: checks.workers.ok },
+    },
+  };
 }

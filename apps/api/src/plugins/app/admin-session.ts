@@ -15,10 +15,11 @@ export const adminPaths = {
 export const ADMIN_COOKIE = 'pgkeep_admin';
 
 /** Why a browser was sent back to the sign-in page; the page words it (nothing is echoed). */
-export type SignInRefusal = 'signed-out' | 'expired' | 'invalid' | 'forbidden';
+export type SignInRefusal = 'signed-out' | 'expired' | 'invalid' | 'forbidden' | 'too-many';
 
 export function refusalOf(error: AppError): SignInRefusal {
   if (error.code === 'FORBIDDEN') return 'forbidden';
+  if (error.code === 'TOO_MANY_AUTH_FAILURES') return 'too-many';
   return error.message === TOKEN_EXPIRED ? 'expired' : 'invalid';
 }
 
@@ -31,7 +32,11 @@ export interface AdminSession {
 declare module 'fastify' {
   interface FastifyInstance {
     /** Checks a token like the API does, then keeps it in the board's cookie. */
-    signInAdmin: (request: FastifyRequest, reply: FastifyReply, token: string) => AdminSession;
+    signInAdmin: (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      token: string,
+    ) => Promise<AdminSession>;
     signOutAdmin: (request: FastifyRequest, reply: FastifyReply) => void;
     /** The board cookie's session, or null when there is none or it no longer passes. */
     adminSessionOf: (request: FastifyRequest) => AdminSession | null;
@@ -64,15 +69,18 @@ export default fp<{ config: Config }>(
           : config.ADMIN_COOKIE_SECURE,
     });
 
-    app.decorate('signInAdmin', (request: FastifyRequest, reply: FastifyReply, token: string) => {
-      const { admin, expiresAt } = app.verifyAdminToken(token);
-      // The cookie dies with the token; a token without `exp` gives a browser-session cookie.
-      void reply.setCookie(ADMIN_COOKIE, token, {
-        ...cookieOptions(request),
-        ...(expiresAt ? { expires: expiresAt } : {}),
-      });
-      return { requestedBy: admin.requestedBy, expiresAt };
-    });
+    app.decorate(
+      'signInAdmin',
+      async (request: FastifyRequest, reply: FastifyReply, token: string) => {
+        const { admin, expiresAt } = await app.authenticateAdminToken(request, reply, token);
+        // The cookie dies with the token; a token without `exp` gives a browser-session cookie.
+        void reply.setCookie(ADMIN_COOKIE, token, {
+          ...cookieOptions(request),
+          ...(expiresAt ? { expires: expiresAt } : {}),
+        });
+        return { requestedBy: admin.requestedBy, expiresAt };
+      },
+    );
 
     app.decorate('signOutAdmin', (request: FastifyRequest, reply: FastifyReply) => {
       void reply.clearCookie(ADMIN_COOKIE, cookieOptions(request));
@@ -94,12 +102,13 @@ export default fp<{ config: Config }>(
       let refusal: AppError;
       if (token) {
         try {
-          request.admin = app.verifyAdminToken(token).admin;
+          request.admin = (await app.authenticateAdminToken(request, reply, token)).admin;
           return;
         } catch (error) {
           refusal = error instanceof AppError ? error : new AppError('UNAUTHORIZED', 'not valid');
-          // A cookie that no longer passes is of no use to anyone: drop it.
-          app.signOutAdmin(request, reply);
+          // A cookie that no longer passes is of no use to anyone: drop it. (One refused only
+          // because its address is locked out may still be good.)
+          if (refusal.code !== 'TOO_MANY_AUTH_FAILURES') app.signOutAdmin(request, reply);
         }
       } else {
         refusal = new AppError('UNAUTHORIZED', `sign in at ${adminPaths.login} first`);
