@@ -132,12 +132,14 @@ export class TargetRegistry {
     const key = target.settings.destinations.join(',');
     const cached = this.stores.get(target.name);
     if (cached && cached.key === key) return cached.store;
-    // Its directory is made here: a database found after start has none yet.
+    // Its directory is made here: a database found after start has none yet. A directory that
+    // cannot be made is not an error here: the API still answers (health says what is wrong),
+    // and a backup's own write fails with its clear error.
     const store = createBackupStore(this.config, this.logger, {
       target: target.name,
       destinations: target.settings.destinations,
     }).then(async (created) => {
-      await created.ensureDir();
+      await created.ensureDir().catch(() => {});
       return created;
     });
     store.catch(() => this.stores.delete(target.name));
