@@ -73,19 +73,26 @@ export async function resolveTables(
   });
 }
 
+/*
+ * A count(*) whose table is named by parameters: the server builds the statement with
+ * format('%I') and runs it through query_to_xml, so no name is pasted into SQL text here.
+ */
+const countRowsSql = `SELECT (pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml(
+  pg_catalog.format('SELECT count(*) AS n FROM %I.%I', $1::text, $2::text), false, true, '')))[1]::text AS n`;
+
+/** Exact rows of one table (its partitions or inheritance children included). */
+export async function countTableRows(client: ClientBase, table: QualifiedTable): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(countRowsSql, [table.schema, table.name]);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** Exact row counts; run inside the dump's snapshot so they describe the same data. */
 export async function countRows(
   client: ClientBase,
   tables: readonly QualifiedTable[],
 ): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  for (const table of tables) {
-    const relation = `${client.escapeIdentifier(table.schema)}.${client.escapeIdentifier(table.name)}`;
-    const { rows } = await client.query<{ count: string }>(
-      `SELECT count(*)::text AS count FROM ${relation}`,
-    );
-    counts[tableKey(table)] = Number(rows[0]?.count ?? 0);
-  }
+  for (const table of tables) counts[tableKey(table)] = await countTableRows(client, table);
   return counts;
 }
 
@@ -100,16 +107,14 @@ export async function estimateDumpBytes(
     );
     return Number(rows[0]?.size ?? 0);
   }
-  let total = 0;
-  for (const table of tables) {
-    const relation = `${client.escapeIdentifier(table.schema)}.${client.escapeIdentifier(table.name)}`;
-    const { rows } = await client.query<{ size: string }>(
-      'SELECT pg_table_size($1::regclass)::text AS size',
-      [relation],
-    );
-    total += Number(rows[0]?.size ?? 0);
-  }
-  return total;
+  const { rows } = await client.query<{ size: string }>(
+    `SELECT coalesce(sum(pg_table_size(c.oid)), 0)::text AS size
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     JOIN unnest($1::text[], $2::text[]) AS t(schema, name)
+       ON n.nspname = t.schema AND c.relname = t.name`,
+    [tables.map((table) => table.schema), tables.map((table) => table.name)],
+  );
+  return Number(rows[0]?.size ?? 0);
 }
 
 export async function serverVersion(

@@ -6,3 +6,4 @@ export * from './database-admin.js';
 export * from './pg-dump.js';
 export * from './pg-restore.js';
 export * from './pg-tools.js';
+export * from './table-restore-sql.js';
