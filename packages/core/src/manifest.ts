@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { backupIdRegex } from './backup-id.js';
+import { databaseNameSchema, labelSchema, requesterSchema } from './names.js';
+import { MAX_BACKUP_TABLES, qualifiedTableNameSchema } from './tables.js';
 
 export const backupFormats = ['custom', 'plain'] as const;
 export const compressions = ['zstd', 'gzip', 'none'] as const;
@@ -40,13 +42,31 @@ export const copySchema = z.object({
 });
 export type BackupCopy = z.infer<typeof copySchema>;
 
+/** A tool's version as it reports it: `15.20`, `16beta1`. */
+const versionSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[^\s\p{Cc}]+$/u, 'must be a version');
+
+/**
+ * A key of `rowCounts`: `schema.name` of any table the server had, so any identifier (up to 63
+ * characters each), but never a NUL or an empty part.
+ */
+const rowCountKeySchema = z
+  .string()
+  .max(127)
+  .regex(/^[^\0]+\.[^\0]+$/, 'must be a table name like "schema.User"');
+
+const MAX_ROW_COUNTS = 100_000;
+
 /** One JSON file beside each artifact. A backup exists exactly when its manifest does. */
 /** The manifest's fields, as the API shows them (every field present). */
 export const manifestObjectSchema = z.object({
   // 1: local copy only, never encrypted. 2: `copies` and `encryption`.
   manifestVersion: z.union([z.literal(1), z.literal(2)]),
   id: z.string().regex(backupIdRegex),
-  filename: z.string(),
+  filename: z.string().max(255),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   createdAt: z.iso.datetime(),
@@ -56,14 +76,17 @@ export const manifestObjectSchema = z.object({
   status: z.literal('completed'),
   format: backupFormatSchema,
   compression: compressionSchema,
-  tables: z.array(z.string()).nullable(),
-  database: z.string(),
-  serverVersion: z.string(),
-  pgDumpVersion: z.string(),
-  rowCounts: z.record(z.string(), z.number().int().nonnegative()),
-  requestedBy: z.string(),
-  label: z.string().nullable(),
-  jobId: z.string().nullable(),
+  // The same rules the API applies to the tables it is asked for: a table restore drops these.
+  tables: z.array(qualifiedTableNameSchema).min(1).max(MAX_BACKUP_TABLES).nullable(),
+  database: databaseNameSchema,
+  serverVersion: versionSchema,
+  pgDumpVersion: versionSchema,
+  rowCounts: z
+    .record(rowCountKeySchema, z.number().int().nonnegative())
+    .refine((counts) => Object.keys(counts).length <= MAX_ROW_COUNTS, 'too many row counts'),
+  requestedBy: requesterSchema,
+  label: labelSchema.nullable(),
+  jobId: z.string().min(1).max(200).nullable(),
   encryption: manifestEncryptionSchema.nullable().default(null),
   copies: z.array(copySchema).max(16).default([]),
   /** Optional destinations that did not get a copy when the backup was made. */
@@ -95,6 +118,22 @@ export const manifestSchema = manifestObjectSchema
       message: 'filename does not match id, format, compression and encryption',
       path: ['filename'],
     },
+  )
+  .refine(
+    (manifest) =>
+      manifest.tables === null || new Set(manifest.tables).size === manifest.tables.length,
+    {
+      message: 'a table is listed twice',
+      path: ['tables'],
+    },
+  )
+  .refine(
+    // A table backup counts its own tables and nothing else (a partitioned table itself holds
+    // no rows: its partitions are counted).
+    (manifest) =>
+      manifest.tables === null ||
+      Object.keys(manifest.rowCounts).every((key) => manifest.tables?.includes(key)),
+    { message: 'a row count names a table the backup does not hold', path: ['rowCounts'] },
   )
   .refine((manifest) => manifest.manifestVersion === 1 || manifest.copies.length > 0, {
     message: 'a version-2 manifest lists at least one copy',

@@ -5,6 +5,7 @@ import {
   AppError,
   artifactFilename,
   type BackupManifest,
+  databaseNameSchema,
   encryptionAlgorithm,
   type JobPayload,
   newBackupId,
@@ -79,6 +80,13 @@ export async function runBackup(
   run: RunContext,
 ): Promise<BackupManifest> {
   const { config, storage, locks, target } = engine;
+  // The manifest records the database, and a restore may be asked to recreate it by that name.
+  if (!databaseNameSchema.safeParse(target.database).success) {
+    throw new AppError(
+      'INVALID_DATABASE_NAME',
+      `cannot back up database ${JSON.stringify(target.database)}: backups need a plain database name (letters, digits, _ $ -)`,
+    );
+  }
   const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
   const writeLock = await locks.acquire(lockResources.storageWrite, 'shared', lockOptions);
