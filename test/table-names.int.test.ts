@@ -1,7 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import type { BackupManifest, JobResult } from '@pgkeep/core';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type BackupManifest, type JobResult, manifestFilename } from '@pgkeep/core';
+import { enqueue } from '@pgkeep/queue';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type PolledJob, postJob, startApi, type TestApi, waitForJob } from './support/api.js';
+import {
+  adminHeaders,
+  json,
+  type PolledJob,
+  postJob,
+  startApi,
+  type TestApi,
+  waitForJob,
+} from './support/api.js';
 import { existingTables, tableRows } from './support/panel-schema.js';
 import { createTestEnv, dropDatabase, type TestEnv, withClient } from './support/test-env.js';
 import { startWorker, type WorkerProcess } from './support/worker-process.js';
@@ -9,7 +20,7 @@ import { startWorker, type WorkerProcess } from './support/worker-process.js';
 /**
  * Table names that PostgreSQL allows and SQL built by pasting text would choke on: the dollar
  * quote pgkeep's own statements once used, mixed case, a quote and a semicolon. Encryption is
- * on, as in the deployments that need these guarantees most.
+ * on, so every manifest carries an HMAC under the catalog key derived from the encryption key.
  */
 const DOLLAR = 'f$pgkeep$t';
 const MIXED = 'Order$pgkeep$Lines';
@@ -133,5 +144,53 @@ describe('tables with names that are awkward in SQL', () => {
       await postJob(api, `/api/backup/${manifest.id}/verify`, { restore: true }),
     );
     expect(verified.result).toMatchObject({ ok: true });
+  });
+});
+
+describe('a manifest changed behind pgkeep', () => {
+  it('is refused with MANIFEST_INVALID by the API and the worker, and nothing is dropped', async () => {
+    const manifest = await backup({ tables: [DOLLAR] });
+    const file = path.join(env.backupDir, manifestFilename(manifest.id));
+    // What someone with write access to the backups would do: make a table restore drop
+    // another table too. The JSON is otherwise valid; only its HMAC no longer fits.
+    const tampered = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    tampered.tables = [`public.${DOLLAR}`, 'public.victim'];
+    await writeFile(file, `${JSON.stringify(tampered, null, 2)}\n`);
+    const before = await snapshot();
+
+    const get = (url: string) => api.app.inject({ method: 'GET', url, headers: adminHeaders() });
+    const one = await get(`/api/backup/${manifest.id}`);
+    expect(one.statusCode).toBe(500);
+    expect(json(one).error.code).toBe('MANIFEST_INVALID');
+    const listed = json<{ data: BackupManifest[] }>(await get('/api/backup')).data;
+    expect(listed.map((listedManifest) => listedManifest.id)).not.toContain(manifest.id);
+    const download = await get(`/api/backup/${manifest.id}/download`);
+    expect(json(download).error.code).toBe('MANIFEST_INVALID');
+
+    for (const [action, payload] of [
+      ['restore', { confirm: env.name }],
+      ['verify', {}],
+    ] as const) {
+      const response = await api.app.inject({
+        method: 'POST',
+        url: `/api/backup/${manifest.id}/${action}`,
+        headers: adminHeaders(),
+        payload,
+      });
+      expect(json(response).error.code, action).toBe('MANIFEST_INVALID');
+    }
+
+    // Straight onto the queue, past the API: the worker reads the manifest itself and refuses.
+    const jobId = await enqueue(api.services.queues, api.config, 'restore', {
+      backupId: manifest.id,
+      target: env.name,
+      requestedBy: 'admin@example.com',
+      requestedAt: new Date().toISOString(),
+    });
+    const job = await waitForJob(api, jobId);
+    expect(job.state).toBe('failed');
+    expect(job.error?.code).toBe('MANIFEST_INVALID');
+    expect(job.attemptsMade).toBe(1);
+    expect(await snapshot()).toEqual(before);
   });
 });

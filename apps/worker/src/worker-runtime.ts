@@ -5,6 +5,7 @@ import {
   dropAbandonedScratchDatabases,
   type EngineContext,
   rebuildCatalog,
+  signCatalog,
   sweepLeftovers,
 } from '@pgkeep/engine';
 import { createJobNotifications, redisNotificationCounter } from '@pgkeep/notify';
@@ -47,9 +48,9 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
       'S3 destinations are configured but not in BACKUP_DESTINATIONS: no copies go there',
     );
   }
-  const storage = await createBackupStore(config, logger);
-  await storage.ensureDir();
   const keyRing = await createKeyRing(config);
+  const storage = await createBackupStore(config, logger, keyRing);
+  await storage.ensureDir();
   const locks = new AdvisoryLocks(
     withDatabase(target, config.MAINTENANCE_DATABASE),
     config.LOCK_NAMESPACE,
@@ -70,6 +71,8 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
   // remove them, unless a backup (or restore) is running somewhere right now.
   await sweepLeftovers(engine);
   await dropAbandonedScratchDatabases(engine);
+  // A catalog key in force for the first time signs the manifests written before it.
+  await signCatalog(engine);
   // Backups whose manifests a bucket holds but the local catalog lost come back into the list.
   if (config.CATALOG_REBUILD_ON_START) await rebuildCatalog(engine);
 

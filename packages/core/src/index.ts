@@ -4,5 +4,6 @@ export * from './errors.js';
 export * from './job-catalog.js';
 export * from './logger.js';
 export * from './manifest.js';
+export * from './manifest-signature.js';
 export * from './names.js';
 export * from './tables.js';

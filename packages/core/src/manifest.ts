@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { backupIdRegex } from './backup-id.js';
+import { type CatalogKeys, signatureProblem, unsignedCatalog } from './manifest-signature.js';
 import { databaseNameSchema, labelSchema, requesterSchema } from './names.js';
 import { MAX_BACKUP_TABLES, qualifiedTableNameSchema } from './tables.js';
 
@@ -174,12 +175,13 @@ export type BackupManifest = z.output<typeof manifestSchema>;
 export type BackupManifestInput = z.input<typeof manifestSchema>;
 
 /**
- * Parses a manifest's text, as read from a disk or a bucket: JSON, the schema, and the id the
- * file's name promised. Never throws.
+ * Parses a manifest's text, as read from a disk or a bucket: JSON, its HMAC when a catalog key
+ * is configured, the schema, and the id the file's name promised. Never throws.
  */
 export function parseManifestText(
   text: string,
   expectedId?: string,
+  keys: CatalogKeys = unsignedCatalog,
 ): { ok: true; manifest: BackupManifest } | { ok: false; reason: string } {
   let json: unknown;
   try {
@@ -187,6 +189,8 @@ export function parseManifestText(
   } catch {
     return { ok: false, reason: 'not JSON' };
   }
+  const unsigned = signatureProblem(json, keys);
+  if (unsigned) return { ok: false, reason: unsigned };
   const parsed = manifestSchema.safeParse(json);
   if (!parsed.success) return { ok: false, reason: parsed.error.issues[0]?.message ?? 'invalid' };
   if (expectedId !== undefined && parsed.data.id !== expectedId) {

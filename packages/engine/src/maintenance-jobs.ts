@@ -197,6 +197,31 @@ export async function sweepLeftovers(engine: EngineContext): Promise<string[] | 
 }
 
 /**
+ * Signs, once per catalog key, the manifests written before it (see BackupStore.signCatalog).
+ * Skipped until the next start while a job that changes the catalog runs.
+ */
+export async function signCatalog(
+  engine: Pick<EngineContext, 'storage' | 'locks' | 'logger'>,
+): Promise<{ signed: string[] } | undefined> {
+  if (!engine.storage.catalog.catalogKeys.signing) return undefined;
+  const destructive = await engine.locks.tryAcquire(lockResources.destructive, 'exclusive');
+  const writes = destructive
+    ? await engine.locks.tryAcquire(lockResources.storageWrite, 'exclusive')
+    : undefined;
+  if (!destructive || !writes) {
+    await destructive?.release();
+    engine.logger.info('a job is running; signing the catalog skipped until the next start');
+    return undefined;
+  }
+  try {
+    return await engine.storage.signCatalog();
+  } finally {
+    await writes.release();
+    await destructive.release();
+  }
+}
+
+/**
  * Adds back to the catalog the backups whose manifests a remote destination holds (the local
  * disk was lost, or this is a new machine). Skipped (at start) or waited for (the command)
  * while a job that changes the catalog runs.

@@ -1,15 +1,25 @@
 import type { Config, Logger } from '@pgkeep/core';
 import { BackupStore } from './backup-store.js';
+import { catalogKeysFor } from './catalog-keys.js';
 import type { Destination } from './destination.js';
 import { KeyRing, parseEncryptionKey } from './encryption.js';
 import { LocalStorage } from './local-storage.js';
 
 /**
- * The catalog and the destinations BACKUP_DESTINATIONS names, in its order. The S3 driver (and
- * the AWS SDK with it) is loaded only when an S3 destination is configured.
+ * The catalog and the destinations BACKUP_DESTINATIONS names, in its order, all signing and
+ * verifying manifests with the catalog keys. The S3 driver (and the AWS SDK with it) is loaded
+ * only when an S3 destination is configured. `keyRing`: the process's own, when it has one.
  */
-export async function createBackupStore(config: Config, logger: Logger): Promise<BackupStore> {
-  const catalog = new LocalStorage(config.BACKUP_DIR, logger);
+export async function createBackupStore(
+  config: Config,
+  logger: Logger,
+  keyRing?: KeyRing,
+): Promise<BackupStore> {
+  const keys = catalogKeysFor(
+    config.CATALOG_KEY ? parseEncryptionKey(config.CATALOG_KEY) : null,
+    keyRing ?? (await createKeyRing(config)),
+  );
+  const catalog = new LocalStorage(config.BACKUP_DIR, logger, keys);
   const destinations: Destination[] = [];
   for (const name of config.BACKUP_DESTINATIONS) {
     if (name === 'local') {
@@ -20,7 +30,7 @@ export async function createBackupStore(config: Config, logger: Logger): Promise
     if (!settings)
       throw new Error(`destination ${name} has no S3_${name.toUpperCase()}_* settings`);
     const { S3Destination } = await import('./s3-destination.js');
-    destinations.push(new S3Destination(settings, logger));
+    destinations.push(new S3Destination(settings, logger, keys));
   }
   return new BackupStore(catalog, destinations, logger, {
     copyAttempts: config.BACKUP_COPY_ATTEMPTS,

@@ -19,9 +19,11 @@ try {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);
 }
+// Warnings (an unreadable destination, manifests refused) go to stderr: stdout is the answer.
 const logger = createLogger(
   config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL,
   'pgkeep-catalog',
+  'stderr',
 );
 const storage = await createBackupStore(config, logger);
 const target = parseDatabaseUrl(config.DATABASE_URL);
