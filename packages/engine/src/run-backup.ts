@@ -9,7 +9,6 @@ import {
   encryptionAlgorithm,
   type JobPayload,
   newBackupId,
-  type QualifiedTable,
   tableKey,
 } from '@pgkeep/core';
 import {
@@ -20,6 +19,7 @@ import {
   listUserTables,
   lockResources,
   pgDumpSupportsServer,
+  type ResolvedTable,
   resolveTables,
   serverVersion,
   startPgDump,
@@ -126,10 +126,13 @@ export async function runBackup(
         `pg_dump ${engine.pgDump.version} is older than the server (${server.version}); install pg_dump ${Math.floor(server.num / 10_000)} or newer`,
       );
     }
-    const tables: QualifiedTable[] | null = payload.tables
+    const tables: ResolvedTable[] | null = payload.tables
       ? await resolveTables(snapshotClient, payload.tables)
       : null;
-    const counted = tables ?? (await listUserTables(snapshotClient));
+    // Rows are counted where they live: a partitioned table's are its partitions' (listed with
+    // it), so none is counted twice. A full backup's list holds no partitioned table either.
+    const counted =
+      tables?.filter((table) => !table.partitioned) ?? (await listUserTables(snapshotClient));
     const estimate = await estimateDumpBytes(snapshotClient, tables);
 
     const id = newBackupId(started);
