@@ -10,6 +10,7 @@ import {
   type BackupManifest,
   type JobResult,
   manifestFilename,
+  manifestText,
   newBackupId,
 } from '@pgkeep/core';
 import { KeyRing, parseEncryptionKey } from '@pgkeep/storage';
@@ -29,6 +30,10 @@ const BUCKET = 'pgkeep-encrypted';
 const KEY_A = randomBytes(32).toString('base64');
 const KEY_B = randomBytes(32).toString('base64');
 const KEY_C = randomBytes(32).toString('base64');
+// Manifests are signed with a key of their own here, so that rotating the encryption keys
+// below changes nothing about which manifests are believed.
+const CATALOG_KEY = randomBytes(32);
+const catalogKeys = { signing: CATALOG_KEY, accepted: [CATALOG_KEY] };
 // The format's fixed sizes (packages/storage/src/encryption.ts): header, then per chunk a tag.
 const HEADER_BYTES = 53;
 const TAG_BYTES = 16;
@@ -93,7 +98,10 @@ const verify = async (api: TestApi, id: string) =>
 
 beforeAll(async () => {
   s3 = await startS3Server([BUCKET]);
-  env = await createTestEnv('offsite_enc', { BACKUP_ENCRYPTION_KEY: KEY_A });
+  env = await createTestEnv('offsite_enc', {
+    BACKUP_ENCRYPTION_KEY: KEY_A,
+    CATALOG_KEY: CATALOG_KEY.toString('base64'),
+  });
   await seedPanelSchema(env.databaseUrl);
   // Random text that compresses little: the artifact spans several encrypted chunks.
   await withClient(env.databaseUrl, (client) =>
@@ -122,7 +130,11 @@ describe('encrypted backups in BACKUP_DIR', () => {
     worker = await startWorker({ ...env.env, ...overrides });
   }
 
-  /** A copy of `manifest`'s backup under a new id, its bytes changed and its manifest to match. */
+  /**
+   * A copy of `manifest`'s backup under a new id, its bytes changed and its manifest to match,
+   * signed with the catalog key: what someone holding that key, but not the encryption key,
+   * could write. Only the encryption's own authentication stands in the way.
+   */
   async function forgedCopy(
     manifest: BackupManifest,
     change: (bytes: Buffer) => Buffer,
@@ -149,7 +161,7 @@ describe('encrypted backups in BACKUP_DIR', () => {
     };
     await writeFile(
       path.join(env.backupDir, manifestFilename(id)),
-      `${JSON.stringify(forged, null, 2)}\n`,
+      manifestText(forged, catalogKeys),
     );
     return forged;
   }

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { BackupManifest, JobResult } from '@pgkeep/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminHeaders, postJob, startApi, type TestApi, waitForJob } from './support/api.js';
@@ -325,5 +325,46 @@ describe('catalog rebuild', () => {
       },
       { timeout: 15_000, interval: 100 },
     );
+  });
+
+  it('does not import a bucket manifest that this deployment did not sign', async () => {
+    const changed = await backup({ label: 'changed in the bucket' });
+    const unsigned = await backup({ label: 'unsigned in the bucket' });
+    const keyOf = (id: string) => `prod/backup-${id}.manifest.json`;
+    const client = s3TestClient(s3.endpoint);
+    try {
+      // Someone with write access to the bucket: one manifest edited (its HMAC kept), one
+      // written from scratch without an HMAC. Both otherwise pass every other check.
+      const edited = JSON.parse((await objectBytes(keyOf(changed.id))).toString('utf8'));
+      expect(edited.hmac).toMatch(/^[0-9a-f]{64}$/);
+      edited.tables = ['public.User'];
+      const stripped = JSON.parse((await objectBytes(keyOf(unsigned.id))).toString('utf8'));
+      delete stripped.hmac;
+      for (const [id, body] of [
+        [changed.id, edited],
+        [unsigned.id, stripped],
+      ] as const) {
+        await client.send(
+          new PutObjectCommand({ Bucket: BUCKET, Key: keyOf(id), Body: JSON.stringify(body) }),
+        );
+        await rm(path.join(env.backupDir, `backup-${id}.manifest.json`));
+      }
+    } finally {
+      client.destroy();
+    }
+    const run = await execFileAsync(
+      process.execPath,
+      ['--enable-source-maps', 'apps/worker/dist/cli/catalog.js'],
+      { cwd: root, env: { PATH: process.env.PATH, ...env.env }, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(JSON.parse(run.stdout)).toMatchObject({ added: [], unreachable: [] });
+    for (const id of [changed.id, unsigned.id]) {
+      const response = await api.app.inject({
+        method: 'GET',
+        url: `/api/backup/${id}`,
+        headers: adminHeaders(),
+      });
+      expect(response.statusCode, id).toBe(404);
+    }
   });
 });

@@ -3,7 +3,7 @@ import { loadTargets, loggerOptions } from '@pgkeep/core';
 import { serverConnection, TargetRegistry } from '@pgkeep/engine';
 import { clientConfig } from '@pgkeep/pg';
 import { closeQueues, createRedisConnection, openQueues } from '@pgkeep/queue';
-import { createBackupStore } from '@pgkeep/storage';
+import { createBackupStore, createKeyRing } from '@pgkeep/storage';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import pg from 'pg';
 import { app, BODY_LIMIT } from './app.js';
@@ -14,7 +14,9 @@ export async function createServices(
   logger: Logger,
   env: Record<string, string | undefined> = process.env,
 ): Promise<ApiServices> {
-  const registry = new TargetRegistry(config, logger, loadTargets(config, env));
+  // One key ring for every target's store (a passphrase costs an scrypt run to derive).
+  const keyRing = await createKeyRing(config);
+  const registry = new TargetRegistry(config, logger, loadTargets(config, env), keyRing);
   const redis = createRedisConnection(config.REDIS_URL, 'api', 'pgkeep-api');
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   // Health's database: the panel's target's, else the lock server's (every worker needs it).
@@ -34,7 +36,7 @@ export async function createServices(
     }),
     storage: defaultName
       ? await registry.storeFor(registry.require(defaultName).info)
-      : await createBackupStore(config, logger),
+      : await createBackupStore(config, logger, { keyRing }),
     registry,
     reloadTargets: () => registry.replace(loadTargets(config, env)),
   };

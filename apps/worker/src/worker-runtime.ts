@@ -23,6 +23,7 @@ import {
   type ResolvedTarget,
   rebuildCatalog,
   serverConnection,
+  signCatalog,
   sweepLeftovers,
   TargetRegistry,
 } from '@pgkeep/engine';
@@ -66,7 +67,8 @@ export async function startWorkerRuntime(
   env: Record<string, string | undefined> = process.env,
 ): Promise<WorkerRuntime> {
   const workerId = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-  const registry = new TargetRegistry(config, logger, loadTargets(config, env));
+  const keyRing = await createKeyRing(config);
+  const registry = new TargetRegistry(config, logger, loadTargets(config, env), keyRing);
   const toolEnv = { PATH: process.env.PATH };
   const pgDump = await toolVersion('pg_dump', toolEnv);
   const pgRestore = await toolVersion('pg_restore', toolEnv);
@@ -77,7 +79,6 @@ export async function startWorkerRuntime(
     );
   }
   await mkdir(config.BACKUP_DIR, { recursive: true });
-  const keyRing = await createKeyRing(config);
   // One lock server for every worker, whatever servers the targets are on.
   const locks = new AdvisoryLocks(
     serverConnection(registry.targets.lockServer),
@@ -106,6 +107,8 @@ export async function startWorkerRuntime(
     const engine = await engineOf(resolved);
     await engine.storage.ensureDir();
     await sweepLeftovers(engine);
+    // A catalog key in force for the first time signs the manifests written before it.
+    await signCatalog(engine);
     if (config.CATALOG_REBUILD_ON_START) await rebuildCatalog(engine);
   }
   for (const server of registry.targets.servers) {

@@ -247,6 +247,9 @@ export const configSchema = z
       .pipe(z.array(base64Key))
       .default([]),
     BACKUP_ENCRYPTION_OLD_PASSPHRASE: z.string().min(1).optional(),
+    // Authenticates manifests (an HMAC in each). Unset with encryption on: derived from the
+    // encryption key or passphrase. Unset with encryption off: manifests are not signed.
+    CATALOG_KEY: base64Key.optional(),
   })
   .superRefine((config, ctx) => {
     if (

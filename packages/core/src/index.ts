@@ -4,6 +4,8 @@ export * from './errors.js';
 export * from './job-catalog.js';
 export * from './logger.js';
 export * from './manifest.js';
+export * from './manifest-signature.js';
+export * from './names.js';
 export * from './tables.js';
 export * from './target-defaults.js';
 export * from './target-paths.js';

@@ -7,6 +7,7 @@ import {
   compressionSchema,
   manifestSchema,
 } from './manifest.js';
+import { databaseNameSchema, labelSchema, requesterSchema } from './names.js';
 import { tableListSchema } from './tables.js';
 
 /**
@@ -33,7 +34,7 @@ export const targetRefSchema = z
 
 const requester = {
   targetName: targetRefSchema.default('default'),
-  requestedBy: z.string().min(1).max(200),
+  requestedBy: requesterSchema,
   requestedAt: z.iso.datetime(),
 };
 
@@ -42,17 +43,6 @@ const lockTimes = z.object({
   acquiredAt: z.iso.datetime(),
   releasedAt: z.iso.datetime(),
 });
-
-export const labelSchema = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
-
-/** A database pgkeep may create, restore into or rename: a plain identifier. */
-export const databaseNameSchema = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name (letters, digits, _ $ -)');
 
 const verifyCheck = z.object({
   name: z.enum(['sha256', 'archive-read', 'scratch-restore', 'row-counts']),

@@ -23,6 +23,7 @@ export const redactPaths = [
   'NOTIFY_WEBHOOK_URL',
   'NOTIFY_WEBHOOK_SECRET',
   'NOTIFY_SMTP_PASSWORD',
+  'CATALOG_KEY',
 ];
 
 export function loggerOptions(level: string, name: string): LoggerOptions {
@@ -38,8 +39,15 @@ export function loggerOptions(level: string, name: string): LoggerOptions {
   return options;
 }
 
-export function createLogger(level: string, name: string): Logger {
-  return pino(loggerOptions(level, name));
+/** `stderr`: for a command whose stdout is its answer (JSON lines there would corrupt it). */
+export function createLogger(
+  level: string,
+  name: string,
+  to: 'stdout' | 'stderr' = 'stdout',
+): Logger {
+  if (to === 'stdout') return pino(loggerOptions(level, name));
+  const { transport: _pretty, ...options } = loggerOptions(level, name);
+  return pino(options, pino.destination(2));
 }
 
 /** `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs. */

@@ -122,6 +122,49 @@ describe('manifestSchema', () => {
     expect(manifestSchema.safeParse(value).success).toBe(false);
   });
 
+  it.each([
+    ['a table name with a quote and a semicolon', { tables: ['public.x"; DROP TABLE y; --'] }],
+    ['a table name with a space', { tables: ['public.User Data'] }],
+    ['a table without its schema', { tables: ['User'] }],
+    ['a table with two dots', { tables: ['a.b.c'] }],
+    ['an empty table list', { tables: [] }],
+    ['a table listed twice', { tables: ['public.User', 'public.User'] }],
+    ['more than 1000 tables', { tables: Array.from({ length: 1001 }, (_, i) => `public.t${i}`) }],
+    ['a row count of a table the backup does not hold', { tables: ['public.Payment'] }],
+    ['a database name that is not plain', { database: 'app"; DROP DATABASE x; --' }],
+    ['a database name with a dot', { database: 'my.app' }],
+    ['a row count key with a NUL', { rowCounts: { 'public.a\u0000b': 1 } }],
+    ['a row count key without a schema', { rowCounts: { User: 1 } }],
+    [
+      'a row count key longer than two identifiers',
+      { rowCounts: { [`public.${'x'.repeat(130)}`]: 1 } },
+    ],
+    ['a label with a newline', { label: 'line\nbreak' }],
+    ['an empty label', { label: '' }],
+    ['a label of 201 characters', { label: 'x'.repeat(201) }],
+    ['an empty requester', { requestedBy: '' }],
+    ['a requester of 201 characters', { requestedBy: 'x'.repeat(201) }],
+    ['a version with spaces', { pgDumpVersion: '15.20 (Debian)' }],
+    ['an empty server version', { serverVersion: '' }],
+    ['an empty job id', { jobId: '' }],
+  ])('rejects %s', (_label, overrides) => {
+    const value = { ...manifest(), ...overrides };
+    expect(manifestSchema.safeParse(value).success).toBe(false);
+  });
+
+  it('accepts row counts of any table a full backup held, quotes and semicolons included', () => {
+    const counts = { 'public.Ord"er;s DROP': 40, 'App Schema.f$pgkeep$t': 2 };
+    expect(manifestSchema.safeParse(manifest({ rowCounts: counts })).success).toBe(true);
+  });
+
+  it('accepts a table backup whose partitioned table itself has no row count', () => {
+    const partitioned = manifest({
+      tables: ['public.events', 'public.events_2024', 'public.events_2025'],
+      rowCounts: { 'public.events_2024': 10, 'public.events_2025': 0 },
+    });
+    expect(manifestSchema.safeParse(partitioned).success).toBe(true);
+  });
+
   it('rejects a manifest missing a field', () => {
     const { sha256: _omitted, ...rest } = manifest();
     expect(manifestSchema.safeParse(rest).success).toBe(false);

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { backupIdRegex } from './backup-id.js';
+import { type CatalogKeys, signatureProblem, unsignedCatalog } from './manifest-signature.js';
+import { databaseNameSchema, labelSchema, requesterSchema } from './names.js';
+import { MAX_BACKUP_TABLES, qualifiedTableNameSchema } from './tables.js';
 
 export const backupFormats = ['custom', 'plain'] as const;
 export const compressions = ['zstd', 'gzip', 'none'] as const;
@@ -40,13 +43,31 @@ export const copySchema = z.object({
 });
 export type BackupCopy = z.infer<typeof copySchema>;
 
+/** A tool's version as it reports it: `15.20`, `16beta1`. */
+const versionSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[^\s\p{Cc}]+$/u, 'must be a version');
+
+/**
+ * A key of `rowCounts`: `schema.name` of any table the server had, so any identifier (up to 63
+ * characters each), but never a NUL or an empty part.
+ */
+const rowCountKeySchema = z
+  .string()
+  .max(127)
+  .regex(/^[^\0]+\.[^\0]+$/, 'must be a table name like "schema.User"');
+
+const MAX_ROW_COUNTS = 100_000;
+
 /** One JSON file beside each artifact. A backup exists exactly when its manifest does. */
 /** The manifest's fields, as the API shows them (every field present). */
 export const manifestObjectSchema = z.object({
   // 1: local copy only, never encrypted. 2: `copies` and `encryption`.
   manifestVersion: z.union([z.literal(1), z.literal(2)]),
   id: z.string().regex(backupIdRegex),
-  filename: z.string(),
+  filename: z.string().max(255),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   createdAt: z.iso.datetime(),
@@ -56,19 +77,28 @@ export const manifestObjectSchema = z.object({
   status: z.literal('completed'),
   format: backupFormatSchema,
   compression: compressionSchema,
-  tables: z.array(z.string()).nullable(),
-  database: z.string(),
-  /** The pgkeep target and server it was taken of (`default` for backups made before targets). */
-  target: z.string().max(127).optional(),
-  server: z.string().max(63).optional(),
+  // The same rules the API applies to the tables it is asked for: a table restore drops these.
+  tables: z.array(qualifiedTableNameSchema).min(1).max(MAX_BACKUP_TABLES).nullable(),
+  database: databaseNameSchema,
+  /** The pgkeep target and server it was taken of (absent: a backup from before targets). */
+  target: z
+    .string()
+    .regex(/^[a-z0-9_-]{1,63}(\/[A-Za-z_][A-Za-z0-9_$-]{0,62})?$/)
+    .optional(),
+  server: z
+    .string()
+    .regex(/^[a-z0-9_-]{1,63}$/)
+    .optional(),
   /** Tables a full backup left out, by the target's configuration. */
-  excludedTables: z.array(z.string().max(127)).max(1000).optional(),
-  serverVersion: z.string(),
-  pgDumpVersion: z.string(),
-  rowCounts: z.record(z.string(), z.number().int().nonnegative()),
-  requestedBy: z.string(),
-  label: z.string().nullable(),
-  jobId: z.string().nullable(),
+  excludedTables: z.array(qualifiedTableNameSchema).max(MAX_BACKUP_TABLES).optional(),
+  serverVersion: versionSchema,
+  pgDumpVersion: versionSchema,
+  rowCounts: z
+    .record(rowCountKeySchema, z.number().int().nonnegative())
+    .refine((counts) => Object.keys(counts).length <= MAX_ROW_COUNTS, 'too many row counts'),
+  requestedBy: requesterSchema,
+  label: labelSchema.nullable(),
+  jobId: z.string().min(1).max(200).nullable(),
   encryption: manifestEncryptionSchema.nullable().default(null),
   copies: z.array(copySchema).max(16).default([]),
   /** Optional destinations that did not get a copy when the backup was made. */
@@ -100,6 +130,22 @@ export const manifestSchema = manifestObjectSchema
       message: 'filename does not match id, format, compression and encryption',
       path: ['filename'],
     },
+  )
+  .refine(
+    (manifest) =>
+      manifest.tables === null || new Set(manifest.tables).size === manifest.tables.length,
+    {
+      message: 'a table is listed twice',
+      path: ['tables'],
+    },
+  )
+  .refine(
+    // A table backup counts its own tables and nothing else (a partitioned table itself holds
+    // no rows: its partitions are counted).
+    (manifest) =>
+      manifest.tables === null ||
+      Object.keys(manifest.rowCounts).every((key) => manifest.tables?.includes(key)),
+    { message: 'a row count names a table the backup does not hold', path: ['rowCounts'] },
   )
   .refine((manifest) => manifest.manifestVersion === 1 || manifest.copies.length > 0, {
     message: 'a version-2 manifest lists at least one copy',
@@ -140,12 +186,13 @@ export type BackupManifest = z.output<typeof manifestSchema>;
 export type BackupManifestInput = z.input<typeof manifestSchema>;
 
 /**
- * Parses a manifest's text, as read from a disk or a bucket: JSON, the schema, and the id the
- * file's name promised. Never throws.
+ * Parses a manifest's text, as read from a disk or a bucket: JSON, its HMAC when a catalog key
+ * is configured, the schema, and the id the file's name promised. Never throws.
  */
 export function parseManifestText(
   text: string,
   expectedId?: string,
+  keys: CatalogKeys = unsignedCatalog,
 ): { ok: true; manifest: BackupManifest } | { ok: false; reason: string } {
   let json: unknown;
   try {
@@ -153,6 +200,8 @@ export function parseManifestText(
   } catch {
     return { ok: false, reason: 'not JSON' };
   }
+  const unsigned = signatureProblem(json, keys);
+  if (unsigned) return { ok: false, reason: unsigned };
   const parsed = manifestSchema.safeParse(json);
   if (!parsed.success) return { ok: false, reason: parsed.error.issues[0]?.message ?? 'invalid' };
   if (expectedId !== undefined && parsed.data.id !== expectedId) {

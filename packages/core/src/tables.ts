@@ -8,6 +8,8 @@ import { z } from 'zod';
 const identifier = '[A-Za-z_][A-Za-z0-9_$]{0,62}';
 export const tableNamePattern = new RegExp(`^(?:${identifier}\\.)?${identifier}$`);
 export const MAX_TABLES = 100;
+/** Tables one backup may hold: those named, and the partitions they bring with them. */
+export const MAX_BACKUP_TABLES = 1000;
 
 export const tableNameSchema = z
   .string()
@@ -19,6 +21,12 @@ export const tableListSchema = z
   .min(1)
   .max(MAX_TABLES)
   .refine((names) => new Set(names).size === names.length, 'must not repeat a table');
+
+/** A table as a manifest records it: always `schema.name`, each part a plain identifier. */
+export const qualifiedTableNameSchema = z
+  .string()
+  .max(127)
+  .regex(new RegExp(`^${identifier}\\.${identifier}$`), 'must be a table name like "schema.User"');
 
 export interface QualifiedTable {
   schema: string;

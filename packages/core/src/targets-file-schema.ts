@@ -1,8 +1,8 @@
 import picomatch from 'picomatch';
 import { z } from 'zod';
 import { isValidCron, timeZoneSchema } from './config.js';
-import { databaseNameSchema } from './job-catalog.js';
 import { backupFormatSchema, compressionSchema, destinationNameRegex } from './manifest.js';
+import { databaseNameSchema } from './names.js';
 import { MAX_TABLES, tableListSchema, tableNameSchema } from './tables.js';
 import type { FileIssues, FilePath } from './targets-document.js';
 

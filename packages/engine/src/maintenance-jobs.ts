@@ -215,6 +215,31 @@ export async function sweepLeftovers(
 }
 
 /**
+ * Signs, once per catalog key, the manifests written before it (see BackupStore.signCatalog).
+ * Skipped until the next start while a job that changes the catalog runs.
+ */
+export async function signCatalog(
+  engine: Pick<EngineContext, 'config' | 'storage' | 'locks' | 'logger'>,
+): Promise<{ signed: string[] } | undefined> {
+  if (!engine.storage.catalog.catalogKeys.signing) return undefined;
+  const destructive = await tryAcquireAll(engine.locks, destructiveSlots(engine.config));
+  const writes = destructive
+    ? await engine.locks.tryAcquire(lockResources.storageWrite, 'exclusive')
+    : undefined;
+  if (!destructive || !writes) {
+    if (destructive) await releaseAll(destructive);
+    engine.logger.info('a job is running; signing the catalog skipped until the next start');
+    return undefined;
+  }
+  try {
+    return await engine.storage.signCatalog();
+  } finally {
+    await writes.release();
+    await releaseAll(destructive);
+  }
+}
+
+/**
  * Adds back to the catalog the backups whose manifests a remote destination holds (the local
  * disk was lost, or this is a new machine). Skipped (at start) or waited for (the command)
  * while a job that changes the catalog runs.

@@ -5,6 +5,7 @@ import { AppError, type BackupManifest, type JobProgress, parseTableName } from 
 import {
   ChildProcessError,
   countArchiveEntries,
+  countTableRows,
   type PgTarget,
   parseToolVersion,
   type RunningChild,
@@ -145,14 +146,9 @@ export async function compareRowCounts(
   const actual: Record<string, number> = {};
   const mismatches: string[] = [];
   for (const [key, count] of Object.entries(expected)) {
-    const table = parseTableName(key);
-    const relation = `${client.escapeIdentifier(table.schema)}.${client.escapeIdentifier(table.name)}`;
     let found: number | null = null;
     try {
-      const { rows } = await client.query<{ n: string }>(
-        `SELECT count(*)::text AS n FROM ${relation}`,
-      );
-      found = Number(rows[0]?.n ?? 0);
+      found = await countTableRows(client, parseTableName(key));
       actual[key] = found;
     } catch {
       // a missing table counts as a mismatch below

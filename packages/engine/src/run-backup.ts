@@ -5,6 +5,7 @@ import {
   AppError,
   artifactFilename,
   type BackupManifest,
+  databaseNameSchema,
   encryptionAlgorithm,
   isStorageFull,
   type JobPayload,
@@ -22,6 +23,7 @@ import {
   listUserTables,
   lockResources,
   pgDumpSupportsServer,
+  type ResolvedTable,
   resolveTables,
   serverVersion,
   startPgDump,
@@ -84,6 +86,13 @@ export async function runBackup(
   run: RunContext,
 ): Promise<BackupManifest> {
   const { config, storage, locks, target, targetInfo } = engine;
+  // The manifest records the database, and a restore may be asked to recreate it by that name.
+  if (!databaseNameSchema.safeParse(target.database).success) {
+    throw new AppError(
+      'INVALID_DATABASE_NAME',
+      `cannot back up database ${JSON.stringify(target.database)}: backups need a plain database name (letters, digits, _ $ -)`,
+    );
+  }
   const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
   const writeLock = await locks.acquire(lockResources.storageWrite, 'shared', lockOptions);
@@ -128,7 +137,7 @@ export async function runBackup(
         `pg_dump ${engine.pgDump.version} is older than the server (${server.version}); install pg_dump ${Math.floor(server.num / 10_000)} or newer`,
       );
     }
-    const tables: QualifiedTable[] | null = payload.tables
+    const tables: ResolvedTable[] | null = payload.tables
       ? await resolveTables(snapshotClient, payload.tables)
       : null;
     const excluded =
@@ -136,8 +145,10 @@ export async function runBackup(
         ? await existingTables(snapshotClient, payload.excludeTables)
         : [];
     const excludedKeys = new Set(excluded.map(tableKey));
+    // Rows are counted where they live: a partitioned table's are its partitions' (listed with
+    // it), so none is counted twice. A full backup's list holds no partitioned table either.
     const counted =
-      tables ??
+      tables?.filter((table) => !table.partitioned) ??
       (await listUserTables(snapshotClient)).filter((table) => !excludedKeys.has(tableKey(table)));
     const estimate = await estimateDumpBytes(snapshotClient, tables);
     const local = storage.local;

@@ -15,11 +15,11 @@ import {
   dropDatabaseForce,
   listScratchDatabases,
   lockResources,
-  quoteIdent,
   scratchDatabaseName,
   startPgRestoreToScript,
   startPsqlScript,
   swapDatabases,
+  tableRestoreScript,
   withDatabase,
 } from '@pgkeep/pg';
 import pg from 'pg';
@@ -127,17 +127,6 @@ async function restoreDatabase(
   }
 }
 
-/** SQL run after a table restore, inside its transaction: a wrong count undoes it all. */
-function rowCountAssertion(expected: Record<string, number>): string {
-  const checks = Object.entries(expected).map(([key, count]) => {
-    const table = parseTableName(key);
-    const relation = `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
-    const literal = `'${relation.replaceAll("'", "''")}'`;
-    return `IF (SELECT count(*) FROM ${relation}) <> ${Number(count)} THEN RAISE EXCEPTION 'row count of % differs from the backup', ${literal}; END IF;`;
-  });
-  return `DO $pgkeep$ BEGIN ${checks.join(' ')} END $pgkeep$`;
-}
-
 /**
  * Table restore, in the target itself and in one transaction: drop the backup's tables, load
  * them, check their row counts. A table that other tables reference through foreign keys
@@ -151,33 +140,42 @@ async function restoreTables(
   run: RunContext,
   signal: AbortSignal,
 ) {
-  const tables = manifest.tables ?? [];
-  const drops = tables.map((key) => {
-    const table = parseTableName(key);
-    return `DROP TABLE IF EXISTS ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
-  });
+  const script = tableRestoreScript(
+    (manifest.tables ?? []).map((key) => ({
+      ...parseTableName(key),
+      rows: manifest.rowCounts[key] ?? null,
+    })),
+  );
   const into = withDatabase(engine.target, target);
   const psql = startPsqlScript(into, {
-    before: drops,
-    after: [rowCountAssertion(manifest.rowCounts)],
+    variables: script.variables,
+    after: [script.check],
     signal,
   });
   const { stdin } = psql.child;
   if (!stdin) throw new Error('psql was started without stdin');
   run.onProgress?.({ phase: 'restoring', percent: null });
   const started = Date.now();
+  // The drops go first, on the same stdin as the dump: psql fills in the variables there.
+  const withPrelude = async function* (dump: AsyncIterable<Buffer>) {
+    yield Buffer.from(script.prelude);
+    yield* dump;
+  };
   let feeding: Promise<unknown>;
   if (manifest.format === 'custom') {
     // The archive (decompressed: pg_restore reads the file itself, to its last byte) as SQL,
     // fed to the same transaction.
-    const script = startPgRestoreToScript(into, { clean: false, signal, file: artifact.file });
-    const { stdout: sqlOut } = script.child;
+    const dump = startPgRestoreToScript(into, { clean: false, signal, file: artifact.file });
+    const { stdout: sqlOut } = dump.child;
     if (!sqlOut) throw new Error('pg_restore was started without a stdout pipe');
-    feeding = Promise.all([pipeline(sqlOut, stdin, { signal }), script.done]);
+    feeding = Promise.all([pipeline(sqlOut, withPrelude, stdin, { signal }), dump.done]);
   } else {
     const stage = decompressionStage(artifact.compression, signal);
     const source = createReadStream(artifact.file);
-    feeding = Promise.all([pipeline([source, stage.stream, stdin], { signal }), stage.done]);
+    feeding = Promise.all([
+      pipeline(source, stage.stream, withPrelude, stdin, { signal }),
+      stage.done,
+    ]);
   }
   await awaitPsql(psql, feeding, signal);
   return {

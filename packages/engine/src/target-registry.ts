@@ -9,7 +9,7 @@ import {
   type TargetsConfig,
 } from '@pgkeep/core';
 import { clientConfig, listDatabases, type PgTarget, parseDatabaseUrl } from '@pgkeep/pg';
-import { type BackupStore, createBackupStore } from '@pgkeep/storage';
+import { type BackupStore, createBackupStore, createKeyRing, type KeyRing } from '@pgkeep/storage';
 import pg from 'pg';
 import type { TargetInfo } from './engine-context.js';
 
@@ -44,11 +44,17 @@ export class TargetRegistry {
   private readonly stores = new Map<string, { key: string; store: Promise<BackupStore> }>();
   private discovered = new Map<string, { at: number; databases: Promise<string[]> }>();
 
+  private keyRing: Promise<KeyRing> | undefined;
+
+  /** `keyRing`: the process's own; without one, made once, when the first store needs it. */
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
     private current: TargetsConfig,
-  ) {}
+    keyRing?: KeyRing,
+  ) {
+    if (keyRing) this.keyRing = Promise.resolve(keyRing);
+  }
 
   get targets(): TargetsConfig {
     return this.current;
@@ -135,13 +141,19 @@ export class TargetRegistry {
     // Its directory is made here: a database found after start has none yet. A directory that
     // cannot be made is not an error here: the API still answers (health says what is wrong),
     // and a backup's own write fails with its clear error.
-    const store = createBackupStore(this.config, this.logger, {
-      target: target.name,
-      destinations: target.settings.destinations,
-    }).then(async (created) => {
-      await created.ensureDir().catch(() => {});
-      return created;
-    });
+    this.keyRing ??= createKeyRing(this.config);
+    const store = this.keyRing
+      .then((keyRing) =>
+        createBackupStore(this.config, this.logger, {
+          target: target.name,
+          destinations: target.settings.destinations,
+          keyRing,
+        }),
+      )
+      .then(async (created) => {
+        await created.ensureDir().catch(() => {});
+        return created;
+      });
     store.catch(() => this.stores.delete(target.name));
     this.stores.set(target.name, { key, store });
     return store;

@@ -82,7 +82,9 @@ export class AdvisoryLocks {
     const fn = mode === 'shared' ? 'pg_advisory_lock_shared' : 'pg_advisory_lock';
     const objectKey = int32Of(resource);
     try {
-      await client.query(`SET lock_timeout = ${Math.max(1, Math.floor(options.timeoutMs))}`);
+      await client.query("SELECT set_config('lock_timeout', $1, false)", [
+        String(Math.max(1, Math.floor(options.timeoutMs))),
+      ]);
       await client.query(`SELECT ${fn}($1::int4, $2::int4)`, [this.namespaceKey, objectKey]);
     } catch (error) {
       await client.end().catch(() => {});

@@ -1,4 +1,11 @@
-import { AppError, parseTableName, type QualifiedTable, tableKey } from '@pgkeep/core';
+import {
+  AppError,
+  MAX_BACKUP_TABLES,
+  parseTableName,
+  type QualifiedTable,
+  qualifiedTableNameSchema,
+  tableKey,
+} from '@pgkeep/core';
 import type { ClientBase, Pool } from 'pg';
 
 /** Ordinary tables whose rows pg_dump writes (system schemas and extension members left out). */
@@ -20,17 +27,24 @@ export async function listUserTables(client: ClientBase): Promise<QualifiedTable
   return rows;
 }
 
+/** A table a table backup holds. */
+export interface ResolvedTable extends QualifiedTable {
+  /** A partitioned table holds no rows itself: its partitions do, and are listed after it. */
+  partitioned: boolean;
+}
+
 /**
  * Finds each named table exactly as written, case included. A name without a schema must be
  * unique across user schemas. An unknown or ambiguous name is a TABLE_NOT_FOUND error naming
- * it: a table backup never silently leaves a table out.
+ * it: a table backup never silently leaves a table out. A partitioned table brings all its
+ * partitions with it (pg_dump --table dumps the parent alone, whose rows live in them).
  */
 export async function resolveTables(
   client: ClientBase,
   names: readonly string[],
-): Promise<QualifiedTable[]> {
-  const { rows } = await client.query<QualifiedTable & { kind: string }>(
-    `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
+): Promise<ResolvedTable[]> {
+  const { rows } = await client.query<QualifiedTable & { kind: string; oid: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind, c.oid::text AS oid
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p')
        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -39,7 +53,7 @@ export async function resolveTables(
   );
   const missing: string[] = [];
   const ambiguous: string[] = [];
-  const resolved: QualifiedTable[] = [];
+  const resolved: (typeof rows)[number][] = [];
   for (const name of names) {
     const wanted = parseTableName(name);
     const qualified = name.includes('.');
@@ -49,7 +63,7 @@ export async function resolveTables(
     const [first] = matches;
     if (!first) missing.push(name);
     else if (matches.length > 1) ambiguous.push(name);
-    else resolved.push({ schema: first.schema, name: first.name });
+    else resolved.push(first);
   }
   if (missing.length > 0) {
     throw new AppError('TABLE_NOT_FOUND', `table not found: ${missing.join(', ')}`, {
@@ -63,14 +77,87 @@ export async function resolveTables(
       { details: { ambiguous } },
     );
   }
-  // `User` and `public.User` are one table: dump it, and count it, once.
+  const partitionsOf = await listPartitions(
+    client,
+    resolved.filter((table) => table.kind === 'p').map((table) => table.oid),
+  );
+  // `User` and `public.User` are one table, and a partition named beside its parent is already
+  // there: dump it, and count it, once.
+  const tables: ResolvedTable[] = [];
   const seen = new Set<string>();
-  return resolved.filter((table) => {
+  const add = (table: ResolvedTable) => {
     const key = tableKey(table);
-    if (seen.has(key)) return false;
+    if (seen.has(key)) return;
     seen.add(key);
-    return true;
-  });
+    tables.push(table);
+  };
+  for (const table of resolved) {
+    add({ schema: table.schema, name: table.name, partitioned: table.kind === 'p' });
+    for (const partition of partitionsOf.get(table.oid) ?? []) add(partition);
+  }
+  if (tables.length > MAX_BACKUP_TABLES) {
+    throw new AppError(
+      'VALIDATION_ERROR',
+      `these tables and their partitions are ${tables.length} tables; a table backup holds at most ${MAX_BACKUP_TABLES}: back up the whole database instead`,
+    );
+  }
+  return tables;
+}
+
+/**
+ * Every partition under each partitioned table (sub-partitions too), level by level. A
+ * partition becomes part of the manifest, so its name must follow the same rules as a table
+ * the API is asked for; a foreign-table partition holds no rows pg_dump could dump.
+ */
+async function listPartitions(
+  client: ClientBase,
+  roots: readonly string[],
+): Promise<Map<string, ResolvedTable[]>> {
+  const partitions = new Map<string, ResolvedTable[]>();
+  if (roots.length === 0) return partitions;
+  const { rows } = await client.query<QualifiedTable & { root: string; kind: string }>(
+    `SELECT root.oid::text AS root, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
+     FROM unnest($1::oid[]) AS root(oid)
+     CROSS JOIN LATERAL pg_partition_tree(root.oid::regclass) AS tree
+     JOIN pg_class c ON c.oid = tree.relid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE tree.level > 0
+     ORDER BY tree.level, n.nspname, c.relname`,
+    [roots],
+  );
+  for (const row of rows) {
+    const table = { schema: row.schema, name: row.name };
+    if (row.kind === 'f') {
+      throw new AppError(
+        'VALIDATION_ERROR',
+        `partition ${tableKey(table)} is a foreign table, whose rows pg_dump does not dump: back up the whole database, or its server, instead`,
+      );
+    }
+    if (!qualifiedTableNameSchema.safeParse(tableKey(table)).success) {
+      throw new AppError(
+        'INVALID_TABLE_NAME',
+        `partition ${JSON.stringify(tableKey(table))} has a name a table backup cannot hold (letters, digits, _ and $ only): rename it, or back up the whole database`,
+        { details: { partition: tableKey(table) } },
+      );
+    }
+    const list = partitions.get(row.root) ?? [];
+    list.push({ ...table, partitioned: row.kind === 'p' });
+    partitions.set(row.root, list);
+  }
+  return partitions;
+}
+
+/*
+ * A count(*) whose table is named by parameters: the server builds the statement with
+ * format('%I') and runs it through query_to_xml, so no name is pasted into SQL text here.
+ */
+const countRowsSql = `SELECT (pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml(
+  pg_catalog.format('SELECT count(*) AS n FROM %I.%I', $1::text, $2::text), false, true, '')))[1]::text AS n`;
+
+/** Exact rows of one table (its partitions or inheritance children included). */
+export async function countTableRows(client: ClientBase, table: QualifiedTable): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(countRowsSql, [table.schema, table.name]);
+  return Number(rows[0]?.n ?? 0);
 }
 
 /** Exact row counts; run inside the dump's snapshot so they describe the same data. */
@@ -79,13 +166,7 @@ export async function countRows(
   tables: readonly QualifiedTable[],
 ): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  for (const table of tables) {
-    const relation = `${client.escapeIdentifier(table.schema)}.${client.escapeIdentifier(table.name)}`;
-    const { rows } = await client.query<{ count: string }>(
-      `SELECT count(*)::text AS count FROM ${relation}`,
-    );
-    counts[tableKey(table)] = Number(rows[0]?.count ?? 0);
-  }
+  for (const table of tables) counts[tableKey(table)] = await countTableRows(client, table);
   return counts;
 }
 
@@ -100,16 +181,14 @@ export async function estimateDumpBytes(
     );
     return Number(rows[0]?.size ?? 0);
   }
-  let total = 0;
-  for (const table of tables) {
-    const relation = `${client.escapeIdentifier(table.schema)}.${client.escapeIdentifier(table.name)}`;
-    const { rows } = await client.query<{ size: string }>(
-      'SELECT pg_table_size($1::regclass)::text AS size',
-      [relation],
-    );
-    total += Number(rows[0]?.size ?? 0);
-  }
-  return total;
+  const { rows } = await client.query<{ size: string }>(
+    `SELECT coalesce(sum(pg_table_size(c.oid)), 0)::text AS size
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     JOIN unnest($1::text[], $2::text[]) AS t(schema, name)
+       ON n.nspname = t.schema AND c.relname = t.name`,
+    [tables.map((table) => table.schema), tables.map((table) => table.name)],
+  );
+  return Number(rows[0]?.size ?? 0);
 }
 
 export async function serverVersion(

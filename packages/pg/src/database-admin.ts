@@ -1,9 +1,26 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { AppError } from '@pgkeep/core';
-import type { ClientBase } from 'pg';
+import { AppError, databaseNameSchema } from '@pgkeep/core';
+import { type ClientBase, escapeIdentifier, escapeLiteral } from 'pg';
 
-/** Database names pgkeep creates or is asked to restore into: plain identifiers only. */
-export const databaseNamePattern = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
+/*
+ * CREATE, DROP, ALTER and COMMENT ON DATABASE, GRANT and ALTER ROLE … SET are utility
+ * statements: PostgreSQL takes no parameters in them, and CREATE/DROP DATABASE cannot even
+ * run inside a function, where format('%I') could build them. Their text is built here, with
+ * node-postgres's escapeIdentifier / escapeLiteral (the quoting libpq does), from names that
+ * are either checked against the plain-name rule below (the databases pgkeep creates or
+ * renames to) or read from the server's own catalog.
+ */
+
+/** A database pgkeep creates or renames one to: a plain name (letters, digits, `_ $ -`). */
+function plainDatabaseName(name: string): string {
+  if (!databaseNameSchema.safeParse(name).success) {
+    throw new AppError(
+      'INVALID_DATABASE_NAME',
+      `not a plain database name: ${JSON.stringify(name)}`,
+    );
+  }
+  return escapeIdentifier(name);
+}
 
 /**
  * Scratch databases: `pgkeep_<restore|verify>_<namespace tag>_<random>`. The tag keeps one
@@ -21,14 +38,6 @@ export function scratchDatabasePrefix(kind: ScratchKind, namespace: string): str
 
 export function scratchDatabaseName(kind: ScratchKind, namespace: string): string {
   return `${scratchDatabasePrefix(kind, namespace)}${randomBytes(6).toString('hex')}`;
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-function quoteLiteral(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
 }
 
 export async function databaseExists(client: ClientBase, name: string): Promise<boolean> {
@@ -60,15 +69,19 @@ export async function createRestoreDatabase(
     );
     const source = rows[0];
     if (source) {
-      options += ` ENCODING ${quoteLiteral(source.encoding)} LC_COLLATE ${quoteLiteral(source.collate)}`;
-      options += ` LC_CTYPE ${quoteLiteral(source.ctype)} OWNER ${quoteIdent(source.owner)}`;
+      options += ` ENCODING ${escapeLiteral(source.encoding)} LC_COLLATE ${escapeLiteral(source.collate)}`;
+      options += ` LC_CTYPE ${escapeLiteral(source.ctype)} OWNER ${escapeIdentifier(source.owner)}`;
     }
   }
-  await client.query(`CREATE DATABASE ${quoteIdent(name)} ${options}`);
+  await client.query(`CREATE DATABASE ${plainDatabaseName(name)} ${options}`);
 }
 
+/**
+ * Drops a database pgkeep made (a scratch or replaced one), whose name it generated or found in
+ * pg_database: quoted as it is, whatever it holds, never refused, so a clean-up always works.
+ */
 export async function dropDatabaseForce(client: ClientBase, name: string): Promise<void> {
-  await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+  await client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
 }
 
 /** Scratch databases of this namespace (the caller makes sure none is in use). */
@@ -122,10 +135,12 @@ export function splitSettingList(value: string): string[] {
 
 /** The SQL for a stored setting value: a literal, or a list of literals for list settings. */
 export function settingValueSql(key: string, value: string): string {
-  if (!listSettings.has(key.toLowerCase())) return quoteLiteral(value);
+  if (!listSettings.has(key.toLowerCase())) return escapeLiteral(value);
   const items = splitSettingList(value);
-  return items.length > 0 ? items.map(quoteLiteral).join(', ') : "''";
+  return items.length > 0 ? items.map((item) => escapeLiteral(item)).join(', ') : "''";
 }
+
+const databasePrivileges = new Set(['CREATE', 'CONNECT', 'TEMPORARY']);
 
 /**
  * Statements that give `target` the database-level state of `source` that a dump does not
@@ -133,7 +148,7 @@ export function settingValueSql(key: string, value: string): string {
  */
 async function settingsStatements(client: ClientBase, source: string, target: string) {
   const statements: string[] = [];
-  const t = quoteIdent(target);
+  const t = plainDatabaseName(target);
   const { rows: settings } = await client.query<{ role: string | null; setting: string }>(
     `SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END AS role,
             unnest(s.setconfig) AS setting
@@ -145,10 +160,10 @@ async function settingsStatements(client: ClientBase, source: string, target: st
     const eq = setting.indexOf('=');
     const key = setting.slice(0, eq);
     const value = setting.slice(eq + 1);
-    const set = `SET ${quoteIdent(key)} TO ${settingValueSql(key, value)}`;
+    const set = `SET ${escapeIdentifier(key)} TO ${settingValueSql(key, value)}`;
     statements.push(
       role
-        ? `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${t} ${set}`
+        ? `ALTER ROLE ${escapeIdentifier(role)} IN DATABASE ${t} ${set}`
         : `ALTER DATABASE ${t} ${set}`,
     );
   }
@@ -163,7 +178,7 @@ async function settingsStatements(client: ClientBase, source: string, target: st
     [source],
   );
   const row = meta[0];
-  if (row?.comment) statements.push(`COMMENT ON DATABASE ${t} IS ${quoteLiteral(row.comment)}`);
+  if (row?.comment) statements.push(`COMMENT ON DATABASE ${t} IS ${escapeLiteral(row.comment)}`);
   if (row && row.connlimit !== -1)
     statements.push(`ALTER DATABASE ${t} CONNECTION LIMIT ${Number(row.connlimit)}`);
   if (row?.acl) {
@@ -175,7 +190,9 @@ async function settingsStatements(client: ClientBase, source: string, target: st
       [source],
     );
     for (const { grantee, privilege } of grants) {
-      const who = grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(grantee);
+      // A keyword, not a name: only the privileges a database has are written.
+      if (!databasePrivileges.has(privilege)) continue;
+      const who = grantee === 'PUBLIC' ? 'PUBLIC' : escapeIdentifier(grantee);
       statements.push(`GRANT ${privilege} ON DATABASE ${t} TO ${who}`);
     }
   }
@@ -209,6 +226,9 @@ export async function swapDatabases(
   },
 ): Promise<SwapResult> {
   const { target, temporary, previous } = options;
+  const [targetSql, temporarySql, previousSql] = [target, temporary, previous].map(
+    plainDatabaseName,
+  );
   const exists = await databaseExists(client, target);
   const started = Date.now();
   let terminatedSessions = 0;
@@ -227,19 +247,17 @@ export async function swapDatabases(
       await client.query("SET LOCAL lock_timeout = '5s'");
       if (exists) {
         const statements = await settingsStatements(client, target, temporary);
-        await client.query(
-          `ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`,
-        );
+        await client.query(`ALTER DATABASE ${targetSql} RENAME TO ${previousSql}`);
         // The previous database stays for rollback, closed to connections so nothing writes
         // to it by mistake, and marked as replaced by this deployment (its own comment moves
         // to the restored database below).
-        await client.query(`ALTER DATABASE ${quoteIdent(previous)} ALLOW_CONNECTIONS false`);
+        await client.query(`ALTER DATABASE ${previousSql} ALLOW_CONNECTIONS false`);
         await client.query(
-          `COMMENT ON DATABASE ${quoteIdent(previous)} IS ${quoteLiteral(replacedMarker(options.namespace, new Date()))}`,
+          `COMMENT ON DATABASE ${previousSql} IS ${escapeLiteral(replacedMarker(options.namespace, new Date()))}`,
         );
         for (const statement of statements) await client.query(statement);
       }
-      await client.query(`ALTER DATABASE ${quoteIdent(temporary)} RENAME TO ${quoteIdent(target)}`);
+      await client.query(`ALTER DATABASE ${temporarySql} RENAME TO ${targetSql}`);
       await client.query('COMMIT');
       return {
         previousDatabase: exists ? previous : null,

@@ -7,3 +7,4 @@ export * from './discovery.js';
 export * from './pg-dump.js';
 export * from './pg-restore.js';
 export * from './pg-tools.js';
+export * from './table-restore-sql.js';

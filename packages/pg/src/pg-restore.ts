@@ -56,13 +56,25 @@ export function startPgRestore(options: PgRestoreOptions): RunningChild {
   );
 }
 
-/** psql reading SQL from stdin, all in one transaction, stopping at the first error. */
+/**
+ * psql reading SQL from stdin, all in one transaction, stopping at the first error. Query
+ * results go to /dev/null: nothing reads them, and a full pipe would stall psql. `variables`
+ * are psql variables that the script reads as `:'name'` (psql quotes each as a literal);
+ * `after` is constant SQL run once stdin is done.
+ */
 export function startPsqlScript(
   target: PgTarget,
-  options: { before?: string[]; after?: string[]; signal?: AbortSignal | undefined },
+  options: {
+    variables?: Record<string, string>;
+    after?: string[];
+    signal?: AbortSignal | undefined;
+  },
 ): RunningChild {
   const args = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--single-transaction'];
-  for (const command of options.before ?? []) args.push('-c', command);
+  args.push('--output=/dev/null');
+  for (const [name, value] of Object.entries(options.variables ?? {})) {
+    args.push('-v', `${name}=${value}`);
+  }
   args.push('-f', '-');
   for (const command of options.after ?? []) args.push('-c', command);
   return startChild('psql', args, { env: toolEnv(target), signal: options.signal, stdin: 'pipe' });

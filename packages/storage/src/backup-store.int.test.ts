@@ -1,13 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, truncate } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import {
   AppError,
   artifactFilename,
   type BackupManifest,
+  type CatalogKeys,
   createLogger,
   manifestFilename,
   manifestSchema,
@@ -57,7 +63,10 @@ async function localDir(): Promise<LocalStorage> {
 }
 
 /** An S3 destination under a prefix of its own, so no two tests see each other's objects. */
-function bucket(name: string, options: { endpoint?: string; prefix?: string } = {}) {
+function bucket(
+  name: string,
+  options: { endpoint?: string; prefix?: string; keys?: CatalogKeys } = {},
+) {
   const destination = new S3Destination(
     {
       name,
@@ -75,6 +84,7 @@ function bucket(name: string, options: { endpoint?: string; prefix?: string } = 
       maxAttempts: 1,
     },
     logger,
+    options.keys,
   );
   cleanups.push(() => destination.close());
   return destination;
@@ -351,5 +361,88 @@ describe('BackupStore.rebuildCatalog', () => {
 
     // Run again, it finds nothing more to add.
     expect((await rebuilt.rebuildCatalog()).added).toEqual([]);
+  });
+});
+
+describe('BackupStore.signCatalog', () => {
+  const keyA = randomBytes(32);
+  const keyB = randomBytes(32);
+
+  it('signs, once, the backups made before a catalog key, locally and in the bucket; unsigned ones after that are refused', async () => {
+    const plainLocal = await localDir();
+    const prefix = `t-${randomBytes(4).toString('hex')}/`;
+    const plain = newStore(plainLocal, [plainLocal, bucket('offsite', { prefix })]);
+    const before = [
+      await storedBackup(plain, randomBytes(4096)),
+      await storedBackup(plain, randomBytes(4096)),
+    ];
+    const ids = before.map((manifest) => manifest.id).sort();
+
+    // The same directory and bucket, now with a catalog key.
+    const keysA = { signing: keyA, accepted: [keyA] };
+    const local = new LocalStorage(plainLocal.dir, logger, keysA);
+    const offsite = bucket('offsite', { prefix, keys: keysA });
+    const store = newStore(local, [local, offsite]);
+    const unsignedList = await store.listManifests();
+    expect(unsignedList.manifests).toEqual([]);
+    expect(unsignedList.invalid.map((entry) => entry.reason)).toEqual([
+      expect.stringContaining('no HMAC'),
+      expect.stringContaining('no HMAC'),
+    ]);
+
+    expect((await store.signCatalog())?.signed.sort()).toEqual(ids);
+    expect((await store.listManifests()).manifests.map((m) => m.id).sort()).toEqual(ids);
+    expect((await offsite.listManifests()).manifests.map((m) => m.id).sort()).toEqual(ids);
+    expect(await store.getManifest(before[0]?.id as string)).toEqual(before[0]);
+    expect(await readdir(local.dir)).toContain('.catalog-key');
+
+    // Later, an unsigned manifest appears (by hand, or from an older process): refused, and
+    // the next start does not sign it.
+    const late = await storedBackup(plain, randomBytes(4096));
+    expect(await store.signCatalog()).toBeUndefined();
+    expect((await store.listManifests()).manifests.map((m) => m.id)).not.toContain(late.id);
+    await expect(store.getManifest(late.id)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
+
+    // A manifest changed behind pgkeep is never signed, not even by a later key; one signed
+    // with a key still accepted is signed again with the new one.
+    const [changed, kept] = before as [BackupManifest, BackupManifest];
+    const file = path.join(local.dir, manifestFilename(changed.id));
+    const edited = JSON.parse(await readFile(file, 'utf8'));
+    edited.label = 'edited';
+    await writeFile(file, JSON.stringify(edited));
+    const keysB = { signing: keyB, accepted: [keyB, keyA] };
+    const rotatedLocal = new LocalStorage(local.dir, logger, keysB);
+    const rotated = newStore(rotatedLocal, [
+      rotatedLocal,
+      bucket('offsite', { prefix, keys: keysB }),
+    ]);
+    const result = await rotated.signCatalog();
+    expect(result?.signed).toEqual([kept.id]);
+    expect(result?.refused.map((entry) => entry.file).sort()).toEqual(
+      [manifestFilename(changed.id), manifestFilename(late.id)].sort(),
+    );
+    const onlyB = new LocalStorage(local.dir, logger, { signing: keyB, accepted: [keyB] });
+    expect((await onlyB.listManifests()).manifests.map((m) => m.id)).toEqual([kept.id]);
+  });
+
+  it('leaves a bucket manifest without a valid HMAC out of a catalog rebuild', async () => {
+    const keys = { signing: keyA, accepted: [keyA] };
+    const local = await localDir();
+    const keyed = new LocalStorage(local.dir, logger, keys);
+    const prefix = `t-${randomBytes(4).toString('hex')}/`;
+    const offsite = bucket('offsite', { prefix, keys });
+    const store = newStore(keyed, [keyed, offsite]);
+    const good = await storedBackup(store, randomBytes(4096));
+    const edited = await storedBackup(store, randomBytes(4096));
+    const key = `${prefix}${manifestFilename(edited.id)}`;
+    const json = JSON.parse((await objectBytes(key)).toString('utf8'));
+    json.tables = ['public.victim'];
+    await raw.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: JSON.stringify(json) }));
+    for (const manifest of [good, edited]) {
+      await rm(path.join(local.dir, manifestFilename(manifest.id)));
+    }
+
+    expect((await store.rebuildCatalog()).added).toEqual([good.id]);
+    expect(await store.getManifest(edited.id)).toBeUndefined();
   });
 });

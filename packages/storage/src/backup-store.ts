@@ -4,10 +4,11 @@ import {
   AppError,
   type BackupCopy,
   type BackupManifest,
+  catalogKeyId,
   type Logger,
   toAppError,
 } from '@pgkeep/core';
-import type { Destination, StagedArtifact } from './destination.js';
+import type { Destination, InvalidManifest, StagedArtifact } from './destination.js';
 import { fanOut } from './fan-out.js';
 import type { LocalStorage } from './local-storage.js';
 
@@ -410,6 +411,51 @@ export class BackupStore {
       }
     }
     return removed;
+  }
+
+  /**
+   * Once per catalog key, here and beside each remote copy: signs again the manifests signed
+   * with a key that is still accepted but no longer signs (a rotated encryption key, a new
+   * CATALOG_KEY), so that every backup stays listed. The first time any key is in force, it
+   * also signs the manifests without an HMAC that the catalog already held: a deployment that
+   * turns encryption or CATALOG_KEY on keeps the backups it had. The local catalog is this
+   * deployment's own disk and is trusted that once; a bucket never is. From then on an unsigned
+   * manifest is refused wherever it turns up. Call only while no job changes the catalog.
+   */
+  async signCatalog(): Promise<{ signed: string[]; refused: InvalidManifest[] } | undefined> {
+    const { signing } = this.catalog.catalogKeys;
+    if (!signing) return undefined;
+    const keyId = catalogKeyId(signing);
+    const previous = await this.catalog.signedWith();
+    if (previous === keyId) return undefined;
+    await this.catalog.ensureDir();
+    const { manifests, refused } = await this.catalog.manifestsToSign(previous === undefined);
+    for (const manifest of manifests) {
+      for (const copy of manifest.copies) {
+        const destination = this.destination(copy.destination);
+        if (!destination || destination === this.catalog) continue;
+        await destination.writeManifest(manifest).catch((error: unknown) => {
+          this.logger.warn(
+            {
+              backupId: manifest.id,
+              destination: destination.name,
+              err: toAppError(error).message,
+            },
+            'could not sign the manifest beside a remote copy; a catalog rebuild will not bring that copy back',
+          );
+        });
+      }
+      await this.catalog.writeManifest(manifest);
+    }
+    await this.catalog.markSignedWith(keyId);
+    if (refused.length > 0) {
+      this.logger.warn({ refused }, 'catalog: manifests left unsigned, they are not listed');
+    }
+    this.logger.info(
+      { signed: manifests.length, catalogKeyId: keyId },
+      'catalog: manifests signed',
+    );
+    return { signed: manifests.map((manifest) => manifest.id), refused };
   }
 
   /**

@@ -29,6 +29,7 @@ const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 const DEFAULT_CHUNK_BYTES = 64 * 1024;
 const HKDF_INFO = `pgkeep/${encryptionAlgorithm}`;
 const KEY_ID_LABEL = 'pgkeep/key-id';
+const CATALOG_HKDF_INFO = 'pgkeep/catalog-hmac-v1';
 const SCRYPT_OPTIONS: ScryptOptions = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 
 const EMPTY = Buffer.alloc(0);
@@ -67,6 +68,8 @@ interface RingKey {
   keyId: string;
   kdf: typeof KDF_RAW_KEY | typeof KDF_PASSPHRASE;
   secret: Buffer;
+  /** The key manifests are authenticated with when no CATALOG_KEY is set (HKDF, own label). */
+  catalogKey: Buffer;
 }
 
 /**
@@ -126,6 +129,18 @@ export class KeyRing {
     return [...this.#keys.keys()];
   }
 
+  /**
+   * Catalog keys derived from the ring's keys, in the same order: the current key's first
+   * (when there is one), so manifests signed before a key rotation still verify.
+   */
+  derivedCatalogKeys(): { current: Buffer | null; all: Buffer[] } {
+    const current = this.writeKeyId === null ? undefined : this.#keys.get(this.writeKeyId);
+    return {
+      current: current ? Buffer.from(current.catalogKey) : null,
+      all: [...this.#keys.values()].map((key) => Buffer.from(key.catalogKey)),
+    };
+  }
+
   /** A Transform from plaintext to an encrypted artifact (header, then chunks). */
   encryptStream(): { stream: Transform; keyId: string; chunkBytes: number } {
     const key = this.writeKeyId === null ? undefined : this.#keys.get(this.writeKeyId);
@@ -156,7 +171,7 @@ function rawRingKey(key: Buffer): RingKey {
     throw new AppError('VALIDATION_ERROR', 'an encryption key must be exactly 32 bytes');
   }
   const secret = Buffer.from(key);
-  return { keyId: keyIdOf(secret), kdf: KDF_RAW_KEY, secret };
+  return { keyId: keyIdOf(secret), kdf: KDF_RAW_KEY, secret, catalogKey: catalogKeyOf(secret) };
 }
 
 async function passphraseRingKey(passphrase: string): Promise<RingKey> {
@@ -165,7 +180,17 @@ async function passphraseRingKey(passphrase: string): Promise<RingKey> {
   }
   const secret = Buffer.from(passphrase, 'utf8');
   const stretched = await scryptKey(secret, KEY_ID_LABEL);
-  return { keyId: keyIdOf(stretched), kdf: KDF_PASSPHRASE, secret };
+  return {
+    keyId: keyIdOf(stretched),
+    kdf: KDF_PASSPHRASE,
+    secret,
+    catalogKey: catalogKeyOf(stretched),
+  };
+}
+
+/** HKDF with its own label: knowing the catalog key tells nothing about the encryption key. */
+function catalogKeyOf(key: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', key, EMPTY, CATALOG_HKDF_INFO, KEY_BYTES));
 }
 
 function keyIdOf(key: Buffer): string {

@@ -1,22 +1,28 @@
 import path from 'node:path';
 import { type Config, type Logger, targetStoragePrefix } from '@pgkeep/core';
 import { BackupStore } from './backup-store.js';
+import { catalogKeysFor } from './catalog-keys.js';
 import type { Destination } from './destination.js';
 import { KeyRing, parseEncryptionKey } from './encryption.js';
 import { LocalStorage } from './local-storage.js';
 
 /**
  * One target's catalog and destinations (by default BACKUP_DESTINATIONS, in its order), each
- * under the target's prefix. The S3 driver (and the AWS SDK with it) is loaded only when an S3
- * destination is configured.
+ * under the target's prefix, all signing and verifying manifests with the catalog keys. The S3
+ * driver (and the AWS SDK with it) is loaded only when an S3 destination is configured.
+ * `keyRing`: the process's own, when it has one.
  */
 export async function createBackupStore(
   config: Config,
   logger: Logger,
-  options: { target?: string; destinations?: string[] } = {},
+  options: { target?: string; destinations?: string[]; keyRing?: KeyRing } = {},
 ): Promise<BackupStore> {
+  const keys = catalogKeysFor(
+    config.CATALOG_KEY ? parseEncryptionKey(config.CATALOG_KEY) : null,
+    options.keyRing ?? (await createKeyRing(config)),
+  );
   const prefix = targetStoragePrefix(options.target ?? 'default');
-  const catalog = new LocalStorage(path.join(config.BACKUP_DIR, prefix), logger);
+  const catalog = new LocalStorage(path.join(config.BACKUP_DIR, prefix), logger, keys);
   const destinations: Destination[] = [];
   for (const name of options.destinations ?? config.BACKUP_DESTINATIONS) {
     if (name === 'local') {
@@ -28,7 +34,7 @@ export async function createBackupStore(
       throw new Error(`destination ${name} has no S3_${name.toUpperCase()}_* settings`);
     const { S3Destination } = await import('./s3-destination.js');
     destinations.push(
-      new S3Destination({ ...settings, prefix: `${settings.prefix}${prefix}` }, logger),
+      new S3Destination({ ...settings, prefix: `${settings.prefix}${prefix}` }, logger, keys),
     );
   }
   return new BackupStore(catalog, destinations, logger, {

@@ -1,4 +1,5 @@
 export * from './backup-store.js';
+export * from './catalog-keys.js';
 export * from './destination.js';
 export * from './encryption.js';
 export * from './fan-out.js';

@@ -9,14 +9,18 @@ import {
   AppError,
   artifactIdOf,
   type BackupManifest,
+  type CatalogKeys,
+  checkManifestSignature,
   isBackupId,
   isStorageFull,
   type Logger,
   manifestFilename,
   manifestSchema,
+  manifestText,
   newestFirst,
   parseManifestText,
   storageFullError,
+  unsignedCatalog,
 } from '@pgkeep/core';
 import type {
   ByteRange,
@@ -62,6 +66,8 @@ async function hashGrowingFile(
   return { sha256: hash.digest('hex'), size };
 }
 const MANIFEST_SUFFIX = '.manifest.json';
+/** Names the catalog key the manifests were all signed with (see BackupStore.signCatalog). */
+const SIGNED_MARKER = '.catalog-key';
 
 /**
  * Backups in a local directory. Storage is the catalog: an artifact plus a manifest beside it,
@@ -74,6 +80,8 @@ export class LocalStorage implements Destination {
   constructor(
     dir: string,
     private readonly logger: Logger,
+    /** Manifests written here are signed with these, and read back only if they verify. */
+    readonly catalogKeys: CatalogKeys = unsignedCatalog,
   ) {
     this.dir = path.resolve(dir);
   }
@@ -255,7 +263,7 @@ export class LocalStorage implements Destination {
       throw this.writeError(error);
     });
     try {
-      await handle.writeFile(`${JSON.stringify(valid, null, 2)}\n`);
+      await handle.writeFile(manifestText(valid, this.catalogKeys));
       await handle.sync();
       await handle.close();
       await fs.rename(partialPath, finalPath);
@@ -340,11 +348,76 @@ export class LocalStorage implements Destination {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new AppError('STORAGE_ERROR', 'could not read the manifest', { cause: error });
     }
-    const parsed = parseManifestText(text, id);
+    const parsed = parseManifestText(text, id, this.catalogKeys);
     if (!parsed.ok) {
-      throw new AppError('MANIFEST_INVALID', `the manifest of backup ${id} is not valid`);
+      throw new AppError(
+        'MANIFEST_INVALID',
+        `the manifest of backup ${id} is not valid: ${parsed.reason}`,
+      );
     }
     return parsed.manifest;
+  }
+
+  /** The id of the catalog key every manifest here was last signed with, if any. */
+  async signedWith(): Promise<string | undefined> {
+    try {
+      return (await fs.readFile(path.join(this.dir, SIGNED_MARKER), 'utf8')).trim() || undefined;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  /** Records that every manifest here is signed with the key of this id (no secret in it). */
+  async markSignedWith(keyId: string): Promise<void> {
+    const finalPath = path.join(this.dir, SIGNED_MARKER);
+    const partialPath = `${finalPath}.${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`;
+    await fs.writeFile(partialPath, `${keyId}\n`, { mode: 0o600 });
+    await fs.rename(partialPath, finalPath);
+    await this.fsyncDir();
+  }
+
+  /**
+   * The manifests here that are sound but not signed with the signing key: signed with a key
+   * still accepted but no longer signing, and (`unsigned`) those without an HMAC, written before
+   * any key was configured. One whose HMAC verifies under no accepted key is never among them:
+   * it was changed, or is not ours.
+   */
+  async manifestsToSign(
+    unsigned: boolean,
+  ): Promise<{ manifests: BackupManifest[]; refused: InvalidManifest[] }> {
+    const { signing, accepted } = this.catalogKeys;
+    const manifests: BackupManifest[] = [];
+    const refused: InvalidManifest[] = [];
+    if (!signing) return { manifests, refused };
+    for (const name of await fs.readdir(this.dir)) {
+      if (!name.startsWith('backup-') || !name.endsWith(MANIFEST_SUFFIX)) continue;
+      const id = name.slice('backup-'.length, -MANIFEST_SUFFIX.length);
+      if (!isBackupId(id)) continue;
+      const text = await fs.readFile(this.pathOf(name), 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        refused.push({ file: name, reason: 'not JSON' });
+        continue;
+      }
+      const signature = checkManifestSignature(json, accepted);
+      if (signature.status === 'valid' && signature.key.equals(signing)) continue;
+      if (signature.status === 'mismatch') {
+        refused.push({ file: name, reason: 'HMAC does not match: not signed again' });
+        continue;
+      }
+      if (signature.status === 'missing' && !unsigned) {
+        refused.push({ file: name, reason: 'no HMAC: written after a catalog key was in force' });
+        continue;
+      }
+      const parsed = parseManifestText(text, id);
+      if (parsed.ok) manifests.push(parsed.manifest);
+      else refused.push({ file: name, reason: parsed.reason });
+    }
+    return { manifests, refused };
   }
 
   /** Every valid manifest, newest first. Files that fail validation are reported, not listed. */
@@ -373,7 +446,7 @@ export class LocalStorage implements Destination {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw error;
       }
-      const parsed = parseManifestText(text, id);
+      const parsed = parseManifestText(text, id, this.catalogKeys);
       if (parsed.ok) manifests.push(parsed.manifest);
       else invalid.push({ file: name, reason: parsed.reason });
     }

@@ -16,13 +16,16 @@ import {
   AppError,
   artifactIdOf,
   type BackupManifest,
+  type CatalogKeys,
   type ErrorCode,
   isBackupId,
   type Logger,
   manifestFilename,
   manifestSchema,
+  manifestText,
   newestFirst,
   parseManifestText,
+  unsignedCatalog,
 } from '@pgkeep/core';
 import type {
   ByteRange,
@@ -78,6 +81,8 @@ export class S3Destination implements Destination {
   constructor(
     private readonly config: S3DestinationConfig,
     private readonly logger: Logger,
+    /** Manifests written here are signed with these, and read back only if they verify. */
+    private readonly catalogKeys: CatalogKeys = unsignedCatalog,
   ) {
     this.name = config.name;
     this.required = config.required;
@@ -301,7 +306,7 @@ export class S3Destination implements Destination {
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: this.keyOf(filename),
-          Body: `${JSON.stringify(valid, null, 2)}\n`,
+          Body: manifestText(valid, this.catalogKeys),
           ContentType: 'application/json',
         }),
       );
@@ -328,7 +333,7 @@ export class S3Destination implements Destination {
     const filename = manifestFilename(id);
     const text = await this.readText(this.keyOf(filename), `reading ${filename}`);
     if (text === undefined) return undefined;
-    const parsed = parseManifestText(text, id);
+    const parsed = parseManifestText(text, id, this.catalogKeys);
     if (!parsed.ok) {
       throw new AppError(
         'MANIFEST_INVALID',
@@ -370,7 +375,7 @@ export class S3Destination implements Destination {
       const text = await this.readText(this.keyOf(name), `reading ${name}`);
       // Deleted between the listing and the read: gone, which is what a list should say.
       if (text === undefined) return undefined;
-      const parsed = parseManifestText(text, id);
+      const parsed = parseManifestText(text, id, this.catalogKeys);
       return parsed.ok ? parsed.manifest : { name, reason: parsed.reason };
     });
     for (const result of results) {

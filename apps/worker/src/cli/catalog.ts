@@ -18,9 +18,11 @@ try {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);
 }
+// Warnings (an unreadable destination, manifests refused) go to stderr: stdout is the answer.
 const logger = createLogger(
   config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL,
   'pgkeep-catalog',
+  'stderr',
 );
 const registry = new TargetRegistry(config, logger, loadTargets(config, process.env));
 const locks = new AdvisoryLocks(
