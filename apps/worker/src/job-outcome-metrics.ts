@@ -1,10 +1,5 @@
 import { isJobName, type JobName, type Logger } from '@pgkeep/core';
-import {
-  finalOutcomeOfFailure,
-  type JobOutcome,
-  outcomeOfCompletedJob,
-  recordJobOutcome,
-} from '@pgkeep/queue';
+import { finalOutcomeOfFailure, type JobOutcome, recordJobOutcome } from '@pgkeep/queue';
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 
@@ -26,7 +21,7 @@ export function countJobOutcomes(
     });
   };
   worker.on('completed', (job, result) => {
-    if (isJobName(job.name)) record(job.name, outcomeOfCompletedJob(job.name, result), result);
+    if (isJobName(job.name)) record(job.name, 'completed', result);
   });
   worker.on('failed', (job, error) => {
     if (!job || !isJobName(job.name)) return;

@@ -4,6 +4,7 @@ import {
   isJobName,
   type JobName,
   type JobProgress,
+  type JobResult,
   jobCatalog,
   type Logger,
   toAppError,
@@ -60,22 +61,16 @@ function throttledProgress(job: Job, logger: Logger) {
   };
 }
 
-/** The panel's lines for scheduled runs: what a scheduled backup, clean-up or verify did. */
+/**
+ * The panel's lines for scheduled runs: what a scheduled backup, clean-up or verify did (a
+ * verify that finds the backup bad fails, and is logged as a failed scheduled verify).
+ */
 function logScheduledOutcome(logger: Logger, name: string, result: unknown): void {
-  const outcome = result as {
-    filename?: string;
-    deletedCount?: number;
-    ok?: boolean;
-    backupId?: string;
-  };
+  const outcome = result as { filename?: string; deletedCount?: number; backupId?: string };
   if (name === 'backup') logger.info({ filename: outcome.filename }, 'scheduled backup completed');
   else if (name === 'cleanup')
     logger.info({ deletedCount: outcome.deletedCount }, 'scheduled cleanup completed');
-  else
-    logger[outcome.ok ? 'info' : 'error'](
-      { backupId: outcome.backupId, ok: outcome.ok },
-      'scheduled verify completed',
-    );
+  else logger.info({ backupId: outcome.backupId, ok: true }, 'scheduled verify completed');
 }
 
 /** What the processor asks of Redis besides the job itself (see @pgkeep/queue cancellation). */
@@ -84,6 +79,8 @@ export interface JobLedger {
   cancelledBy: (jobId: string) => Promise<string | null>;
   earlierResult: (jobId: string) => Promise<unknown>;
   recordResult: (jobId: string, result: unknown) => Promise<void>;
+  /** A verify's verdict on its backup, kept by backup id. */
+  recordVerification: (jobId: string, result: JobResult<'verify'>) => Promise<void>;
 }
 
 /**
@@ -125,6 +122,7 @@ export function createProcessor(engine: EngineContext, ledger: JobLedger) {
         onProgress: progress.report,
         logger,
         earlierResult: () => ledger.earlierResult(jobId),
+        recordVerification: (result) => ledger.recordVerification(jobId, result),
       });
       await progress.flush();
       logger.info('job completed');

@@ -19,8 +19,10 @@ import {
   publishHeartbeat,
   recordedOutcome,
   recordOutcome,
+  recordVerifyOutcome,
   removeHeartbeat,
   retentionFromConfig,
+  verifyOutcomeOf,
 } from '@pgkeep/queue';
 import { createBackupStore, createKeyRing } from '@pgkeep/storage';
 import { Worker } from 'bullmq';
@@ -80,6 +82,8 @@ export async function startWorkerRuntime(config: Config, logger: Logger): Promis
     cancelledBy: (jobId) => cancelRequestedBy(connection, prefix, jobId),
     earlierResult: (jobId) => recordedOutcome(connection, prefix, jobId),
     recordResult: (jobId, result) => recordOutcome(connection, prefix, jobId, result),
+    recordVerification: (jobId, result) =>
+      recordVerifyOutcome(connection, prefix, verifyOutcomeOf(result, jobId)),
   });
   const common = {
     connection,

@@ -1,4 +1,4 @@
-import type { Config, JobProgress, Logger } from '@pgkeep/core';
+import type { Config, JobProgress, JobResult, Logger } from '@pgkeep/core';
 import type { AdvisoryLocks, PgTarget, ToolVersion } from '@pgkeep/pg';
 import type { BackupStore, KeyRing } from '@pgkeep/storage';
 
@@ -29,4 +29,9 @@ export interface RunContext {
    * stalled can be handed out again while (or after) its first run completes.
    */
   earlierResult?: (() => Promise<unknown>) | undefined;
+  /**
+   * Keeps a verify's verdict on its backup (health detail reads it), passed or failed; called
+   * before a failed verify ends its job.
+   */
+  recordVerification?: ((result: JobResult<'verify'>) => Promise<void>) | undefined;
 }

@@ -222,11 +222,20 @@ export async function runVerify(
   } finally {
     await held.releaseAll();
   }
-  const ok = checks.every((check) => check.ok);
+  const failed = checks.filter((check) => !check.ok);
+  const result = { backupId, ok: failed.length === 0, checks, durationMs: Date.now() - started };
+  await run.recordVerification?.(result).catch((error: unknown) => {
+    run.logger.warn({ err: error, backupId }, 'could not record the verify outcome');
+  });
+  if (failed.length > 0) {
+    // A bad backup is a failed job: the file will not get better, so it is never retried.
+    throw new AppError(
+      'VERIFY_FAILED',
+      `backup ${backupId} failed verification: ${failed.map((check) => `${check.name}: ${check.detail}`).join('; ')}`,
+      { details: result },
+    );
+  }
   run.onProgress?.({ phase: 'completed', percent: 100 });
-  run.logger[ok ? 'info' : 'error'](
-    { backupId, checks },
-    ok ? 'backup verified' : 'backup failed verification',
-  );
-  return { backupId, ok, checks, durationMs: Date.now() - started };
+  run.logger.info({ backupId, checks }, 'backup verified');
+  return result;
 }
