@@ -98,6 +98,7 @@ export function createProcessor(engine: EngineContext, ledger: JobLedger) {
     });
     const name = job.name;
     const jobId = job.id ?? '';
+    const startedAt = Date.now();
     try {
       const before = await cancelledBy(jobId);
       if (before) throw new AppError('JOB_CANCELLED', `cancelled by ${before} before it started`);
@@ -122,6 +123,10 @@ export function createProcessor(engine: EngineContext, ledger: JobLedger) {
         onProgress: progress.report,
         logger,
         earlierResult: () => ledger.earlierResult(jobId),
+        startedAt,
+        // BullMQ counts every run it starts, a re-run after a stall included (attemptsStarted);
+        // attemptsMade counts only attempts that failed.
+        rerun: job.attemptsStarted > 1 || job.attemptsMade > 0,
         recordVerification: (result) => ledger.recordVerification(jobId, result),
       });
       await progress.flush();

@@ -23,6 +23,9 @@ export const errorStatus = {
   PG_RESTORE_TOO_OLD: 409,
   // A verify found the backup bad (details: every check); never retried, the file stays bad.
   VERIFY_FAILED: 409,
+  // A restore run again (after its worker stopped) or started too long after its request: it
+  // must be asked for again, never retried; the target is untouched.
+  RESTORE_INTERRUPTED: 409,
   RANGE_NOT_SATISFIABLE: 416,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
