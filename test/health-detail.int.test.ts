@@ -1,3 +1,5 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { publishHeartbeat } from '@pgkeep/queue';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -23,7 +25,17 @@ interface Detail {
   reasons: Reason[];
   checks: Record<string, { ok: boolean }>;
   backupCount: number | null;
-  newestBackup: { id: string; completedAt: string; ageSeconds: number } | null;
+  newestBackup: {
+    id: string;
+    completedAt: string;
+    ageSeconds: number;
+    lastVerify: {
+      ok: boolean;
+      verifiedAt: string;
+      jobId: string | null;
+      failedChecks: { name: string; detail: string }[];
+    } | null;
+  } | null;
   maxBackupAgeSeconds: number;
   lastScheduledBackupFailure: {
     jobId: string;
@@ -215,6 +227,80 @@ describe('health detail', () => {
     // The failure is still on record, but older than the newest scheduled backup.
     expect(healed.lastScheduledBackupFailure?.jobId).toMatch(/^repeat:schedule-backup:\d+$/);
     await fixed.stop();
+  });
+});
+
+describe('health detail and verifies', () => {
+  it('is an error while the newest backup failed its last verify, a warning once a newer backup replaces it', async () => {
+    const own = await createTestEnv('hdverify', { HEALTH_MIN_FREE_BYTES: '1024' });
+    envs.push(own);
+    await seedPanelSchema(own.databaseUrl, 50);
+    const [ownApi, ownWorker] = await Promise.all([connectedApi(own.env), startWorker(own.env)]);
+    workers.push(ownWorker);
+    const backup = async () => {
+      const made = await waitForJob(ownApi, await postJob(ownApi, '/api/backup', {}));
+      expect(made.state, JSON.stringify(made.error)).toBe('completed');
+      return made.result as { id: string; filename: string };
+    };
+    const verify = async (id: string) =>
+      waitForJob(ownApi, await postJob(ownApi, `/api/backup/${id}/verify`, {}));
+
+    const first = await backup();
+    const passed = await verify(first.id);
+    expect(passed.state).toBe('completed');
+    const good = (await detail(ownApi)).data;
+    expect(good.status).toBe('ok');
+    expect(good.newestBackup?.lastVerify).toMatchObject({
+      ok: true,
+      jobId: passed.jobId,
+      failedChecks: [],
+    });
+
+    // The file changes behind pgkeep's back: its next verify finds it bad.
+    const file = path.join(own.backupDir, first.filename);
+    const bytes = await readFile(file);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = (bytes[at] ?? 0) ^ 0xff;
+    await writeFile(file, bytes);
+    const failed = await verify(first.id);
+    expect(failed.state).toBe('failed');
+    expect(failed.error?.code).toBe('VERIFY_FAILED');
+    const bad = await detail(ownApi);
+    expect(bad.data.status, bad.raw).toBe('error');
+    expect(bad.data.reasons).toEqual([
+      { code: 'BACKUP_FAILED_VERIFY', severity: 'error', message: expect.any(String) },
+    ]);
+    const message = bad.data.reasons[0]?.message ?? '';
+    for (const part of [first.id, failed.jobId, 'sha256: ']) expect(message).toContain(part);
+    expect(bad.data.newestBackup?.lastVerify).toMatchObject({
+      ok: false,
+      jobId: failed.jobId,
+      failedChecks: expect.arrayContaining([
+        { name: 'sha256', detail: expect.stringContaining('does not match its manifest') },
+      ]),
+    });
+
+    // A newer backup is what a restore reaches for now; the bad one is still listed.
+    const second = await backup();
+    const replaced = await detail(ownApi);
+    expect(replaced.data.status, replaced.raw).toBe('warning');
+    expect(replaced.data.reasons).toEqual([
+      {
+        code: 'BAD_BACKUP_LISTED',
+        severity: 'warning',
+        message: expect.stringContaining(first.id),
+      },
+    ]);
+    expect(replaced.data.newestBackup).toMatchObject({ id: second.id, lastVerify: null });
+
+    // Deleted, the bad backup no longer counts.
+    const deleted = await waitForJob(
+      ownApi,
+      await postJob(ownApi, `DELETE /api/backup/${first.id}`),
+    );
+    expect(deleted.state, JSON.stringify(deleted.error)).toBe('completed');
+    expect((await detail(ownApi)).data).toMatchObject({ status: 'ok', reasons: [] });
+    await ownWorker.stop();
   });
 });
 

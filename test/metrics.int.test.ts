@@ -1,3 +1,6 @@
+import { truncate } from 'node:fs/promises';
+import path from 'node:path';
+import type { BackupManifest } from '@pgkeep/core';
 import { enqueue, jobMetricsKey } from '@pgkeep/queue';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -221,6 +224,33 @@ describe('GET /metrics', () => {
     }
     // No notifier has counted anything in this environment.
     expect(parsed.types.has('pgkeep_notifications_total')).toBe(false);
+  });
+
+  it('counts a verify that finds the backup bad as a failed verify', async () => {
+    const before = parseExposition((await scrape(adminHeaders())).body);
+    const verifies = (parsed: typeof before, outcome: string) =>
+      sampleValue(parsed, 'pgkeep_jobs_total', { job: 'verify', outcome }) ?? 0;
+    const made = await waitForJob(api, await postJob(api, '/api/backup', {}));
+    expect(made.state).toBe('completed');
+    const manifest = made.result as unknown as BackupManifest;
+    const file = path.join(env.backupDir, manifest.filename);
+    await truncate(file, Math.floor(manifest.size / 2));
+    const verify = await waitForJob(
+      api,
+      await postJob(api, `/api/backup/${manifest.id}/verify`, {}),
+    );
+    expect(verify.state).toBe('failed');
+    expect(verify.error?.code).toBe('VERIFY_FAILED');
+
+    const after = await vi.waitFor(
+      async () => {
+        const parsed = parseExposition((await scrape(adminHeaders())).body);
+        expect(verifies(parsed, 'failed')).toBe(verifies(before, 'failed') + 1);
+        return parsed;
+      },
+      { timeout: 10_000, interval: 100 },
+    );
+    expect(verifies(after, 'completed')).toBe(verifies(before, 'completed'));
   });
 
   it('shows the notifier’s counters from the shared hash by channel and outcome', async () => {

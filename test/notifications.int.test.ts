@@ -1,6 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { stat, truncate } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { enqueue } from '@pgkeep/queue';
 import { Redis } from 'ioredis';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
@@ -289,6 +291,47 @@ describe('notifications of finished jobs', () => {
     expect((smtp.mails[0] as Mail).raw).toContain(
       `Subject: [pgkeep] backup succeeded: ${manifest.id}`,
     );
+  });
+
+  it('a verify that finds the backup bad is announced as a failure naming the failed checks', async () => {
+    const receiver = await startReceiver();
+    const smtp = await startSmtp();
+    worker = await startWorker(notifyEnv(receiver.url, smtp.port));
+    const made = await waitForJob(api, await postJob(api, '/api/backup', {}));
+    expect(made.state).toBe('completed');
+    const manifest = made.result as { id: string; filename: string };
+    // Cut short behind pgkeep's back: the checksum no longer matches.
+    const file = path.join(env.backupDir, manifest.filename);
+    await truncate(file, Math.floor((await stat(file)).size / 2));
+
+    const jobId = await postJob(api, `/api/backup/${manifest.id}/verify`, {});
+    const job = await waitForJob(api, jobId);
+    expect(job.state).toBe('failed');
+    expect(job.error?.code).toBe('VERIFY_FAILED');
+
+    await vi.waitFor(
+      () => {
+        expect(receiver.posts).toHaveLength(1);
+        expect(smtp.mails).toHaveLength(1);
+      },
+      { timeout: 15_000, interval: 50 },
+    );
+    const post = receiver.posts[0] as Post;
+    expect(validSignature(post)).toBe(true);
+    expect(post.body).toMatchObject({
+      event: 'verify.failed',
+      outcome: 'failure',
+      jobName: 'verify',
+      jobId,
+      attemptsMade: 1,
+      backupId: manifest.id,
+      error: { code: 'VERIFY_FAILED', message: job.error?.message },
+    });
+    expect(post.body.text).toContain(`[VERIFY_FAILED] backup ${manifest.id} failed verification`);
+    expect(post.body.text).toContain('sha256: ');
+    const mail = smtp.mails[0] as Mail;
+    expect(mail.raw).toContain('Subject: [pgkeep] verify failed: VERIFY_FAILED');
+    expect(mail.raw).toContain('sha256: ');
   });
 
   it('a receiver that hangs and then answers 500, and an SMTP server that refuses, neither fail nor hold up a job', async () => {

@@ -15,7 +15,14 @@ import {
 } from '@pgkeep/core';
 import { KeyRing, parseEncryptionKey } from '@pgkeep/storage';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type PolledJob, postJob, startApi, type TestApi, waitForJob } from './support/api.js';
+import {
+  type PolledJob,
+  postJob,
+  startApi,
+  type TestApi,
+  verifyVerdict,
+  waitForJob,
+} from './support/api.js';
 import { existingTables, seedPanelSchema, tableRows } from './support/panel-schema.js';
 import {
   S3RVER_CREDENTIALS,
@@ -94,7 +101,7 @@ async function restore(api: TestApi, id: string): Promise<PolledJob> {
 }
 
 const verify = async (api: TestApi, id: string) =>
-  completed<JobResult<'verify'>>(await runJob(api, `/api/backup/${id}/verify`, {}));
+  verifyVerdict(await runJob(api, `/api/backup/${id}/verify`, {}));
 
 beforeAll(async () => {
   s3 = await startS3Server([BUCKET]);

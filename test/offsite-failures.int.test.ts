@@ -12,6 +12,7 @@ import {
   postJob,
   startApi,
   type TestApi,
+  verifyVerdict,
   waitForJob,
 } from './support/api.js';
 import { panelTables, seedPanelSchema, tableRows } from './support/panel-schema.js';
@@ -390,9 +391,7 @@ describe('two buckets and no local copy', () => {
     );
     client.destroy();
 
-    const result = completed<JobResult<'verify'>>(
-      await runJob(api, `/api/backup/${manifest.id}/verify`, {}),
-    );
+    const result = verifyVerdict(await runJob(api, `/api/backup/${manifest.id}/verify`, {}));
     expect(result.ok).toBe(false);
     expect(result.checks).toEqual([
       { name: 'sha256', ok: false, detail: expect.stringContaining('missing from one') },

@@ -260,10 +260,61 @@ describe('a worker killed with SIGKILL in the middle of a restore', () => {
     } else {
       expect(job.state).toBe('failed');
       expect(job.error?.code).toMatch(/^[A-Z_]+$/);
+      // Back within RESTORE_RETRY_WINDOW_MS (5 minutes): the job is run again, not refused.
+      expect(job.error?.code).not.toBe('RESTORE_INTERRUPTED');
       expect(job.error?.message.length ?? 0).toBeGreaterThan(10);
     }
     await expectTargetIsTheBackup();
     expect(await temporaryDatabases()).toEqual([]);
+  });
+});
+
+describe('a restore whose worker comes back after RESTORE_RETRY_WINDOW_MS', () => {
+  it('is not run again: the job fails as RESTORE_INTERRUPTED, the target untouched, no temporary database left', async () => {
+    const windowMs = 1_500;
+    const previousBefore = await previousDatabases();
+    const jobId = await postRestore();
+    const running = await waitForPgRestore(jobId, worker);
+    const { createdAt } = await getJob(api, jobId);
+
+    await worker.kill();
+    await expectGone([running.pid]);
+    await expectGone(running.helpers);
+    // The worker stays down until the request (made just before the job was queued) is older
+    // than the window.
+    await vi.waitFor(
+      () => expect(Date.now() - Date.parse(createdAt)).toBeGreaterThan(windowMs),
+      bounded,
+    );
+
+    const late = await startWorkerProcess({ RESTORE_RETRY_WINDOW_MS: String(windowMs) });
+    worker = late;
+    const job = await waitForJob(
+      api,
+      jobId,
+      (polled) => {
+        pgRestoreOf(late);
+        return polled.state === 'completed' || polled.state === 'failed';
+      },
+      60_000,
+    );
+    expect(job.state, JSON.stringify(job.result)).toBe('failed');
+    expect(job.error?.code, JSON.stringify(job.error)).toBe('RESTORE_INTERRUPTED');
+    expect(job.error?.message).toContain(`${env.name} is untouched`);
+    expect(job.error?.message).toContain('Ask for the restore again');
+    expect(job.attemptsMade).toBe(1);
+    // The run that came back stopped before it began: it never loaded anything.
+    expect(
+      late.lines.filter((line) => line.jobId === jobId && line.msg === 'restore started'),
+    ).toEqual([]);
+    await expectTargetIsTheBackup();
+    expect(await previousDatabases()).toEqual(previousBefore);
+    expect(await databaseExists(running.temporary)).toBe(false);
+    expect(await temporaryDatabases()).toEqual([]);
+
+    // The worker with the tiny window goes; the next tests get one with the default.
+    await late.stop();
+    worker = await startWorkerProcess();
   });
 });
 

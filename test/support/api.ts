@@ -67,8 +67,8 @@ export interface PolledJob {
   state: 'queued' | 'running' | 'completed' | 'failed';
   progress: { phase?: string; percent?: number | null; bytesWritten?: number } | null;
   result: Record<string, unknown> | null;
-  error: { code: string; message: string } | null;
-  lastError: { code: string; message: string } | null;
+  error: { code: string; message: string; details?: Record<string, unknown> } | null;
+  lastError: { code: string; message: string; details?: Record<string, unknown> } | null;
   attemptsMade: number;
   requestedBy: string | null;
   createdAt: string;
@@ -102,4 +102,33 @@ export async function waitForJob(
     },
     { timeout: timeoutMs, interval: 50 },
   );
+}
+
+export interface VerifyVerdict {
+  backupId: string;
+  ok: boolean;
+  checks: { name: string; ok: boolean; detail: string }[];
+}
+
+/**
+ * What a finished verify found: a completed job passed every check; a backup found bad is a
+ * failed job, VERIFY_FAILED, not retried, its checks in `error.details`.
+ */
+export function verifyVerdict(job: PolledJob): VerifyVerdict {
+  if (job.state === 'completed') {
+    expect(job.error).toBeNull();
+    const result = job.result as unknown as VerifyVerdict;
+    expect(result.ok).toBe(true);
+    return result;
+  }
+  expect(job.state).toBe('failed');
+  expect(job.error?.code, JSON.stringify(job.error)).toBe('VERIFY_FAILED');
+  expect(job.attemptsMade).toBe(1);
+  const details = job.error?.details as unknown as VerifyVerdict;
+  expect(details.ok).toBe(false);
+  const failed = details.checks.filter((check) => !check.ok).map((check) => check.name);
+  expect(failed.length).toBeGreaterThan(0);
+  // The message names every failed check.
+  for (const name of failed) expect(job.error?.message).toContain(`${name}: `);
+  return details;
 }

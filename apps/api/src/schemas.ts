@@ -166,15 +166,22 @@ export const statsSchema = z.object({
   ),
 });
 
+/** A job's error; `details` when it has them (a failed verify: `backupId` and every check). */
+const jobErrorSchema = z.object({
+  code: z.string(),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+
 export const jobViewSchema = z.object({
   jobId: z.string(),
   name: z.string(),
   state: z.enum(['queued', 'running', 'completed', 'failed']),
   progress: z.unknown(),
   result: z.unknown(),
-  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  error: jobErrorSchema.nullable(),
   cancelRequestedBy: z.string().nullable(),
-  lastError: z.object({ code: z.string(), message: z.string() }).nullable(),
+  lastError: jobErrorSchema.nullable(),
   attemptsMade: z.number().int(),
   requestedBy: z.string().nullable(),
   target: z.string(),
@@ -225,7 +232,20 @@ export const healthDetailSchema = z.object({
     }),
   ),
   newestBackup: z
-    .object({ id: z.string(), completedAt: z.string(), ageSeconds: z.number() })
+    .object({
+      id: z.string(),
+      completedAt: z.string(),
+      ageSeconds: z.number(),
+      /** Its last verify (null: never verified, or not known with Redis down). */
+      lastVerify: z
+        .object({
+          ok: z.boolean(),
+          verifiedAt: z.string(),
+          jobId: z.string().nullable(),
+          failedChecks: z.array(z.object({ name: z.string(), detail: z.string() })),
+        })
+        .nullable(),
+    })
     .nullable(),
   maxBackupAgeSeconds: z.number(),
   lastScheduledBackupFailure: z

@@ -3,7 +3,6 @@ import {
   countTargetOutcome,
   finalOutcomeOfFailure,
   type JobOutcome,
-  outcomeOfCompletedJob,
   recordJobOutcome,
   recordTargetFailure,
   recordTargetSuccess,
@@ -36,9 +35,10 @@ export function countJobOutcomes(
     work.catch((error: unknown) => logger.warn({ err: error }, 'target status not recorded'));
   worker.on('completed', (job, result) => {
     if (!isJobName(job.name)) return;
-    record(job.name, outcomeOfCompletedJob(job.name, result), result);
-    if (job.name !== 'discover')
-      void note(recordTargetSuccess(redis, prefix, targetOf(job), job.name));
+    record(job.name, 'completed', result);
+    if (job.name === 'discover') return;
+    void note(recordTargetSuccess(redis, prefix, targetOf(job), job.name));
+    void note(countTargetOutcome(redis, prefix, targetOf(job), job.name, 'completed'));
   });
   worker.on('failed', (job, error) => {
     if (!job || !isJobName(job.name)) return;

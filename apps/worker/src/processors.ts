@@ -64,23 +64,17 @@ function throttledProgress(job: Job, logger: Logger) {
   };
 }
 
-/** The panel's lines for scheduled runs: what a scheduled backup, clean-up or verify did. */
+/**
+ * The panel's lines for scheduled runs: what a scheduled backup, clean-up or verify did (a
+ * verify that finds the backup bad fails, and is logged as a failed scheduled verify).
+ */
 function logScheduledOutcome(logger: Logger, name: string, result: unknown): void {
-  const outcome = result as {
-    filename?: string;
-    deletedCount?: number;
-    ok?: boolean;
-    backupId?: string;
-  };
+  const outcome = result as { filename?: string; deletedCount?: number; backupId?: string };
   if (name === 'backup') logger.info({ filename: outcome.filename }, 'scheduled backup completed');
   else if (name === 'discover') logger.info({ result }, 'scheduled discovery run queued its jobs');
   else if (name === 'cleanup')
     logger.info({ deletedCount: outcome.deletedCount }, 'scheduled cleanup completed');
-  else
-    logger[outcome.ok ? 'info' : 'error'](
-      { backupId: outcome.backupId, ok: outcome.ok },
-      'scheduled verify completed',
-    );
+  else logger.info({ backupId: outcome.backupId, ok: true }, 'scheduled verify completed');
 }
 
 /** What the processor asks of Redis besides the job itself (see @pgkeep/queue cancellation). */
@@ -89,6 +83,13 @@ export interface JobLedger {
   cancelledBy: (jobId: string) => Promise<string | null>;
   earlierResult: (jobId: string) => Promise<unknown>;
   recordResult: (jobId: string, result: unknown) => Promise<void>;
+  /** A verify's verdict on its backup, kept by backup id. */
+  /** A verify's verdict, kept per target for health detail. */
+  recordVerification: (
+    jobId: string,
+    result: JobResult<'verify'>,
+    targetName: string,
+  ) => Promise<void>;
 }
 
 /** How a job finds its target's engine, and how a discovery run queues its databases' jobs. */
@@ -123,6 +124,7 @@ export function createProcessor(routing: TargetRouting, ledger: JobLedger) {
     });
     const name = job.name;
     const jobId = job.id ?? '';
+    const startedAt = Date.now();
     try {
       const before = await cancelledBy(jobId);
       if (before) throw new AppError('JOB_CANCELLED', `cancelled by ${before} before it started`);
@@ -151,6 +153,12 @@ export function createProcessor(routing: TargetRouting, ledger: JobLedger) {
               onProgress: progress.report,
               logger,
               earlierResult: () => ledger.earlierResult(jobId),
+              startedAt,
+              // BullMQ counts every run it starts, a re-run after a stall included
+              // (attemptsStarted); attemptsMade counts only attempts that failed.
+              rerun: job.attemptsStarted > 1 || job.attemptsMade > 0,
+              recordVerification: (verdict) =>
+                ledger.recordVerification(jobId, verdict, targetName),
             });
       await progress.flush();
       logger.info('job completed');

@@ -44,7 +44,9 @@ import {
   publishHeartbeat,
   recordedOutcome,
   recordOutcome,
+  recordVerifyOutcome,
   removeHeartbeat,
+  verifyOutcomeOf,
 } from '@pgkeep/queue';
 import { createKeyRing } from '@pgkeep/storage';
 import { Worker } from 'bullmq';
@@ -153,6 +155,8 @@ export async function startWorkerRuntime(
       cancelledBy: (jobId) => cancelRequestedBy(connection, prefix, jobId),
       earlierResult: (jobId) => recordedOutcome(connection, prefix, jobId),
       recordResult: (jobId, result) => recordOutcome(connection, prefix, jobId, result),
+      recordVerification: (jobId, result, targetName) =>
+        recordVerifyOutcome(connection, prefix, verifyOutcomeOf(result, jobId), targetName),
     },
   );
   const common = {

@@ -179,6 +179,8 @@ export const configSchema = z
     PRE_RESTORE_MAX_AGE_DAYS: int(0, 3_650).default(7),
     RESTORE_ENABLED: booleanFromEnv.default(true),
     RESTORE_JOBS: int(1, 32).default(2),
+    // A restore whose worker stopped is run again only this soon after it was asked for.
+    RESTORE_RETRY_WINDOW_MS: int(1_000, 86_400_000).default(300_000),
     LOCK_TIMEOUT_MS: int(1_000, 86_400_000).default(600_000),
     // Destructive jobs (restore, delete, clean-up) running at once over all targets.
     DESTRUCTIVE_CONCURRENCY: int(1, 64).default(1),

@@ -37,6 +37,37 @@ describe('encodeJobError / decodeJobError', () => {
     });
   });
 
+  it("round-trips an error's details, the message without them", () => {
+    const checks = [
+      { name: 'sha256', ok: true, detail: 'local: 42 bytes, sha256 matches the manifest' },
+      { name: 'archive-read', ok: false, detail: 'pg_restore exited with code 1\nstderr' },
+    ];
+    const error = new AppError('VERIFY_FAILED', 'backup b failed verification: archive-read', {
+      details: { backupId: 'b', checks },
+    });
+    const encoded = encodeJobError(error);
+    expect(encoded.startsWith('[VERIFY_FAILED] backup b failed verification: archive-read\n')).toBe(
+      true,
+    );
+    expect(decodeJobError(encoded)).toEqual({
+      code: 'VERIFY_FAILED',
+      message: 'backup b failed verification: archive-read',
+      details: { backupId: 'b', checks },
+    });
+  });
+
+  it('keeps a message that itself contains the separator or JSON as a message', () => {
+    const message = 'line one\n\u001e{"not":"details"}';
+    const decoded = decodeJobError(encodeJobError(new AppError('PG_DUMP_FAILED', message)));
+    expect(decoded.code).toBe('PG_DUMP_FAILED');
+    expect(decoded).not.toHaveProperty('details');
+    expect(decoded.message).toBe('line one\n {"not":"details"}');
+    expect(decodeJobError('[PG_DUMP_FAILED] text\n\u001enot json')).toEqual({
+      code: 'PG_DUMP_FAILED',
+      message: 'text\n\u001enot json',
+    });
+  });
+
   it.each([
     'connection lost',
     'Error: [x] y',

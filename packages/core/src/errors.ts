@@ -23,6 +23,11 @@ export const errorStatus = {
   JOB_NOT_CANCELLABLE: 409,
   CHECKSUM_MISMATCH: 409,
   PG_RESTORE_TOO_OLD: 409,
+  // A verify found the backup bad (details: every check); never retried, the file stays bad.
+  VERIFY_FAILED: 409,
+  // A restore run again (after its worker stopped) or started too long after its request: it
+  // must be asked for again, never retried; the target is untouched.
+  RESTORE_INTERRUPTED: 409,
   RANGE_NOT_SATISFIABLE: 416,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -119,16 +124,42 @@ export function toAppError(error: unknown): AppError {
 
 /**
  * BullMQ keeps only a failed job's message. A job error is stored as `[CODE] message` so that
- * the API can give the code back to whoever polls the job.
+ * the API can give the code back to whoever polls the job; an error's details follow on a line
+ * of their own after a record separator (U+001E, never part of a message), as JSON.
  */
 const encodedError = /^\[([A-Z_]+)\] ([\s\S]*)$/;
+const DETAILS_SEPARATOR = '\n\u001e';
 
-export function encodeJobError(error: AppError): string {
-  return `[${error.code}] ${error.message}`;
+export interface JobError {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
 }
 
-export function decodeJobError(failedReason: string): { code: string; message: string } {
+export function encodeJobError(error: AppError): string {
+  const text = `[${error.code}] ${error.message.replaceAll('\u001e', ' ')}`;
+  return error.details === undefined
+    ? text
+    : `${text}${DETAILS_SEPARATOR}${JSON.stringify(error.details)}`;
+}
+
+function parseDetails(json: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(json) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function decodeJobError(failedReason: string): JobError {
   const match = encodedError.exec(failedReason);
-  if (match?.[1] && match[2] !== undefined) return { code: match[1], message: match[2] };
-  return { code: 'JOB_FAILED', message: failedReason };
+  if (!match?.[1] || match[2] === undefined) return { code: 'JOB_FAILED', message: failedReason };
+  const [, code, rest] = match;
+  const at = rest.lastIndexOf(DETAILS_SEPARATOR);
+  const details = at === -1 ? undefined : parseDetails(rest.slice(at + DETAILS_SEPARATOR.length));
+  if (!details) return { code, message: rest };
+  return { code, message: rest.slice(0, at), details };
 }

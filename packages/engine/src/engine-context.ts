@@ -1,4 +1,4 @@
-import type { Config, JobProgress, Logger, TargetSettings } from '@pgkeep/core';
+import type { Config, JobProgress, JobResult, Logger, TargetSettings } from '@pgkeep/core';
 import type { AdvisoryLocks, PgTarget, ToolVersion } from '@pgkeep/pg';
 import type { BackupStore, KeyRing } from '@pgkeep/storage';
 
@@ -42,4 +42,13 @@ export interface RunContext {
    * stalled can be handed out again while (or after) its first run completes.
    */
   earlierResult?: (() => Promise<unknown>) | undefined;
+  /** When this run of the job began (epoch ms). */
+  startedAt?: number | undefined;
+  /** Another run of this same job began before this one: a retry, or a re-run after a stall. */
+  rerun?: boolean | undefined;
+  /**
+   * Keeps a verify's verdict on its backup (health detail reads it), passed or failed; called
+   * before a failed verify ends its job.
+   */
+  recordVerification?: ((result: JobResult<'verify'>) => Promise<void>) | undefined;
 }

@@ -35,6 +35,7 @@ import {
   restoreIntoDatabase,
   throwIfAborted,
 } from './restore-steps.js';
+import { assertRestoreStillWanted } from './restore-window.js';
 
 /** `<db>_pre_restore_<when>_<rand>`, cut to PostgreSQL's 63-byte limit on the db side. */
 export function previousDatabaseName(target: string, now: Date = new Date()): string {
@@ -67,6 +68,7 @@ async function restoreDatabase(
   target: string,
   run: RunContext,
   signal: AbortSignal,
+  beforeSwap: () => void,
 ) {
   const temporary = scratchDatabaseName('restore', engine.config.LOCK_NAMESPACE);
   const admin = await maintenanceClient(engine);
@@ -96,6 +98,7 @@ async function restoreDatabase(
         );
       }
       throwIfAborted(signal);
+      beforeSwap();
 
       run.onProgress?.({ phase: 'swapping', percent: 99 });
       const swap = await swapDatabases(admin, {
@@ -232,6 +235,8 @@ export async function runRestore(
       );
       return earlier;
     }
+    const window = config.RESTORE_RETRY_WINDOW_MS;
+    assertRestoreStillWanted(payload, run, window, 'start');
     const signal = held.signal();
     const manifest = await engine.storage.getManifest(payload.backupId);
     if (!manifest) throw new AppError('BACKUP_NOT_FOUND', `backup ${payload.backupId} not found`);
@@ -259,7 +264,9 @@ export async function runRestore(
       );
       outcome =
         manifest.tables === null
-          ? await restoreDatabase(engine, manifest, artifact, payload.target, run, signal)
+          ? await restoreDatabase(engine, manifest, artifact, payload.target, run, signal, () =>
+              assertRestoreStillWanted(payload, run, window, 'swap'),
+            )
           : await restoreTables(engine, manifest, artifact, payload.target, run, signal);
     } finally {
       await artifact.cleanup();

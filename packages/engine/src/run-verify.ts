@@ -23,16 +23,21 @@ import { hashCopy, type PreparedArtifact, prepareArtifact } from './artifact-sou
 import { takeServerSlot } from './caps.js';
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
+import { feedWhileRead } from './feed-while-read.js';
 import { HeldLocks } from './held-locks.js';
 import { compareRowCounts, restoreIntoDatabase, throwIfAborted } from './restore-steps.js';
 import { maintenanceClient } from './run-restore.js';
 
 type Check = JobResult<'verify'>['checks'][number];
 
+/** What pg_dump writes at the end of every plain dump (only `\unrestrict` may follow it). */
+const PLAIN_DUMP_END = '\n-- PostgreSQL database dump complete\n';
+const PLAIN_DUMP_TAIL_BYTES = 1024;
+
 /**
  * Reads the whole archive the way a restore would, writing nothing: `pg_restore -f /dev/null`
  * for custom archives (a truncated file fails here; `--list` alone reads only the TOC), and the
- * full decompression for plain SQL.
+ * full decompression for plain SQL, which must end with pg_dump's closing comment.
  */
 async function readWholeArchive(
   manifest: BackupManifest,
@@ -58,25 +63,34 @@ async function readWholeArchive(
     });
     const { stdin } = reader.child;
     if (!stdin) throw new Error('pg_restore was started without stdin');
-    try {
-      await Promise.all([
-        pipeline([source, stage.stream, stdin], signal ? { signal } : {}),
+    // The whole decompressed archive goes through (pg_restore may stop reading before its
+    // end: see feed-while-read.ts); pg_restore's exit status and the decompressor's are the
+    // verdict, pg_restore's first, as it names what it could not read.
+    const [fed, read] = await Promise.allSettled([
+      Promise.all([
+        pipeline([source, stage.stream, feedWhileRead(stdin)], signal ? { signal } : {}),
         stage.done,
-      ]);
-    } catch (error) {
-      await reader.done; // pg_restore's own message, if it failed first
-      throw error;
-    }
-    await reader.done;
+      ]),
+      reader.done,
+    ]);
+    if (read.status === 'rejected') throw read.reason;
+    if (fed.status === 'rejected') throw fed.reason;
     return;
   }
-  // Read and discard: the decompressor checks the data's integrity on the way.
+  // Read and discard, keeping the end: the decompressor checks the data's integrity on the
+  // way, and the SQL must end as pg_dump ends every dump (an uncompressed file cut short, or
+  // recompressed after the cut, has nothing else that would tell).
+  let tail = Buffer.alloc(0);
   const sink = new Writable({
-    write(_chunk, _encoding, callback) {
+    write(chunk: Buffer, _encoding, callback) {
+      tail = Buffer.concat([tail, chunk]).subarray(-PLAIN_DUMP_TAIL_BYTES);
       callback();
     },
   });
   await Promise.all([pipeline([source, stage.stream, sink], signal ? { signal } : {}), stage.done]);
+  if (!tail.toString('utf8').includes(PLAIN_DUMP_END)) {
+    throw new Error("the SQL stops before pg_dump's closing comment: the dump is incomplete");
+  }
 }
 
 /** The newest completed backup a schedule counts (manual or scheduled). */
@@ -214,11 +228,20 @@ export async function runVerify(
   } finally {
     await held.releaseAll();
   }
-  const ok = checks.every((check) => check.ok);
+  const failed = checks.filter((check) => !check.ok);
+  const result = { backupId, ok: failed.length === 0, checks, durationMs: Date.now() - started };
+  await run.recordVerification?.(result).catch((error: unknown) => {
+    run.logger.warn({ err: error, backupId }, 'could not record the verify outcome');
+  });
+  if (failed.length > 0) {
+    // A bad backup is a failed job: the file will not get better, so it is never retried.
+    throw new AppError(
+      'VERIFY_FAILED',
+      `backup ${backupId} failed verification: ${failed.map((check) => `${check.name}: ${check.detail}`).join('; ')}`,
+      { details: result },
+    );
+  }
   run.onProgress?.({ phase: 'completed', percent: 100 });
-  run.logger[ok ? 'info' : 'error'](
-    { backupId, checks },
-    ok ? 'backup verified' : 'backup failed verification',
-  );
-  return { backupId, ok, checks, durationMs: Date.now() - started };
+  run.logger.info({ backupId, checks }, 'backup verified');
+  return result;
 }

@@ -1,3 +1,4 @@
+import { AppError, encodeJobError } from '@pgkeep/core';
 import { describe, expect, it } from 'vitest';
 import {
   buildNotification,
@@ -6,6 +7,7 @@ import {
   escapeSlack,
   type FinishedJob,
   formatBytes,
+  type JobNotification,
 } from './notification.js';
 
 const requested = { requestedBy: 'admin@example.com', requestedAt: '2026-11-26T12:30:00.000Z' };
@@ -125,21 +127,23 @@ describe('buildNotification', () => {
     ).toBeNull();
   });
 
-  it('treats a completed verify with ok:false as a failure naming the failed check', () => {
+  it('announces a failed verify as a failure naming the failed checks and the backup it read', () => {
+    const checks = [
+      { name: 'sha256', ok: false, detail: 'local: sha256 does not match the manifest' },
+      { name: 'archive-read', ok: false, detail: 'local: pg_restore exited with code 1' },
+    ];
+    const message = `backup ${manifest.id} failed verification: sha256: local: sha256 does not match the manifest; archive-read: local: pg_restore exited with code 1`;
     const verify: FinishedJob = {
       name: 'verify',
       id: 'verify-0b5f7a52-5c61-4c0e-9d3c-3b0a6f2d8e11',
-      status: 'completed',
-      payload: { backupId: manifest.id, restore: false, ...requested },
-      result: {
-        backupId: manifest.id,
-        ok: false,
-        checks: [
-          { name: 'sha256', ok: false, detail: 'sha256 does not match the manifest' },
-          { name: 'archive-read', ok: true, detail: 'not run' },
-        ],
-        durationMs: 12,
-      },
+      status: 'failed',
+      // A scheduled verify asks for the newest backup; its error names the one it read.
+      payload: { backupId: 'latest', restore: false, ...requested },
+      failedReason: encodeJobError(
+        new AppError('VERIFY_FAILED', message, {
+          details: { backupId: manifest.id, ok: false, checks, durationMs: 12 },
+        }),
+      ),
       attemptsMade: 1,
     };
     const notification = buildNotification(verify, 'failure');
@@ -147,9 +151,22 @@ describe('buildNotification', () => {
       event: 'verify.failed',
       outcome: 'failure',
       backupId: manifest.id,
-      error: { code: 'VERIFY_FAILED', message: 'sha256: sha256 does not match the manifest' },
+      error: { code: 'VERIFY_FAILED', message },
     });
-    const passed = { ...verify, result: { ...(verify.result as object), ok: true, checks: [] } };
+    expect(notification?.error).toEqual({ code: 'VERIFY_FAILED', message });
+    expect(notification?.text).toContain('sha256: local: sha256 does not match the manifest');
+    expect(notification?.text).toContain('archive-read: local: pg_restore exited with code 1');
+    expect(emailSubject(notification as JobNotification)).toBe(
+      '[pgkeep] verify failed: VERIFY_FAILED',
+    );
+
+    const passed: FinishedJob = {
+      ...verify,
+      status: 'completed',
+      payload: { backupId: manifest.id, restore: false, ...requested },
+      result: { backupId: manifest.id, ok: true, checks: [], durationMs: 12 },
+    };
+    delete passed.failedReason;
     expect(buildNotification(passed, 'failure')).toBeNull();
     expect(buildNotification(passed, 'always')?.event).toBe('verify.succeeded');
   });

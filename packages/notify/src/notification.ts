@@ -69,17 +69,6 @@ const stringOrNull = (value: unknown): string | null =>
 const isoOrNull = (epochMs: number | undefined): string | null =>
   typeof epochMs === 'number' && Number.isFinite(epochMs) ? new Date(epochMs).toISOString() : null;
 
-/** A verify whose result says `ok: false` is a failure, whatever BullMQ thinks of the job. */
-function verifyFailure(result: Record<string, unknown>): { code: string; message: string } | null {
-  if (result.ok !== false) return null;
-  const checks = Array.isArray(result.checks) ? result.checks.map(asRecord) : [];
-  const failed = checks.find((check) => check.ok === false);
-  return {
-    code: 'VERIFY_FAILED',
-    message: failed ? `${String(failed.name)}: ${String(failed.detail)}` : 'verification failed',
-  };
-}
-
 /** A completed backup that an optional destination did not get a copy of. */
 function missingCopies(result: Record<string, unknown>): { code: string; message: string } | null {
   const failed = Array.isArray(result.failedCopies) ? result.failedCopies.map(asRecord) : [];
@@ -102,18 +91,20 @@ export function buildNotification(job: FinishedJob, notifyOn: NotifyOn): JobNoti
   const result = asRecord(job.result);
   const warning =
     job.status === 'completed' && job.name === 'backup' ? missingCopies(result) : null;
-  const error =
-    job.status === 'failed'
-      ? decodeJobError(job.failedReason ?? '')
-      : job.name === 'verify'
-        ? verifyFailure(result)
-        : warning;
+  // A verify that found its backup bad is a failed job (VERIFY_FAILED, its message naming the
+  // failed checks); the details stay in the job, the message says enough.
+  const failure = job.status === 'failed' ? decodeJobError(job.failedReason ?? '') : null;
+  const error = failure ? { code: failure.code, message: failure.message } : warning;
   const outcome = warning ? 'warning' : error ? 'failure' : 'success';
   // A warning is sent like a failure: someone must see that a copy is missing.
   if (outcome === 'success' && notifyOn !== 'always') return null;
 
+  // A failed verify of `latest` names the backup it read in its error's details.
   const backupId =
-    stringOrNull(result.id) ?? stringOrNull(result.backupId) ?? stringOrNull(payload.backupId);
+    stringOrNull(result.id) ??
+    stringOrNull(result.backupId) ??
+    stringOrNull(failure?.details?.backupId) ??
+    stringOrNull(payload.backupId);
   const database =
     job.name === 'restore'
       ? (stringOrNull(result.target) ?? stringOrNull(payload.target))

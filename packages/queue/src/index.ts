@@ -8,4 +8,5 @@ export * from './scheduled-failures.js';
 export * from './schedules.js';
 export * from './target-schedules.js';
 export * from './target-status.js';
+export * from './verify-outcomes.js';
 export * from './worker-registry.js';

@@ -4,7 +4,6 @@ import {
   type HashIncrement,
   histogramBuckets,
   jobOutcomeIncrements,
-  outcomeOfCompletedJob,
   parseJobMetrics,
 } from './job-metrics.js';
 
@@ -43,11 +42,16 @@ function apply(hash: Record<string, string>, increments: HashIncrement[]) {
 }
 
 describe('job outcomes', () => {
-  it('counts a verify that found the backup bad as failed, any other completion as completed', () => {
-    expect(outcomeOfCompletedJob('verify', { ok: false, checks: [] })).toBe('failed');
-    expect(outcomeOfCompletedJob('verify', { ok: true, checks: [] })).toBe('completed');
-    expect(outcomeOfCompletedJob('backup', manifest)).toBe('completed');
-    expect(outcomeOfCompletedJob('cleanup', null)).toBe('completed');
+  it('counts a verify that found the backup bad as failed: it fails for good as VERIFY_FAILED', () => {
+    expect(
+      finalOutcomeOfFailure(
+        { attemptsMade: 1, opts: { attempts: 3 } },
+        {
+          name: 'UnrecoverableError',
+          message: '[VERIFY_FAILED] backup b failed verification: sha256: size 1 of 2\n\u001e{}',
+        },
+      ),
+    ).toBe('failed');
   });
 
   it('counts a failure only when no retry follows, and a cancel as cancelled', () => {

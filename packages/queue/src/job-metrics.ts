@@ -73,15 +73,9 @@ export interface HashIncrement {
   float: boolean;
 }
 
-/** A verify that ran to the end but found the backup bad is a failed verify. */
-export function outcomeOfCompletedJob(name: JobName, result: unknown): JobOutcome {
-  if (name === 'verify' && (result as { ok?: unknown } | null)?.ok === false) return 'failed';
-  return 'completed';
-}
-
 /**
  * For BullMQ's `failed` event (after the failure was recorded): null while the job will be
- * tried again, else how it ended. Mirrors BullMQ's own rule: an UnrecoverableError (a
+ * tried again, else how it ended (a verify that found its backup bad fails as VERIFY_FAILED). Mirrors BullMQ's own rule: an UnrecoverableError (a
  * non-retryable error, a cancel, a job that stalled too often) or the last attempt is final.
  */
 export function finalOutcomeOfFailure(

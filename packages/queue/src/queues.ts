@@ -2,6 +2,7 @@ import {
   AppError,
   type Config,
   decodeJobError,
+  type JobError,
   type JobName,
   type JobPayloadInput,
   jobCatalog,
@@ -115,11 +116,12 @@ export interface JobView {
   state: JobState;
   progress: unknown;
   result: unknown;
-  error: { code: string; message: string } | null;
+  /** `details` when the error has them: a failed verify's checks, for one. */
+  error: JobError | null;
   /** Set once someone asked to cancel the job; a running job stops, a queued one never starts. */
   cancelRequestedBy: string | null;
   /** The error of the latest failed attempt, also while a retry waits its turn. */
-  lastError: { code: string; message: string } | null;
+  lastError: JobError | null;
   attemptsMade: number;
   requestedBy: string | null;
   /** The target the job is for (`default` for jobs that name none). */

@@ -1,5 +1,10 @@
 import type { BackupManifest } from '@pgkeep/core';
-import { newestScheduledFailure, type ScheduledRunFailure } from '@pgkeep/queue';
+import {
+  newestScheduledFailure,
+  readVerifyOutcomes,
+  type ScheduledRunFailure,
+  type VerifyOutcome,
+} from '@pgkeep/queue';
 import type { ApiServices } from './api-services.js';
 import {
   type Check,
@@ -114,6 +119,49 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     );
   }
 
+  // The last verify of each listed backup. The newest one found bad: the backup a restore
+  // would reach for first cannot be trusted (error). An older one found bad and still listed:
+  // someone may restore it (warning), until it is deleted or verified again.
+  const verified =
+    manifests && manifests.length > 0 && checks.redis.ok
+      ? await timed(async () => {
+          await whenReady(services.redis);
+          const ids = manifests.map((manifest) => manifest.id);
+          return {
+            ok: true,
+            outcomes: await readVerifyOutcomes(
+              services.redis,
+              config.REDIS_PREFIX,
+              ids,
+              services.registry.defaultTargetName() ?? 'default',
+            ),
+          };
+        })
+      : undefined;
+  const outcomes =
+    verified && 'outcomes' in verified
+      ? (verified.outcomes as Map<string, VerifyOutcome>)
+      : new Map<string, VerifyOutcome>();
+  const failedChecks = (outcome: VerifyOutcome) =>
+    outcome.failedChecks.map((check) => `${check.name}: ${check.detail}`).join('; ');
+  const newestVerify = newest ? (outcomes.get(newest.id) ?? null) : null;
+  if (newest && newestVerify && !newestVerify.ok) {
+    reasons.push({
+      code: 'BACKUP_FAILED_VERIFY',
+      severity: 'error',
+      message: `the newest backup (${newest.id}) failed its last verify (${newestVerify.jobId ?? 'job unknown'}, ${newestVerify.verifiedAt}): ${failedChecks(newestVerify)}`,
+    });
+  }
+  const olderBad = (manifests ?? []).filter(
+    (manifest) => manifest.id !== newest?.id && outcomes.get(manifest.id)?.ok === false,
+  );
+  if (olderBad.length > 0) {
+    warn(
+      'BAD_BACKUP_LISTED',
+      `still listed, though their last verify found them bad (delete or verify again): ${olderBad.map((manifest) => manifest.id).join(', ')}`,
+    );
+  }
+
   // A scheduled run that failed after the newest scheduled backup started: the schedule is
   // broken until a later run succeeds. Manual backups in between do not clear it.
   const failure = 'failure' in scheduled ? (scheduled.failure as ScheduledRunFailure | null) : null;
@@ -203,7 +251,12 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     destinations,
     newestBackup:
       newest && ageSeconds !== null
-        ? { id: newest.id, completedAt: newest.completedAt, ageSeconds: Math.round(ageSeconds) }
+        ? {
+            id: newest.id,
+            completedAt: newest.completedAt,
+            ageSeconds: Math.round(ageSeconds),
+            lastVerify: newestVerify,
+          }
         : null,
     maxBackupAgeSeconds: maxAgeSeconds,
     lastScheduledBackupFailure: failure,

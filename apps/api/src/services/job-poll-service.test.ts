@@ -48,6 +48,29 @@ const failed = view({
   finishedAt: '2026-01-22T16:30:07.000Z',
 });
 const queued = view({ state: 'queued', progress: 0, startedAt: null, cancelRequestedBy: 'ops' });
+const verifyError = {
+  code: 'VERIFY_FAILED',
+  message: 'backup b failed verification: archive-read: local: pg_restore exited with code 1',
+  details: {
+    backupId: 'b',
+    ok: false,
+    checks: [
+      { name: 'sha256', ok: true, detail: 'local: 42 bytes, sha256 matches the manifest' },
+      { name: 'archive-read', ok: false, detail: 'local: pg_restore exited with code 1' },
+    ],
+    durationMs: 35,
+  },
+};
+const failedVerify = view({
+  jobId: 'verify-1',
+  name: 'verify',
+  state: 'failed',
+  progress: { phase: 'reading', percent: null },
+  error: verifyError,
+  lastError: verifyError,
+  attemptsMade: 1,
+  finishedAt: '2026-01-22T16:30:07.000Z',
+});
 
 beforeEach(() => {
   queue.findJob.mockReset();
@@ -68,6 +91,7 @@ describe('the poll answer', () => {
     ['queued', queued],
     ['completed', completed],
     ['failed', failed],
+    ['failed verify', failedVerify],
   ])('of a %s job is byte for byte what the response schema writes', async (_state, job) => {
     queue.findJob.mockResolvedValueOnce(job);
     const body = await new JobPollService(lookup).pollBody(job.jobId);
