@@ -12,8 +12,10 @@ import { AdvisoryLocks } from '@pgkeep/pg';
 if (existsSync('.env')) process.loadEnvFile('.env');
 
 let config: ReturnType<typeof loadConfig>;
+let targetsConfig: ReturnType<typeof loadTargets>;
 try {
   config = loadConfig(process.env, { requireAuth: false });
+  targetsConfig = loadTargets(config, process.env);
 } catch (error) {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);
@@ -24,7 +26,7 @@ const logger = createLogger(
   'pgkeep-catalog',
   'stderr',
 );
-const registry = new TargetRegistry(config, logger, loadTargets(config, process.env));
+const registry = new TargetRegistry(config, logger, targetsConfig);
 const locks = new AdvisoryLocks(
   serverConnection(registry.targets.lockServer),
   config.LOCK_NAMESPACE,
