@@ -144,7 +144,12 @@ describe('backups through the API and the worker', () => {
     });
     const job = await waitForJob(api, jobId);
     expect(job.state).toBe('failed');
-    expect(job.error).toEqual({ code: 'TABLE_NOT_FOUND', message: 'table not found: Gone' });
+    // A job's error carries the error's details, as the API's 400 for the same table does.
+    expect(job.error).toEqual({
+      code: 'TABLE_NOT_FOUND',
+      message: 'table not found: Gone',
+      details: { missing: ['Gone'] },
+    });
     expect(job.attemptsMade).toBe(1);
     const files = await readdir(env.backupDir);
     expect(files.filter((file) => file.includes('partial'))).toEqual([]);
