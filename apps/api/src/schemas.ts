@@ -214,6 +214,14 @@ export const healthSchema = z.object({
   }),
 });
 
+/** A target's last job that failed for good. */
+export const targetFailureSchema = z.object({
+  job: z.string(),
+  code: z.string(),
+  message: z.string(),
+  at: z.string(),
+});
+
 export const healthDetailSchema = z.object({
   status: z.enum(['ok', 'warning', 'error']),
   reasons: z.array(
@@ -265,9 +273,7 @@ export const healthDetailSchema = z.object({
       health: z.enum(['ok', 'warning', 'error']),
       reasons: z.array(z.string()),
       newestBackupAgeSeconds: z.number().nullable(),
-      lastFailure: z
-        .object({ job: z.string(), code: z.string(), message: z.string(), at: z.string() })
-        .nullable(),
+      lastFailure: targetFailureSchema.nullable(),
     }),
   ),
 });

@@ -215,6 +215,39 @@ export async function sweepLeftovers(
 }
 
 /**
+ * Runs `work` on the catalog while no delete, clean-up or restore runs (every destructive slot)
+ * and no backup is between writing its remote manifest and its catalog entry (storage-write):
+ * waited for (`wait`), or else skipped with `undefined` until the next start.
+ */
+async function withCatalogAlone<T>(
+  engine: Pick<EngineContext, 'config' | 'locks' | 'logger'>,
+  what: string,
+  wait: boolean,
+  work: () => Promise<T>,
+): Promise<T | undefined> {
+  const take = (resource: string) =>
+    wait
+      ? engine.locks.acquire(resource, 'exclusive', { timeoutMs: engine.config.LOCK_TIMEOUT_MS })
+      : engine.locks.tryAcquire(resource, 'exclusive');
+  const slots = destructiveSlots(engine.config);
+  const destructive = wait
+    ? await Promise.all(slots.map((slot) => take(slot) as Promise<HeldLock>))
+    : await tryAcquireAll(engine.locks, slots);
+  const writes = destructive ? await take(lockResources.storageWrite) : undefined;
+  if (!destructive || !writes) {
+    if (destructive) await releaseAll(destructive);
+    engine.logger.info(`a job is running; ${what} skipped until the next start`);
+    return undefined;
+  }
+  try {
+    return await work();
+  } finally {
+    await writes.release();
+    await releaseAll(destructive);
+  }
+}
+
+/**
  * Signs, once per catalog key, the manifests written before it (see BackupStore.signCatalog).
  * Skipped until the next start while a job that changes the catalog runs.
  */
@@ -222,21 +255,7 @@ export async function signCatalog(
   engine: Pick<EngineContext, 'config' | 'storage' | 'locks' | 'logger'>,
 ): Promise<{ signed: string[] } | undefined> {
   if (!engine.storage.catalog.catalogKeys.signing) return undefined;
-  const destructive = await tryAcquireAll(engine.locks, destructiveSlots(engine.config));
-  const writes = destructive
-    ? await engine.locks.tryAcquire(lockResources.storageWrite, 'exclusive')
-    : undefined;
-  if (!destructive || !writes) {
-    if (destructive) await releaseAll(destructive);
-    engine.logger.info('a job is running; signing the catalog skipped until the next start');
-    return undefined;
-  }
-  try {
-    return await engine.storage.signCatalog();
-  } finally {
-    await writes.release();
-    await releaseAll(destructive);
-  }
+  return withCatalogAlone(engine, 'signing the catalog', false, () => engine.storage.signCatalog());
 }
 
 /**
@@ -251,26 +270,7 @@ export async function rebuildCatalog(
   if (!engine.storage.destinations.some((destination) => destination.kind !== 'local')) {
     return { added: [], unreachable: [] };
   }
-  // No delete, clean-up or restore (destructive), and no backup between writing its remote
-  // manifest and its catalog entry (storage-write), while the catalog is compared.
-  const take = (resource: string) =>
-    options.wait
-      ? engine.locks.acquire(resource, 'exclusive', { timeoutMs: engine.config.LOCK_TIMEOUT_MS })
-      : engine.locks.tryAcquire(resource, 'exclusive');
-  const slots = destructiveSlots(engine.config);
-  const destructive = options.wait
-    ? await Promise.all(slots.map((slot) => take(slot) as Promise<HeldLock>))
-    : await tryAcquireAll(engine.locks, slots);
-  const writes = destructive ? await take(lockResources.storageWrite) : undefined;
-  if (!destructive || !writes) {
-    if (destructive) await releaseAll(destructive);
-    engine.logger.info('a job is running; catalog rebuild skipped until the next start');
-    return undefined;
-  }
-  try {
-    return await engine.storage.rebuildCatalog();
-  } finally {
-    await writes.release();
-    await releaseAll(destructive);
-  }
+  return withCatalogAlone(engine, 'catalog rebuild', options.wait, () =>
+    engine.storage.rebuildCatalog(),
+  );
 }

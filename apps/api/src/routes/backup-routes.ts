@@ -39,7 +39,8 @@ import { forTarget } from '../services/target-scope.js';
 /** A stream: Fastify sends it as it is, without serializing. */
 const artifactBytes = z.custom<Readable>((value) => value instanceof Readable);
 
-const admin = (request: { admin?: { requestedBy: string } }) => {
+/** Who asked: set by requireAdmin, the onRequest hook of every admin route. */
+export const admin = (request: { admin?: { requestedBy: string } }) => {
   if (!request.admin) throw new Error('route registered without requireAdmin');
   return request.admin;
 };

@@ -2,11 +2,11 @@ import { AppError, ConfigError, targetRefSchema } from '@pgkeep/core';
 import { requestReload } from '@pgkeep/queue';
 import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { backupIdParams, errorResponses, okEnvelope } from '../schemas.js';
+import { backupIdParams, errorResponses, okEnvelope, targetFailureSchema } from '../schemas.js';
 import type { ApiServices } from '../services/api-services.js';
 import { forTarget } from '../services/target-scope.js';
 import { getTarget, listTargets } from '../services/target-service.js';
-import { registerBackupRoutes } from './backup-routes.js';
+import { admin, registerBackupRoutes } from './backup-routes.js';
 
 /** A target by name; a discovered database's is `<server>/<database>`, sent as `server%2Fdatabase`. */
 const targetParams = z.object({ target: targetRefSchema });
@@ -35,18 +35,11 @@ const targetView = z
     lastBackup: z
       .object({ id: z.string(), createdAt: z.string(), size: z.number(), ageHours: z.number() })
       .nullable(),
-    lastFailure: z
-      .object({ job: z.string(), code: z.string(), message: z.string(), at: z.string() })
-      .nullable(),
+    lastFailure: targetFailureSchema.nullable(),
     health: z.enum(['ok', 'warning', 'error']),
     reasons: z.array(z.string()),
   })
   .meta({ id: 'Target' });
-
-const admin = (request: { admin?: { requestedBy: string } }) => {
-  if (!request.admin) throw new Error('route registered without requireAdmin');
-  return request.admin;
-};
 
 /**
  * Targets: the list (configured, discovered now, and those whose backups outlive their place in
