@@ -129,8 +129,16 @@ describe('many targets, many workers', () => {
     );
     const failedDiscoveries = discoveries.filter((job) => job.failedReason);
     expect(failedDiscoveries.map((job) => job.failedReason)).toEqual([]);
-    // One scheduled run every 10 s for ~55 s, none lost to three workers racing.
-    expect(discoveries.length).toBeGreaterThanOrEqual(4);
+    // One scheduled run every 10 s for ~55 s: the runs' scheduled times (in their ids) follow
+    // one another 10 s apart, so none was skipped, and none is there twice.
+    expect(discoveries.length).toBeGreaterThanOrEqual(5);
+    const times = discoveries
+      .map((job) => Number(String(job.id).split(':').at(-1)))
+      .sort((a, b) => a - b);
+    expect(new Set(times).size).toBe(times.length);
+    expect(times.slice(1).map((time, index) => time - (times[index] as number))).toEqual(
+      times.slice(1).map(() => 10_000),
+    );
     const queued = discoveries.flatMap(
       (job) => (job.returnvalue as { queued: { target: string; jobId: string }[] }).queued,
     );
@@ -192,6 +200,8 @@ describe('many targets, many workers', () => {
     console.info(
       JSON.stringify({
         discoveryRuns: discoveries.length,
+        firstRun: new Date(times[0] ?? 0).toISOString(),
+        lastRun: new Date(times.at(-1) ?? 0).toISOString(),
         backupsQueued: queued.length,
         backupsStored: [...byTarget.values()].reduce((sum, ids) => sum + ids.length, 0),
         maxDumpsAtOnce: maxOverlap(slots),

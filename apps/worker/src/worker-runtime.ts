@@ -383,6 +383,8 @@ async function startSchedules(
   if (removed.length > 0) logger.info({ removed }, 'schedules of removed targets removed');
 }
 
+const DISCOVERED_JOB_PRIORITY = 10;
+
 /**
  * A discovery target's scheduled run: the scheduled job once for each database the target picks
  * now, each as its own target (`<server>/<database>`), under ids derived from this run's, so a
@@ -412,6 +414,11 @@ async function queueDiscoveredJobs(
       // The run's own time: a schedule's template carries none.
       { ...payload.template, targetName: target, requestedAt: payload.requestedAt },
       jobId,
+      // Behind every job without a priority: the next scheduled run (a `discover` job) and an
+      // admin's own request are taken before the rest of a long discovery run's backlog, so a
+      // busy queue never makes a schedule miss its next time (BullMQ plans the next run of a
+      // schedule when a worker takes the current one, and skips times already past).
+      DISCOVERED_JOB_PRIORITY,
     );
     queued.push({ target, jobId });
   }

@@ -93,12 +93,18 @@ export async function enqueueWithId(
   name: JobName,
   payload: unknown,
   jobId: string,
+  /** BullMQ's priority (1 is first); jobs without one are taken before any that has one. */
+  priority?: number,
 ): Promise<string> {
   const definition = jobCatalog[name];
   const data = definition.payload.parse(payload);
   await connectionReady(queues[definition.queue]);
   try {
-    await queues[definition.queue].add(name, data, { ...jobOptions(name, config), jobId });
+    await queues[definition.queue].add(name, data, {
+      ...jobOptions(name, config),
+      jobId,
+      ...(priority !== undefined ? { priority } : {}),
+    });
   } catch (error) {
     throw new AppError('QUEUE_UNAVAILABLE', 'the job queue is not reachable', {
       retryable: true,
