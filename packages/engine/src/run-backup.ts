@@ -381,8 +381,10 @@ export async function runBackup(
     );
     return manifest;
   } finally {
-    await snapshotClient.end().catch(() => {});
+    // The server's slot first: closing the snapshot's session is no dump, and the next backup
+    // waiting for the slot should not wait for it.
     const slotReleasedAt = await slot?.release();
+    await snapshotClient.end().catch(() => {});
     if (slot && slotReleasedAt) {
       // The evidence that the server's cap held: each holder's interval, in one log line.
       run.logger.info(
