@@ -123,6 +123,8 @@ export async function startPgkeep(options: {
   logLevel?: string;
   apiNodeArgs?: string[];
   workerNodeArgs?: string[];
+  /** Settings over the bench's own (TARGETS_FILE, BACKUP_CONCURRENCY…), for both processes. */
+  env?: Record<string, string>;
 }): Promise<PgkeepStack> {
   const prefix = `pgkeep-bench-${randomBytes(4).toString('hex')}`;
   const secret = randomBytes(36).toString('base64url');
@@ -143,6 +145,7 @@ export async function startPgkeep(options: {
     BACKUP_CLEANUP_SCHEDULE: 'off',
     VERIFY_SCHEDULE: 'off',
     BACKUP_ATTEMPTS: '1',
+    ...options.env,
   };
   await buildAppsOnce();
   const worker = startNodeApp(
