@@ -202,5 +202,15 @@ export interface TargetsSection extends SectionMeta {
   /** The worker's BACKUP_CONCURRENCY (one worker process). */
   backupConcurrency: number;
   raw: { serial: TargetsRawRun[]; twoLanes: TargetsRawRun[] };
-  pgkeep: { cap1: TargetsPgkeepRun[]; cap2: TargetsPgkeepRun[] };
+  /**
+   * `cap2MoreJobs`: maxConcurrentJobs 2 in a worker with `moreJobsConcurrency` jobs at once
+   * (one more than the cap), a second pgkeep beside the first: not a target, it shows what
+   * a job waiting for its slot changes.
+   */
+  pgkeep: {
+    cap1: TargetsPgkeepRun[];
+    cap2: TargetsPgkeepRun[];
+    cap2MoreJobs?: TargetsPgkeepRun[];
+  };
+  moreJobsConcurrency?: number;
 }

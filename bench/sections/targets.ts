@@ -26,6 +26,8 @@ const SERVER = 'bench';
 const DISCOVERY = 'nightly';
 /** Jobs at once in the one worker: at least the largest cap measured, so the cap is the limit. */
 const BACKUP_CONCURRENCY = 2;
+/** The second pgkeep's: one job more than the cap of 2, so one waits for each slot. */
+const MORE_JOBS_CONCURRENCY = 3;
 /** How far ahead of now a run is scheduled: time for the reload to reach the worker. */
 const LEAD_MS = 3_000;
 
@@ -66,7 +68,7 @@ function cronAt(at: Date): string {
   ].join(' ');
 }
 
-function targetsFile(prefix: string, maxConcurrentJobs: number, backup: string): string {
+export function targetsFile(prefix: string, maxConcurrentJobs: number, backup: string): string {
   return `${JSON.stringify(
     {
       servers: { [SERVER]: { url: serverUrl('postgres'), maxConcurrentJobs } },
@@ -168,7 +170,7 @@ async function jobLines(logFile: string, jobIds: Set<string>): Promise<Map<strin
  * once, LEAD_MS from now; the worker reloads it; the scheduled `discover` job queues one backup
  * per database. Waits for every backup and checks each against the database it came from.
  */
-async function pgkeepNight(
+export async function pgkeepNight(
   stack: PgkeepStack,
   file: string,
   prefix: string,
@@ -268,7 +270,8 @@ function sortKeys(counts: Record<string, number>): Record<string, number> {
  * Section 7. A nightly run of many small databases on one server: a discovery target picks
  * them, its schedule fires once, and each database gets its own backup job, at most
  * `maxConcurrentJobs` at a time (1, then 2). Against it, the shell loop over the same
- * databases, one at a time and two lanes at a time. Rounds alternate raw and pgkeep.
+ * databases, one at a time and two lanes at a time. Rounds alternate raw and pgkeep. A second
+ * pgkeep, with one job more than the cap at once, runs cap 2 again at the end of each round.
  */
 export async function benchTargets(ctx: BenchContext, count: number): Promise<TargetsSection> {
   const meta = sectionMeta(ctx.runs, ctx.code);
@@ -277,11 +280,15 @@ export async function benchTargets(ctx: BenchContext, count: number): Promise<Ta
   const dir = path.join(ctx.workDir, 'targets');
   const rawOut = path.join(dir, 'raw');
   await mkdir(rawOut, { recursive: true });
+  await mkdir(path.join(dir, 'more-jobs'));
   const file = path.join(dir, 'targets.json');
+  const moreJobsFile = path.join(dir, 'more-jobs', 'targets.json');
   let stack: PgkeepStack | undefined;
+  let moreJobs: PgkeepStack | undefined;
   const stop = async () => {
-    await stack?.stop();
+    await Promise.all([stack?.stop(), moreJobs?.stop()]);
     stack = undefined;
+    moreJobs = undefined;
     await dropTargetDatabases(names);
   };
   ctx.cleanups?.add(stop);
@@ -291,18 +298,26 @@ export async function benchTargets(ctx: BenchContext, count: number): Promise<Ta
     for (const name of names) {
       dumpBytes += await countOutputBytes('pg_dump', ['-Fc', '-Z0', name], toolEnv(name));
     }
-    await writeFile(file, targetsFile(prefix, 1, 'off'));
-    stack = await startPgkeep({
-      database: 'postgres',
-      workDir: dir,
-      logLevel: 'info',
-      env: { TARGETS_FILE: file, BACKUP_CONCURRENCY: String(BACKUP_CONCURRENCY) },
-    });
-    ctx.log(`  pgkeep with ${file} up (worker pid ${stack.worker.pid})`);
+    const start = async (targets: string, concurrency: number) => {
+      await writeFile(targets, targetsFile(prefix, 1, 'off'));
+      const started = await startPgkeep({
+        database: 'postgres',
+        workDir: path.dirname(targets),
+        logLevel: 'info',
+        env: { TARGETS_FILE: targets, BACKUP_CONCURRENCY: String(concurrency) },
+      });
+      ctx.log(
+        `  pgkeep with BACKUP_CONCURRENCY=${concurrency} up (worker pid ${started.worker.pid})`,
+      );
+      return started;
+    };
+    stack = await start(file, BACKUP_CONCURRENCY);
+    moreJobs = await start(moreJobsFile, MORE_JOBS_CONCURRENCY);
 
     // Untimed: the first run of each kind pays for cold caches and code not yet compiled.
     await rawLoop(names, 1, rawOut);
     await pgkeepNight(stack, file, prefix, 2, databases);
+    await pgkeepNight(moreJobs, moreJobsFile, prefix, 2, databases);
 
     const result: TargetsSection = {
       ...meta.finish(),
@@ -316,7 +331,8 @@ export async function benchTargets(ctx: BenchContext, count: number): Promise<Ta
       },
       backupConcurrency: BACKUP_CONCURRENCY,
       raw: { serial: [], twoLanes: [] },
-      pgkeep: { cap1: [], cap2: [] },
+      pgkeep: { cap1: [], cap2: [], cap2MoreJobs: [] },
+      moreJobsConcurrency: MORE_JOBS_CONCURRENCY,
     };
     const logRun = (label: string, ms: number, load: number) =>
       ctx.log(`  ${label}: ${seconds(ms)} (load ${load.toFixed(1)})`);
@@ -334,6 +350,13 @@ export async function benchTargets(ctx: BenchContext, count: number): Promise<Ta
       const cap2 = await pgkeepNight(stack, file, prefix, 2, databases);
       result.pgkeep.cap2.push(cap2);
       logRun('pgkeep, maxConcurrentJobs 2', cap2.wallMs, cap2.load);
+      const wide = await pgkeepNight(moreJobs, moreJobsFile, prefix, 2, databases);
+      result.pgkeep.cap2MoreJobs?.push(wide);
+      logRun(
+        `pgkeep, maxConcurrentJobs 2, BACKUP_CONCURRENCY=${MORE_JOBS_CONCURRENCY}`,
+        wide.wallMs,
+        wide.load,
+      );
     }
     return { ...result, ...meta.finish() };
   } finally {
