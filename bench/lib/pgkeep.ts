@@ -215,6 +215,8 @@ export async function startPgkeep(options: {
     },
     async stop() {
       await Promise.all([stopChild(api), stopChild(worker)]);
+      // pgkeep keys its Redis data under `{QUEUE_PREFIX}` (a Redis Cluster hash tag).
+      await deleteRedisPrefix(`{${prefix}}`);
       await deleteRedisPrefix(prefix);
     },
   };
