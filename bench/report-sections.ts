@@ -18,8 +18,8 @@ import { median } from './lib/util.js';
 
 export const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 export const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
-const x = (ratio: number) => `${ratio.toFixed(2)}×`;
-const pct = (ratio: number) => `${(ratio * 100).toFixed(0)} %`;
+export const x = (ratio: number) => `${ratio.toFixed(2)}×`;
+export const pct = (ratio: number) => `${(ratio * 100).toFixed(0)} %`;
 export const pass = (ok: boolean) => (ok ? '**pass**' : '**FAIL**');
 const medianMs = (variant: Variant) => median(variant.runs.map((run) => run.ms));
 const medianBytes = (variant: Variant) => median(variant.runs.map((run) => run.bytes ?? 0));
@@ -33,7 +33,7 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
-function metaLine(meta: SectionMeta): string {
+export function metaLine(meta: SectionMeta): string {
   const code = meta.code ? `, pgkeep at \`${meta.code}\`` : '';
   return `_${meta.runs} runs each, alternating (ABAB); medians. Started ${meta.startedAt}${code}, load average at start ${meta.loadAverage.join(' / ')} (1/5/15 min)._`;
 }

@@ -12,6 +12,7 @@ import {
   type TargetCheck,
   table,
 } from './report-sections.js';
+import { targetsTables } from './report-targets.js';
 
 export { renderMemory, type TargetCheck };
 
@@ -34,7 +35,7 @@ export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
       )}; \`pg_dump -Fc -Z0\` writes ${mb(dataset.dumpBytes)}.${dataset.generatedMs ? ` Generated in ${s(dataset.generatedMs)}.` : ''}`,
   ];
   const scaleChecks: TargetCheck[] = [];
-  const { backup, restore, downtime, api, start } = run.sections;
+  const { backup, restore, downtime, api, start, targets } = run.sections;
   if (backup)
     parts.push('', '### 1. Backup', '', backupTables(backup, dataset.dumpBytes, scaleChecks));
   if (restore) parts.push('', '### 2. Restore', '', restoreTables(restore, scaleChecks));
@@ -42,6 +43,14 @@ export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
     parts.push('', '### 3. Downtime during restore', '', downtimeTables(downtime, scaleChecks));
   if (api) parts.push('', '### 5. API under load', '', apiTables(api, scaleChecks));
   if (start) parts.push('', '### 6. Enqueue to start', '', startTables(start));
+  if (targets) {
+    parts.push(
+      '',
+      '### 7. Nightly run of many databases (targets)',
+      '',
+      targetsTables(targets, scaleChecks),
+    );
+  }
   if (scaleChecks.length > 0) {
     parts.push('', `### Targets at scale ${run.scale}`, '', checksTable(scaleChecks));
   }
@@ -81,6 +90,7 @@ export function renderMarkdown(results: BenchResults, analysis: string | null): 
     'npm run bench                                  # scale 0.1 (≈ 0.3 GB), every section, 3 runs: ≈ 4 min',
     'npm run bench -- --scale 1                     # ≈ 3 GB: dataset ≈ 4 min, the whole run ≈ 30 min',
     'npm run bench -- --scale 0.03 --sections backup,api --runs 3   # a quick look at some sections',
+    'npm run bench -- --sections targets --runs 3   # 20 small databases, nightly run: ≈ 10 min on a busy machine',
     'npm run bench -- --scale 1 --keep-dataset      # keep the generated database for the next run',
     'npx tsx bench/generate-dataset.ts --scale 1    # only the dataset',
     'npm run bench -- --render-only                 # BENCHMARKS.md again from bench/results.json',
@@ -88,7 +98,7 @@ export function renderMarkdown(results: BenchResults, analysis: string | null): 
     '',
     'Profiling aids (not part of the run): `bench/profile-worker.ts` (the worker under `--cpu-prof` for one backup and one restore), `bench/backup-datapath.ts` (the backup and restore data paths alone), `bench/api-breakdown.ts` (the pieces of one job poll), `bench/api-variants.ts` (the job route with proposed changes, over HTTP), `bench/profile-summary.ts` (self time by package and function of a `.cpuprofile`; `--api-cpu-prof` writes one for the API during a run).',
     '',
-    'Sections: `backup`, `restore`, `downtime`, `api`, `start` (memory is sampled during backup and restore). A run replaces the sections it ran at its scale in results.json and keeps the others.',
+    'Sections: `backup`, `restore`, `downtime`, `api`, `start`, `targets` (memory is sampled during backup and restore). A run replaces the sections it ran at its scale in results.json and keeps the others. `targets` makes its own small databases (`--targets-databases 20`), the same at every scale; it is filed under the scale of the run.',
     '',
     '## Machine',
     '',

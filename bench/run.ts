@@ -23,6 +23,7 @@ import { benchBackup } from './sections/backup.js';
 import { benchDowntime } from './sections/downtime.js';
 import { benchRestore } from './sections/restore.js';
 import { benchStart } from './sections/start.js';
+import { benchTargets } from './sections/targets.js';
 
 /**
  * `npm run bench`: generates (or reuses) the dataset, starts pgkeep's API and worker as real
@@ -30,7 +31,7 @@ import { benchStart } from './sections/start.js';
  */
 /** Where --api-cpu-prof leaves the API's .cpuprofile (outside the work tree, kept). */
 const API_PROFILE_DIR = path.join(os.tmpdir(), 'pgkeep-bench-profiles');
-const SECTIONS = ['backup', 'restore', 'downtime', 'api', 'start'] as const;
+const SECTIONS = ['backup', 'restore', 'downtime', 'api', 'start', 'targets'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -41,6 +42,7 @@ const { values } = parseArgs({
     db: { type: 'string' },
     'keep-dataset': { type: 'boolean', default: false },
     'start-samples': { type: 'string', default: '20' },
+    'targets-databases': { type: 'string', default: '20' },
     'api-duration': { type: 'string', default: '5' },
     'api-connections': { type: 'string', default: '10' },
     'api-cpu-prof': { type: 'boolean', default: false },
@@ -54,8 +56,8 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      'npm run bench -- [--scale 0.1] [--runs 3] [--sections backup,restore,downtime,api,start]',
-      '                 [--keep-dataset] [--db NAME] [--start-samples 20]',
+      'npm run bench -- [--scale 0.1] [--runs 3] [--sections backup,restore,downtime,api,start,targets]',
+      '                 [--keep-dataset] [--db NAME] [--start-samples 20] [--targets-databases 20]',
       '                 [--api-duration 5] [--api-connections 10] [--api-cpu-prof]',
       'npm run bench -- --render-only   (BENCHMARKS.md again from bench/results.json)',
       '(memory is measured during backup and restore; "memory" in --sections is accepted)',
@@ -93,6 +95,10 @@ const scale = Number(values.scale);
 const runs = Number(values.runs);
 if (!(scale > 0 && scale <= 10)) throw new Error('--scale must be in (0, 10]');
 if (!(Number.isInteger(runs) && runs >= 1)) throw new Error('--runs must be a whole number ≥ 1');
+const targetsDatabases = Number(values['targets-databases']);
+if (!(Number.isInteger(targetsDatabases) && targetsDatabases >= 1 && targetsDatabases <= 99)) {
+  throw new Error('--targets-databases must be a whole number from 1 to 99');
+}
 const requested = values.sections.split(',').map((name) => name.trim());
 for (const name of requested) {
   if (name !== 'memory' && !SECTIONS.includes(name as SectionName)) {
@@ -115,9 +121,13 @@ const workDir = await mkdtemp(path.join(os.tmpdir(), 'pgkeep-bench-'));
 await mkdir(path.join(workDir, 'raw'));
 let stack: PgkeepStack | undefined;
 let cleaning: Promise<void> | undefined;
+const cleanups = new Set<() => Promise<void>>();
 
 async function cleanup(): Promise<void> {
   cleaning ??= (async () => {
+    for (const task of cleanups) {
+      await task().catch((error: unknown) => log(`cleaning up a section: ${String(error)}`));
+    }
     await stack?.stop().catch((error: unknown) => log(`stopping pgkeep: ${String(error)}`));
     // Only this run's: its own raw restore target, the databases its restores replaced, and
     // the scratch databases of its own lock namespace (never another deployment's).
@@ -171,7 +181,7 @@ try {
   log(`pgkeep up: API ${stack.baseUrl}, worker pid ${stack.worker.pid}, prefix ${stack.prefix}`);
   if (values['api-cpu-prof']) log(`the API's CPU profile goes to ${API_PROFILE_DIR} when it stops`);
   log(`pgkeep code: ${code}`);
-  const ctx: BenchContext = { scale, runs, database, workDir, stack, log, code };
+  const ctx: BenchContext = { scale, runs, database, workDir, stack, log, code, cleanups };
 
   const resultsFile = values['results-file'];
   const previous = (await loadResults(resultsFile)).scales[String(scale)];
@@ -215,6 +225,9 @@ try {
     },
     start: async () => {
       run.sections.start = await benchStart(ctx, Number(values['start-samples']));
+    },
+    targets: async () => {
+      run.sections.targets = await benchTargets(ctx, targetsDatabases);
     },
   };
   for (const name of selected) {

@@ -16,6 +16,8 @@ export interface BenchContext {
   workDir: string;
   stack: PgkeepStack;
   log: (line: string) => void;
+  /** Work to undo if the run stops midway (a section's own pgkeep, its databases). */
+  cleanups?: Set<() => Promise<void>>;
   /** The code version the running worker and API were started from (see codeVersion). */
   code?: string;
   /** The newest pgkeep backup of the dataset (custom + zstd). */

@@ -123,6 +123,8 @@ export async function startPgkeep(options: {
   logLevel?: string;
   apiNodeArgs?: string[];
   workerNodeArgs?: string[];
+  /** Settings over the bench's own (TARGETS_FILE, BACKUP_CONCURRENCY…), for both processes. */
+  env?: Record<string, string>;
 }): Promise<PgkeepStack> {
   const prefix = `pgkeep-bench-${randomBytes(4).toString('hex')}`;
   const secret = randomBytes(36).toString('base64url');
@@ -145,6 +147,7 @@ export async function startPgkeep(options: {
     BACKUP_ATTEMPTS: '1',
     // The readiness poll below must see the worker the moment it announces itself.
     HEALTH_CACHE_MS: '0',
+    ...options.env,
   };
   await buildAppsOnce();
   const worker = startNodeApp(
@@ -214,6 +217,8 @@ export async function startPgkeep(options: {
     },
     async stop() {
       await Promise.all([stopChild(api), stopChild(worker)]);
+      // pgkeep keys its Redis data under `{QUEUE_PREFIX}` (a Redis Cluster hash tag).
+      await deleteRedisPrefix(`{${prefix}}`);
       await deleteRedisPrefix(prefix);
     },
   };

@@ -36,6 +36,7 @@ export interface ScaleResults {
     downtime: DowntimeSection;
     api: ApiSection;
     start: StartSection;
+    targets: TargetsSection;
   }>;
 }
 
@@ -135,4 +136,81 @@ export interface StartSection extends SectionMeta {
   pickedUpMs: number[];
   /** POST sent → 202 received (ms). */
   acceptedMs: number[];
+}
+
+/** One backup of a pgkeep nightly run; times in ms after the run's scheduled time. */
+export interface TargetsJob {
+  database: string;
+  /** Queued by the discover job (BullMQ timestamp). */
+  queuedMs: number;
+  /** Picked up by the worker (processedOn). */
+  startedMs: number;
+  /** The worker's `job started` line (the job's own checks done). */
+  jobStartedMs: number;
+  /** Began waiting for a server slot (the slot's acquiredAt − waitedMs). */
+  slotAskedMs: number;
+  slotAcquiredMs: number;
+  /** The worker's `backup started` line: pg_dump is started next. */
+  backupStartedMs: number;
+  /** The worker's `backup completed` line: artifact and manifest written. */
+  backupCompletedMs: number;
+  slotReleasedMs: number;
+  /** The worker's `job completed` line: the job's other locks released. */
+  jobCompletedMs: number;
+  /** Job completed in BullMQ (finishedOn). */
+  finishedMs: number;
+  /** Which of the server's slots it held. */
+  slot: string;
+  bytes: number;
+}
+
+/** A nightly run of a discovery target: its scheduled `discover` job and the backups it queued. */
+export interface TargetsPgkeepRun {
+  maxConcurrentJobs: number;
+  /** Scheduled time → the last backup job finished (ms). */
+  wallMs: number;
+  /** The discover job picked up / finished, ms after the scheduled time. */
+  discoverStartedMs: number;
+  discoverFinishedMs: number;
+  /** CPU time of the worker process over the run (ms). */
+  workerCpuMs: number;
+  /** 1-minute load average when the run started. */
+  load: number;
+  jobs: TargetsJob[];
+}
+
+/** The shell loop: `pg_dump -Fc -Z0 db | zstd -3 -T2 > file` for each database, `lanes` at a time. */
+export interface TargetsRawRun {
+  lanes: number;
+  wallMs: number;
+  /** Each database's pipeline (ms), in database order. */
+  perDatabaseMs: number[];
+  bytes: number;
+  load: number;
+}
+
+export interface TargetsSection extends SectionMeta {
+  databases: {
+    count: number;
+    prefix: string;
+    /** Sum of pg_database_size over the databases. */
+    sizeBytes: number;
+    /** Sum of `pg_dump -Fc -Z0` output bytes. */
+    dumpBytes: number;
+    rowsPerDatabase: string;
+  };
+  /** The worker's BACKUP_CONCURRENCY (one worker process). */
+  backupConcurrency: number;
+  raw: { serial: TargetsRawRun[]; twoLanes: TargetsRawRun[] };
+  /**
+   * `cap2MoreJobs`: maxConcurrentJobs 2 in a worker with `moreJobsConcurrency` jobs at once
+   * (one more than the cap), a second pgkeep beside the first: not a target, it shows what
+   * a job waiting for its slot changes.
+   */
+  pgkeep: {
+    cap1: TargetsPgkeepRun[];
+    cap2: TargetsPgkeepRun[];
+    cap2MoreJobs?: TargetsPgkeepRun[];
+  };
+  moreJobsConcurrency?: number;
 }
