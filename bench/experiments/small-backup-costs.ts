@@ -75,7 +75,9 @@ const steps: Record<string, number[]> = {};
 const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
   const started = performance.now();
   const result = await work();
-  (steps[step] ??= []).push(performance.now() - started);
+  const times = steps[step] ?? [];
+  times.push(performance.now() - started);
+  steps[step] = times;
   return result;
 };
 
