@@ -104,7 +104,16 @@ export async function createTestEnv(
     backupDir,
     env,
     async cleanup() {
-      await dropDatabase(serverUrl, name);
+      // The test's database and every one named after it (a restore's replaced copy,
+      // `<name>_pre_restore_…`, a copy restored beside it): the name is the test's own.
+      const derived = await withClient(serverUrl, async (client) => {
+        const { rows } = await client.query<{ datname: string }>(
+          'SELECT datname FROM pg_database WHERE starts_with(datname, $1)',
+          [name],
+        );
+        return rows.map((row) => row.datname);
+      });
+      for (const database of new Set([name, ...derived])) await dropDatabase(serverUrl, database);
       await rm(backupDir, { recursive: true, force: true });
       await deleteRedisKeys(redisUrl, name);
     },
