@@ -19,6 +19,7 @@ import {
   type PolledJob,
   postJob,
   startApi,
+  startConnectedApi,
   type TestApi,
   verifyVerdict,
   waitForJob,
@@ -62,16 +63,6 @@ function s3Env(name: string, prefix: string): Record<string, string> {
     [`S3_${upper}_ACCESS_KEY_ID`]: S3RVER_CREDENTIALS.accessKeyId,
     [`S3_${upper}_SECRET_ACCESS_KEY`]: S3RVER_CREDENTIALS.secretAccessKey,
   };
-}
-
-/** The API fails fast while its Redis connection is not up yet: this waits for it. */
-async function startConnectedApi(variables: Record<string, string>): Promise<TestApi> {
-  const api = await startApi(variables);
-  await vi.waitFor(() => expect(api.services.redis.status).toBe('ready'), {
-    timeout: 10_000,
-    interval: 20,
-  });
-  return api;
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');

@@ -6,10 +6,11 @@ import {
   type PolledJob,
   postJob,
   startApi,
+  startConnectedApi,
   type TestApi,
   waitForJob,
 } from './support/api.js';
-import { existingTables, tableRows } from './support/panel-schema.js';
+import { databaseSnapshot, existingTables, tableRows } from './support/panel-schema.js';
 import { createTestEnv, type TestEnv, withClient } from './support/test-env.js';
 import { startWorker, type WorkerProcess } from './support/worker-process.js';
 
@@ -35,16 +36,6 @@ const partitionTree = [
 let env: TestEnv;
 let api: TestApi;
 let worker: WorkerProcess;
-
-async function startConnectedApi(variables: Record<string, string>): Promise<TestApi> {
-  const started = await startApi(variables);
-  await vi.waitFor(() => expect(started.services.redis.status).toBe('ready'), {
-    timeout: 10_000,
-    interval: 20,
-  });
-  await Promise.all(Object.values(started.services.queues).map((queue) => queue.waitUntilReady()));
-  return started;
-}
 
 beforeAll(async () => {
   env = await createTestEnv('partitions');
@@ -74,13 +65,7 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-async function snapshot(): Promise<Record<string, string[]>> {
-  const tables: Record<string, string[]> = {};
-  for (const table of await existingTables(env.databaseUrl)) {
-    tables[table] = await tableRows(env.databaseUrl, table);
-  }
-  return tables;
-}
+const snapshot = () => databaseSnapshot(env.databaseUrl);
 
 async function backup(body: Record<string, unknown>): Promise<BackupManifest> {
   const job = await waitForJob(api, await postJob(api, '/api/backup', body));

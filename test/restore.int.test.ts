@@ -16,6 +16,7 @@ import {
   type PolledJob,
   postJob,
   startApi,
+  startConnectedApi,
   type TestApi,
   type VerifyVerdict,
   verifyVerdict,
@@ -38,20 +39,6 @@ let api: TestApi;
 let worker: WorkerProcess;
 /** Databases made by the restores here (other targets, previous databases): dropped at the end. */
 const extraDatabases: string[] = [];
-
-/**
- * The API fails fast (503 QUEUE_UNAVAILABLE) while its Redis connection and queues are not up
- * yet, and `app.ready()` does not wait for them: this waits, so the first request is served.
- */
-async function startConnectedApi(variables: Record<string, string>): Promise<TestApi> {
-  const started = await startApi(variables);
-  await vi.waitFor(() => expect(started.services.redis.status).toBe('ready'), {
-    timeout: 10_000,
-    interval: 20,
-  });
-  await Promise.all(Object.values(started.services.queues).map((queue) => queue.waitUntilReady()));
-  return started;
-}
 
 beforeAll(async () => {
   env = await createTestEnv('restore');

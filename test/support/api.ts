@@ -31,6 +31,20 @@ export async function startApi(env: Record<string, string>): Promise<TestApi> {
 }
 
 /** A signed token that expires (in an hour unless `expiresIn`, in ms, says otherwise). */
+/**
+ * The API fails fast (503 QUEUE_UNAVAILABLE) while its Redis connection and queues are not up
+ * yet, and `app.ready()` does not wait for them: this waits, so the first request is served.
+ */
+export async function startConnectedApi(variables: Record<string, string>): Promise<TestApi> {
+  const started = await startApi(variables);
+  await vi.waitFor(() => expect(started.services.redis.status).toBe('ready'), {
+    timeout: 10_000,
+    interval: 20,
+  });
+  await Promise.all(Object.values(started.services.queues).map((queue) => queue.waitUntilReady()));
+  return started;
+}
+
 export function token(
   claims: Record<string, unknown> = { sub: 'admin@example.com', role: 'SUPER_ADMIN' },
   secret = JWT_SECRET,

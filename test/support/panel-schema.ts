@@ -85,3 +85,12 @@ export async function existingTables(databaseUrl: string): Promise<string[]> {
     return rows.map((row) => row.t);
   });
 }
+
+/** Every table with all its rows: what "the data" means to a user. */
+export async function databaseSnapshot(databaseUrl: string): Promise<Record<string, string[]>> {
+  const tables: Record<string, string[]> = {};
+  for (const table of await existingTables(databaseUrl)) {
+    tables[table] = await tableRows(databaseUrl, table);
+  }
+  return tables;
+}
