@@ -11,17 +11,31 @@ import {
   toAppError,
 } from '@pgkeep/core';
 import {
+  cleanupArchive,
   cleanupBackups,
   deleteBackup,
   type EngineContext,
+  type PitrContext,
   type RunContext,
   runBackup,
+  runBaseBackup,
   runRestore,
   runVerify,
 } from '@pgkeep/engine';
 import { type Job, UnrecoverableError } from 'bullmq';
 
-type EngineJob = Exclude<JobName, 'discover'>;
+/** Jobs of one target's engine; `discover` fans out, the PITR jobs act on a whole server. */
+type EngineJob = Exclude<JobName, 'discover' | PitrJob>;
+type PitrJob = 'basebackup' | 'pitr-cleanup';
+
+const pitrHandlers: {
+  [N in PitrJob]: (context: PitrContext, payload: never, run: RunContext) => Promise<unknown>;
+} = {
+  basebackup: runBaseBackup,
+  'pitr-cleanup': cleanupArchive,
+};
+
+const isPitrJob = (name: JobName): name is PitrJob => Object.hasOwn(pitrHandlers, name);
 
 const handlers: {
   [N in EngineJob]: (engine: EngineContext, payload: never, run: RunContext) => Promise<unknown>;
@@ -102,6 +116,8 @@ export interface TargetRouting {
     parentJobId: string,
     logger: Logger,
   ) => Promise<JobResult<'discover'>>;
+  /** A server's archive and what its jobs need; PITR_NOT_ENABLED when the server has none. */
+  pitrFor: (server: string) => Promise<PitrContext>;
 }
 
 /**
@@ -144,22 +160,31 @@ export function createProcessor(routing: TargetRouting, ledger: JobLedger) {
       );
       const progress = throttledProgress(job, logger);
       const targetName = (parsed.data as { targetName: string }).targetName;
-      const result =
-        name === 'discover'
-          ? await routing.fanOut(parsed.data as JobPayload<'discover'>, jobId, logger)
-          : await handlers[name](await routing.engineFor(targetName), parsed.data as never, {
-              jobId: job.id ?? null,
-              signal,
-              onProgress: progress.report,
-              logger,
-              earlierResult: () => ledger.earlierResult(jobId),
-              startedAt,
-              // BullMQ counts every run it starts, a re-run after a stall included
-              // (attemptsStarted); attemptsMade counts only attempts that failed.
-              rerun: job.attemptsStarted > 1 || job.attemptsMade > 0,
-              recordVerification: (verdict) =>
-                ledger.recordVerification(jobId, verdict, targetName),
-            });
+      const run: RunContext = {
+        jobId: job.id ?? null,
+        signal,
+        onProgress: progress.report,
+        logger,
+        earlierResult: () => ledger.earlierResult(jobId),
+        startedAt,
+        // BullMQ counts every run it starts, a re-run after a stall included
+        // (attemptsStarted); attemptsMade counts only attempts that failed.
+        rerun: job.attemptsStarted > 1 || job.attemptsMade > 0,
+        recordVerification: (verdict) => ledger.recordVerification(jobId, verdict, targetName),
+      };
+      let result: unknown;
+      if (name === 'discover') {
+        result = await routing.fanOut(parsed.data as JobPayload<'discover'>, jobId, logger);
+      } else if (isPitrJob(name)) {
+        const server = (parsed.data as { server: string }).server;
+        result = await pitrHandlers[name](await routing.pitrFor(server), parsed.data as never, run);
+      } else {
+        result = await handlers[name](
+          await routing.engineFor(targetName),
+          parsed.data as never,
+          run,
+        );
+      }
       await progress.flush();
       logger.info('job completed');
       const parsedResult = jobCatalog[name].result.parse(result);

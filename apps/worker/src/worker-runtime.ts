@@ -30,6 +30,7 @@ import {
 import { createJobNotifications, redisNotificationCounter } from '@pgkeep/notify';
 import { AdvisoryLocks, toolVersion } from '@pgkeep/pg';
 import {
+  applyPitrSchedules,
   applySchedules,
   applyTargetSchedules,
   cancelRequestedBy,
@@ -53,6 +54,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { notifyWhenFinished } from './job-notifications.js';
 import { countJobOutcomes } from './job-outcome-metrics.js';
+import { PitrRuntime } from './pitr-runtime.js';
 import { createProcessor } from './processors.js';
 
 export interface WorkerRuntime {
@@ -144,12 +146,14 @@ export async function startWorkerRuntime(
   const scheduleQueues = openQueues(connection, prefix, {
     onError: (error) => logger.error({ err: error }, 'queue error'),
   });
+  const pitr = new PitrRuntime(config, logger, keyRing, locks, connection, workerId);
   const processor = createProcessor(
     {
       logger,
       engineFor,
       fanOut: (payload, parentJobId, jobLogger) =>
         queueDiscoveredJobs(registry, scheduleQueues, config, payload, parentJobId, jobLogger),
+      pitrFor: (server) => pitr.contextFor(server),
     },
     {
       cancelledBy: (jobId) => cancelRequestedBy(connection, prefix, jobId),
@@ -199,6 +203,7 @@ export async function startWorkerRuntime(
   await Promise.all(workers.map((worker) => worker.waitUntilReady()));
 
   await startSchedules(config, connection, scheduleQueues, registry, logger);
+  await pitr.apply(registry.targets.servers);
 
   // A new targets file: read again on SIGHUP or when an admin asks through the API. Running
   // jobs keep the target they resolved; schedules follow the file. A file that no longer
@@ -210,6 +215,7 @@ export async function startWorkerRuntime(
         const next = loadTargets(config, env);
         registry.replace(next);
         await startSchedules(config, connection, scheduleQueues, registry, logger);
+        await pitr.apply(next.servers);
         logger.info(
           { requestedBy, targets: next.targets.map((target) => target.name) },
           'targets reloaded',
@@ -290,7 +296,7 @@ export async function startWorkerRuntime(
         for (const worker of workers) worker.cancelAllJobs('worker shutting down');
       }, config.SHUTDOWN_TIMEOUT_MS);
       deadline.unref();
-      await Promise.all(workers.map((worker) => worker.close()));
+      await Promise.all([...workers.map((worker) => worker.close()), pitr.close()]);
       clearTimeout(deadline);
       // The last jobs' notifications get a bounded wait before the connection they count on goes.
       await notifications.close(config.NOTIFY_SHUTDOWN_TIMEOUT_MS);
@@ -366,6 +372,31 @@ async function startSchedules(
     for (const name of scheduleNames) {
       await queues[jobCatalog[scheduleJobs[name]].queue].removeJobScheduler(schedulerId(name));
     }
+  }
+  const pitrSchedules = await applyPitrSchedules(
+    queues,
+    config,
+    registry.targets.servers,
+    (server) =>
+      registry.targets.targets.find((target) => target.server === server)?.name ?? 'default',
+  );
+  for (const schedule of pitrSchedules.applied) {
+    logger.info(
+      {
+        server: schedule.server,
+        schedule: schedule.name,
+        cron: schedule.pattern,
+        timeZone: schedule.timeZone,
+        scheduler: schedule.schedulerId,
+      },
+      `${schedule.name === 'basebackup' ? 'base backup' : 'archive clean-up'} schedule of server ${schedule.server}`,
+    );
+  }
+  if (pitrSchedules.removed.length > 0) {
+    logger.info(
+      { removed: pitrSchedules.removed },
+      'PITR schedules of servers without PITR removed',
+    );
   }
   const { applied, removed } = await applyTargetSchedules(queues, config, registry.targets.targets);
   for (const schedule of applied) {

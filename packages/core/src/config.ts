@@ -192,6 +192,11 @@ export const configSchema = z
     JOB_KEEP_FAILED: int(1, 1_000_000).default(5_000),
     SHUTDOWN_TIMEOUT_MS: int(1_000, 3_600_000).default(30_000),
     WORKER_HEARTBEAT_MS: int(1_000, 600_000).default(10_000),
+    // Point-in-time recovery (servers with `pitr` in the targets file): how often the WAL
+    // receiver's leader publishes its status, and how long it waits before checking a server
+    // that lacks a requirement again.
+    PITR_STATUS_INTERVAL_MS: int(200, 600_000).default(5_000),
+    PITR_RECHECK_MS: int(1_000, 3_600_000).default(60_000),
     // GET /metrics: an admin token, or this token (Prometheus' bearer credentials), or no
     // token at all when METRICS_PUBLIC=true (then bind the API to a private address).
     METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),

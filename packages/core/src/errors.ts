@@ -19,6 +19,8 @@ export const errorStatus = {
   // No configured target, nor a database a discovery target picks, has this name.
   TARGET_NOT_FOUND: 404,
   ROUTE_NOT_FOUND: 404,
+  // The target's server has no `pitr` in the targets file.
+  PITR_NOT_ENABLED: 404,
   CONFLICT: 409,
   JOB_NOT_CANCELLABLE: 409,
   CHECKSUM_MISMATCH: 409,
@@ -28,6 +30,8 @@ export const errorStatus = {
   // A restore run again (after its worker stopped) or started too long after its request: it
   // must be asked for again, never retried; the target is untouched.
   RESTORE_INTERRUPTED: 409,
+  // A WAL file of that name is archived already with other bytes: never overwritten.
+  PITR_ARCHIVE_CONFLICT: 409,
   RANGE_NOT_SATISFIABLE: 416,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -54,6 +58,12 @@ export const errorStatus = {
   // retryable: a retry would meet the same full disk; the next scheduled run tries again.
   STORAGE_FULL: 507,
   LOCK_TIMEOUT: 503,
+  // A requirement of WAL streaming or base backups is missing on the server (wal_level, the
+  // REPLICATION attribute, a pg_hba.conf replication entry, the client tools): the reason says which.
+  PITR_UNAVAILABLE: 503,
+  PG_BASEBACKUP_FAILED: 500,
+  // pg_verifybackup found the base backup bad: it is not kept.
+  BASEBACKUP_VERIFY_FAILED: 500,
   JOB_ABORTED: 500,
   INTERNAL_ERROR: 500,
   QUEUE_UNAVAILABLE: 503,

@@ -6,6 +6,8 @@ export * from './logger.js';
 export * from './manifest.js';
 export * from './manifest-signature.js';
 export * from './names.js';
+export * from './pitr-manifest.js';
+export * from './pitr-settings.js';
 export * from './tables.js';
 export * from './target-defaults.js';
 export * from './target-paths.js';

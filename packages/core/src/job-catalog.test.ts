@@ -43,6 +43,14 @@ const validPayloads: { [N in JobName]: Record<string, unknown> } = {
     targetName: 'everything',
     ...requester,
   },
+  basebackup: { server: 'main', checkpoint: 'fast', type: 'manual', ...requester },
+  'pitr-cleanup': {
+    server: 'main',
+    retention: { kind: 'keep-last', keepLast: 2 },
+    timeZone: 'UTC',
+    dryRun: true,
+    ...requester,
+  },
 };
 
 describe('job ids', () => {

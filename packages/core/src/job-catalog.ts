@@ -8,6 +8,7 @@ import {
   manifestSchema,
 } from './manifest.js';
 import { databaseNameSchema, labelSchema, requesterSchema } from './names.js';
+import { baseBackupManifestSchema } from './pitr-manifest.js';
 import { tableListSchema } from './tables.js';
 
 /**
@@ -168,6 +169,52 @@ export const jobCatalog = {
       queued: z.array(z.object({ target: z.string(), jobId: z.string() })),
     }),
   },
+  /**
+   * A base backup of a server with point-in-time recovery on: `pg_basebackup` into every
+   * destination of the server's archive, checked with `pg_verifybackup`.
+   */
+  basebackup: {
+    queue: queueNames.backups,
+    destructive: false,
+    payload: z.object({
+      server: z.string().regex(/^[a-z0-9_-]{1,63}$/),
+      checkpoint: z.enum(['fast', 'spread']),
+      /** Extract the backup into a scratch directory and run pg_verifybackup on it. */
+      verify: z.boolean().default(true),
+      label: labelSchema.nullable().default(null),
+      type: z.enum(['manual', 'scheduled']),
+      ...requester,
+    }),
+    result: baseBackupManifestSchema,
+  },
+  /**
+   * Retention of a server's archive: base backups by keep-last or GFS, and every WAL file older
+   * than what the oldest kept base backup needs, in every destination.
+   */
+  'pitr-cleanup': {
+    queue: queueNames.maintenance,
+    destructive: true,
+    payload: z.object({
+      server: z.string().regex(/^[a-z0-9_-]{1,63}$/),
+      retention: retentionSchema,
+      timeZone: z.string().min(1).max(64),
+      dryRun: z.boolean(),
+      ...requester,
+    }),
+    result: z.object({
+      server: z.string(),
+      dryRun: z.boolean(),
+      kept: z.array(z.string()),
+      deletedBaseBackups: z.array(z.string()),
+      /** The oldest WAL segment kept; null when no base backup is kept (nothing is deleted). */
+      keptFromSegment: z.string().nullable(),
+      deletedSegments: z.number().int().nonnegative(),
+      firstDeleted: z.string().nullable(),
+      lastDeleted: z.string().nullable(),
+      deletedBytes: z.number().int().nonnegative(),
+      lock: lockTimes,
+    }),
+  },
 } as const;
 
 export type JobName = keyof typeof jobCatalog;
@@ -235,10 +282,22 @@ const discoveryJobIdPattern = new RegExp(
   `^repeat:discover-(${scheduleNames.join('|')})\\.[a-z0-9_-]{1,63}:[0-9]{1,16}$`,
 );
 
+/** A server's archive schedules: `pitr-basebackup.<server>`, `pitr-cleanup.<server>`. */
+export const pitrScheduleJobs = { basebackup: 'basebackup', cleanup: 'pitr-cleanup' } as const;
+export type PitrScheduleName = keyof typeof pitrScheduleJobs;
+
+export function pitrSchedulerId(name: PitrScheduleName, server: string): string {
+  return `pitr-${name}.${server}`;
+}
+
+const pitrJobIdPattern = /^repeat:pitr-(basebackup|cleanup)\.[a-z0-9_-]{1,63}:[0-9]{1,16}$/;
+
 export function jobNameOfId(jobId: string): JobName | undefined {
   const match = jobIdPattern.exec(jobId);
   const name = match?.[1];
   if (name !== undefined && isJobName(name)) return name;
+  const pitr = pitrJobIdPattern.exec(jobId)?.[1];
+  if (pitr !== undefined) return pitrScheduleJobs[pitr as PitrScheduleName];
   if (discoveryJobIdPattern.test(jobId)) return 'discover';
   const scheduled = scheduledJobIdPattern.exec(jobId)?.[1];
   return scheduled !== undefined && isScheduleName(scheduled) ? scheduleJobs[scheduled] : undefined;

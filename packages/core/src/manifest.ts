@@ -214,7 +214,14 @@ export function parseManifestText(
  * Newest first, by time rather than by text (a timestamp with and without milliseconds sorts
  * wrongly as text); ties broken by id, which is unique.
  */
-export function newestFirst(a: BackupManifest, b: BackupManifest): number {
+/** Anything dated and named as a backup is: what retention rules sort and select. */
+export interface Dated {
+  id: string;
+  type: string;
+  createdAt: string;
+}
+
+export function newestFirst(a: Dated, b: Dated): number {
   return Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.id.localeCompare(a.id);
 }
 

@@ -1,4 +1,5 @@
 import type { Config } from './config.js';
+import type { PitrSettings } from './pitr-settings.js';
 import type { ServerSettings } from './targets.js';
 
 /**
@@ -12,9 +13,10 @@ export function serverSettings(fields: {
   password: string | undefined;
   maintenanceDatabase: string;
   maxConcurrentJobs: number;
+  pitr?: PitrSettings | null;
 }): ServerSettings {
   const { password, ...visible } = fields;
-  const server = { ...visible } as ServerSettings;
+  const server = { ...visible, pitr: fields.pitr ?? null } as ServerSettings;
   Object.defineProperty(server, 'password', { value: password, enumerable: false, writable: true });
   return server;
 }

@@ -23,20 +23,60 @@ const fileBoolean = z.preprocess(
   z.boolean(),
 );
 
-export const serverEntrySchema = z.strictObject({
-  url: z.string().min(1),
-  password: z.string().min(1).optional(),
-  passwordFile: z.string().min(1).max(4096).optional(),
-  maxConcurrentJobs: fileInt(1, 64).optional(),
-});
-export type ServerEntry = z.infer<typeof serverEntrySchema>;
-
 const scheduleValue = z
   .string()
   .refine(
     (value) => value === 'off' || isValidCron(value),
     'must be a cron pattern (5 fields, or 6 with seconds first) or "off"',
   );
+
+const retentionEntry = z.strictObject({
+  keepLast: fileInt(1, 10_000).optional(),
+  gfs: z
+    .strictObject({
+      days: fileInt(0, 10_000),
+      weeks: fileInt(0, 10_000),
+      months: fileInt(0, 10_000),
+      years: fileInt(0, 1_000),
+    })
+    .optional(),
+});
+export type RetentionEntry = z.infer<typeof retentionEntry>;
+
+const unique = (values: string[]) => new Set(values).size === values.length;
+
+const destinationList = z
+  .array(
+    z.string().regex(destinationNameRegex, 'lowercase letters and digits, starting with a letter'),
+  )
+  .min(1)
+  .refine(unique, 'names a destination twice');
+
+/** A server's WAL archive and base backups (point-in-time recovery). */
+const pitrEntrySchema = z.strictObject({
+  enabled: fileBoolean.optional(),
+  baseBackupSchedule: scheduleValue.optional(),
+  cleanupSchedule: scheduleValue.optional(),
+  checkpoint: z.enum(['fast', 'spread']).optional(),
+  retention: retentionEntry.optional(),
+  timeZone: timeZoneSchema.optional(),
+  destinations: destinationList.optional(),
+  encryption: fileBoolean.optional(),
+  lagWarningSeconds: fileInt(10, 7 * 24 * 3600).optional(),
+  retainedWarningBytes: fileInt(16 * 1024 * 1024, 2 ** 53 - 1).optional(),
+  switchWalSeconds: fileInt(0, 24 * 3600).optional(),
+});
+export type PitrEntry = z.infer<typeof pitrEntrySchema>;
+
+export const serverEntrySchema = z.strictObject({
+  url: z.string().min(1),
+  password: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).max(4096).optional(),
+  maxConcurrentJobs: fileInt(1, 64).optional(),
+  /** `true` for the defaults, or the settings. */
+  pitr: z.union([fileBoolean, pitrEntrySchema]).optional(),
+});
+export type ServerEntry = z.infer<typeof serverEntrySchema>;
 
 function compiles(pattern: string): boolean {
   try {
@@ -50,8 +90,6 @@ function compiles(pattern: string): boolean {
 const globList = z
   .array(z.string().min(1).max(200).refine(compiles, 'must be a glob pattern such as "app_*"'))
   .max(100);
-
-const unique = (values: string[]) => new Set(values).size === values.length;
 
 export const targetEntrySchema = z.strictObject({
   server: z.string().min(1),
@@ -71,28 +109,8 @@ export const targetEntrySchema = z.strictObject({
     })
     .optional(),
   timeZone: timeZoneSchema.optional(),
-  retention: z
-    .strictObject({
-      keepLast: fileInt(1, 10_000).optional(),
-      gfs: z
-        .strictObject({
-          days: fileInt(0, 10_000),
-          weeks: fileInt(0, 10_000),
-          months: fileInt(0, 10_000),
-          years: fileInt(0, 1_000),
-        })
-        .optional(),
-    })
-    .optional(),
-  destinations: z
-    .array(
-      z
-        .string()
-        .regex(destinationNameRegex, 'lowercase letters and digits, starting with a letter'),
-    )
-    .min(1)
-    .refine(unique, 'names a destination twice')
-    .optional(),
+  retention: retentionEntry.optional(),
+  destinations: destinationList.optional(),
   encryption: fileBoolean.optional(),
   restore: fileBoolean.optional(),
   format: backupFormatSchema.optional(),

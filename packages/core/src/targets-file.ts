@@ -3,6 +3,8 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { type Config, ConfigError } from './config.js';
 import { interpolateEnv } from './env-interpolation.js';
+import type { Retention } from './job-catalog.js';
+import { type PitrSettings, pitrDefaults, slotNameFor } from './pitr-settings.js';
 import {
   lockServerFor,
   parsePostgresUrl,
@@ -13,7 +15,9 @@ import { encryptionConfigured, offSchedule, targetDefaultsFromConfig } from './t
 import type { ServerSettings, TargetSettings, TargetsConfig } from './targets.js';
 import { FileIssues, type FilePath, readTargetsDocument } from './targets-document.js';
 import {
+  type PitrEntry,
   parseEntry,
+  type RetentionEntry,
   type ServerEntry,
   serverEntrySchema,
   type TargetEntry,
@@ -66,9 +70,87 @@ function serverPassword(
   return password;
 }
 
+/** keepLast or gfs, one of the two; the fallback when the entry gives neither key at all. */
+function resolveRetention(
+  entry: RetentionEntry | undefined,
+  fallback: Retention,
+  issue: (key: FilePath, message: string) => void,
+): Retention {
+  if (!entry) return fallback;
+  const { keepLast, gfs } = entry;
+  if ((keepLast === undefined) === (gfs === undefined)) {
+    issue(['retention'], 'give keepLast or gfs (one of the two)');
+    return fallback;
+  }
+  if (keepLast !== undefined) return { kind: 'keep-last', keepLast };
+  if (gfs && gfs.days + gfs.weeks + gfs.months + gfs.years === 0) {
+    issue(['retention', 'gfs'], 'a GFS policy must keep something');
+  }
+  return gfs ? { kind: 'gfs', ...gfs } : fallback;
+}
+
+/** Destinations named in the file must be configured (`local` always is). */
+function checkDestinations(
+  names: string[] | undefined,
+  config: Config,
+  issue: (key: FilePath, message: string) => void,
+): void {
+  const configured = new Set(['local', ...config.BACKUP_DESTINATIONS]);
+  (names ?? []).forEach((destination, index) => {
+    if (!configured.has(destination)) {
+      issue(
+        ['destinations', index],
+        `"${destination}" is not a configured destination (list it in BACKUP_DESTINATIONS, ` +
+          `with its S3_${destination.toUpperCase()}_* keys)`,
+      );
+    }
+  });
+}
+
+function resolvePitr(
+  name: string,
+  value: boolean | PitrEntry | undefined,
+  config: Config,
+  issues: FileIssues,
+): PitrSettings | null {
+  if (value === undefined || value === false) return null;
+  const entry: PitrEntry = value === true ? {} : value;
+  if (entry.enabled === false) return null;
+  const issue = (key: FilePath, message: string) =>
+    issues.add(['servers', name, 'pitr', ...key], message);
+  const defaults = targetDefaultsFromConfig(config);
+  checkDestinations(entry.destinations, config, issue);
+  if (entry.encryption === true && !encryptionConfigured(config)) {
+    issue(
+      ['encryption'],
+      'is true but neither BACKUP_ENCRYPTION_KEY nor BACKUP_ENCRYPTION_PASSPHRASE is set',
+    );
+  }
+  const schedule = (value: string | undefined, fallback: string) =>
+    value === 'off'
+      ? { pattern: fallback, enabled: false }
+      : { pattern: value ?? fallback, enabled: true };
+  return {
+    slot: slotNameFor(name),
+    destinations: entry.destinations ?? defaults.destinations,
+    encryption: entry.encryption ?? defaults.encryption,
+    baseBackup: {
+      schedule: schedule(entry.baseBackupSchedule, pitrDefaults.baseBackupSchedule),
+      checkpoint: entry.checkpoint ?? pitrDefaults.checkpoint,
+    },
+    retention: resolveRetention(entry.retention, pitrDefaults.retention, issue),
+    cleanup: { schedule: schedule(entry.cleanupSchedule, pitrDefaults.cleanupSchedule) },
+    timeZone: entry.timeZone ?? defaults.timeZone,
+    lagWarningSeconds: entry.lagWarningSeconds ?? pitrDefaults.lagWarningSeconds,
+    retainedWarningBytes: entry.retainedWarningBytes ?? pitrDefaults.retainedWarningBytes,
+    switchWalSeconds: entry.switchWalSeconds ?? pitrDefaults.switchWalSeconds,
+  };
+}
+
 function resolveServer(
   name: string,
   entry: ServerEntry,
+  config: Config,
   read: (path: string) => string,
   issues: FileIssues,
 ): ServerSettings | undefined {
@@ -80,6 +162,7 @@ function resolveServer(
   }
   const before = issues.list.length;
   const password = serverPassword(entry, parts.password, path, read, issues);
+  const pitr = resolvePitr(name, entry.pitr, config, issues);
   if (issues.list.length > before) return undefined;
   const maintenanceDatabase = parts.database ?? 'postgres';
   return serverSettings({
@@ -88,6 +171,7 @@ function resolveServer(
     password,
     maintenanceDatabase,
     maxConcurrentJobs: entry.maxConcurrentJobs ?? 1,
+    pitr,
   });
 }
 
@@ -115,31 +199,9 @@ function resolveTarget(
     schedules[schedule] =
       value === 'off' ? offSchedule(config, schedule) : { pattern: value, enabled: true };
   }
-  let retention = defaults.retention;
-  if (entry.retention) {
-    const { keepLast, gfs } = entry.retention;
-    if ((keepLast === undefined) === (gfs === undefined)) {
-      issue(['retention'], 'give keepLast or gfs (one of the two)');
-    } else if (keepLast !== undefined) {
-      retention = { kind: 'keep-last', keepLast };
-    } else if (gfs) {
-      if (gfs.days + gfs.weeks + gfs.months + gfs.years === 0) {
-        issue(['retention', 'gfs'], 'a GFS policy must keep something');
-      }
-      retention = { kind: 'gfs', ...gfs };
-    }
-  }
+  const retention = resolveRetention(entry.retention, defaults.retention, issue);
   // `local` (BACKUP_DIR) is always there: the catalog lives in it.
-  const configured = new Set(['local', ...config.BACKUP_DESTINATIONS]);
-  (entry.destinations ?? []).forEach((destination, index) => {
-    if (!configured.has(destination)) {
-      issue(
-        ['destinations', index],
-        `"${destination}" is not a configured destination (list it in BACKUP_DESTINATIONS, ` +
-          `with its S3_${destination.toUpperCase()}_* keys)`,
-      );
-    }
-  });
+  checkDestinations(entry.destinations, config, issue);
   if (entry.encryption === true && !encryptionConfigured(config)) {
     issue(
       ['encryption'],
@@ -236,7 +298,7 @@ export function parseTargetsFile(
   for (const [name, raw] of Object.entries(file.servers)) {
     const value = interpolateEnv(raw, ['servers', name], env, issues);
     const entry = parseEntry(serverEntrySchema, value, ['servers', name], issues);
-    const server = entry && resolveServer(name, entry, read, issues);
+    const server = entry && resolveServer(name, entry, config, read, issues);
     if (server) servers.push(server);
   }
   // A server with a bad setting still counts as declared: its targets are not also reported.

@@ -4,6 +4,7 @@ import picomatch from 'picomatch';
 import { type Config, ConfigError } from './config.js';
 import type { Retention } from './job-catalog.js';
 import type { BackupFormat, Compression } from './manifest.js';
+import type { PitrSettings } from './pitr-settings.js';
 import {
   lockServerFor,
   parsePostgresUrl,
@@ -36,6 +37,8 @@ export interface ServerSettings {
   password: string | undefined;
   maintenanceDatabase: string;
   maxConcurrentJobs: number;
+  /** Point-in-time recovery (WAL archive and base backups), or null when off. */
+  pitr: PitrSettings | null;
 }
 
 /** `off` → enabled false, with the environment's pattern (or the fallback) kept to turn on. */

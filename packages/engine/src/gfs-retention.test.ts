@@ -87,7 +87,7 @@ const policy = (days: number, weeks: number, months: number, years: number): Gfs
 
 /** keep and remove split the counted backups exactly: nothing lost, nothing twice. */
 function expectPartition(
-  result: ReturnType<typeof selectByGfs>,
+  result: ReturnType<typeof selectByGfs<BackupManifest>>,
   counted: readonly BackupManifest[],
 ) {
   const keep = ids(result.keep);

@@ -1,4 +1,4 @@
-import { type BackupManifest, newestFirst } from '@pgkeep/core';
+import { type BackupManifest, type Dated, newestFirst } from '@pgkeep/core';
 
 /** Grandfather-father-son: how many daily, weekly, monthly and yearly backups to keep. */
 export interface GfsPolicy {
@@ -54,9 +54,9 @@ export function periodKey(instant: Date, period: Period, timeZone: string): stri
 /** Backups that retention may delete: pre-restore safety copies follow their own age rule. */
 const retainedTypes = new Set(['manual', 'scheduled']);
 
-export interface RetentionSelection {
-  keep: BackupManifest[];
-  remove: BackupManifest[];
+export interface RetentionSelection<M extends Dated = BackupManifest> {
+  keep: M[];
+  remove: M[];
   /** For each kept backup, the rules that keep it (`days`, `weeks`, …, `newest`). */
   reasons: Record<string, string[]>;
 }
@@ -66,16 +66,16 @@ export interface RetentionSelection {
  * backup (a pause in backups does not age the old ones out faster), with calendar periods
  * taken in `timeZone`. The newest backup is always kept. Pure.
  */
-export function selectByGfs(
-  manifests: readonly BackupManifest[],
+export function selectByGfs<M extends Dated>(
+  manifests: readonly M[],
   policy: GfsPolicy,
   timeZone: string,
-): RetentionSelection {
+): RetentionSelection<M> {
   const counted = manifests
     .filter((manifest) => retainedTypes.has(manifest.type))
     .sort(newestFirst);
   const reasons: Record<string, string[]> = {};
-  const keepFor = (manifest: BackupManifest, reason: string) => {
+  const keepFor = (manifest: M, reason: string) => {
     reasons[manifest.id] ??= [];
     reasons[manifest.id]?.push(reason);
   };

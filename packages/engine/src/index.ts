@@ -6,6 +6,7 @@ export * from './gfs-retention.js';
 export * from './held-locks.js';
 export * from './keep-last.js';
 export * from './maintenance-jobs.js';
+export * from './pitr/index.js';
 export * from './restore-steps.js';
 export * from './run-backup.js';
 export * from './run-restore.js';

@@ -1,4 +1,4 @@
-import { type BackupManifest, newestFirst } from '@pgkeep/core';
+import { type Dated, newestFirst } from '@pgkeep/core';
 
 /** Backups that count toward `keepLast`: pre-restore safety copies follow their own rule. */
 const retainedTypes = new Set(['manual', 'scheduled']);
@@ -7,10 +7,10 @@ const retainedTypes = new Set(['manual', 'scheduled']);
  * Splits backups into those kept and those deleted under "keep the newest N". Pure. The newest
  * completed backup is always kept, whatever N says.
  */
-export function selectByKeepLast(
-  manifests: readonly BackupManifest[],
+export function selectByKeepLast<M extends Dated>(
+  manifests: readonly M[],
   keepLast: number,
-): { keep: BackupManifest[]; remove: BackupManifest[] } {
+): { keep: M[]; remove: M[] } {
   const counted = manifests
     .filter((manifest) => retainedTypes.has(manifest.type))
     .sort(newestFirst);

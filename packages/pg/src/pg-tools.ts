@@ -13,7 +13,15 @@ export function parseToolVersion(output: string): ToolVersion | undefined {
   return { version, major: Number(match[1]) };
 }
 
-export async function toolVersion(tool: 'pg_dump' | 'pg_restore' | 'psql', env: NodeJS.ProcessEnv) {
+export type PgTool =
+  | 'pg_dump'
+  | 'pg_restore'
+  | 'psql'
+  | 'pg_receivewal'
+  | 'pg_basebackup'
+  | 'pg_verifybackup';
+
+export async function toolVersion(tool: PgTool, env: NodeJS.ProcessEnv) {
   const output = await runChild(tool, ['--version'], { env });
   const parsed = parseToolVersion(output);
   if (!parsed) throw new Error(`could not read the version of ${tool} from "${output.trim()}"`);

@@ -1,6 +1,7 @@
 export * from './cancellation.js';
 export * from './job-metrics.js';
 export * from './legacy-prefix.js';
+export * from './pitr-status.js';
 export * from './queues.js';
 export * from './redis-connection.js';
 export * from './reload.js';

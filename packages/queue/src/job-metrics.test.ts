@@ -116,7 +116,12 @@ describe('increments and reading them back', () => {
     expect(snapshot.lockWaitSeconds.restore?.buckets.find((b) => b.le === 5)?.count).toBe(1);
     expect(snapshot.lockWaitSeconds.delete).toMatchObject({ count: 1, sum: 0 });
     expect(snapshot.lockWaitSeconds.delete?.buckets[0]?.count).toBe(1);
-    expect(Object.keys(snapshot.lockWaitSeconds).sort()).toEqual(['cleanup', 'delete', 'restore']);
+    expect(Object.keys(snapshot.lockWaitSeconds).sort()).toEqual([
+      'cleanup',
+      'delete',
+      'pitr-cleanup',
+      'restore',
+    ]);
   });
 
   it('reads the notifier’s counters by channel, and ignores fields it does not know', () => {

@@ -15,13 +15,19 @@ import { LocalStorage } from './local-storage.js';
 export async function createBackupStore(
   config: Config,
   logger: Logger,
-  options: { target?: string; destinations?: string[]; keyRing?: KeyRing } = {},
+  options: {
+    target?: string;
+    /** Instead of the target's prefix (a server's WAL archive lives under `pitr/<server>/`). */
+    prefix?: string;
+    destinations?: string[];
+    keyRing?: KeyRing;
+  } = {},
 ): Promise<BackupStore> {
   const keys = catalogKeysFor(
     config.CATALOG_KEY ? parseEncryptionKey(config.CATALOG_KEY) : null,
     options.keyRing ?? (await createKeyRing(config)),
   );
-  const prefix = targetStoragePrefix(options.target ?? 'default');
+  const prefix = options.prefix ?? targetStoragePrefix(options.target ?? 'default');
   const catalog = new LocalStorage(path.join(config.BACKUP_DIR, prefix), logger, keys);
   const destinations: Destination[] = [];
   for (const name of options.destinations ?? config.BACKUP_DESTINATIONS) {
