@@ -1,3 +1,4 @@
+export * from './overview.js';
 export * from './pitr-cleanup.js';
 export * from './recoverable-window.js';
 export * from './requirements.js';
