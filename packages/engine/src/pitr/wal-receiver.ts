@@ -167,7 +167,7 @@ export class WalReceiver {
   }
 
   private async lead(lock: HeldLock): Promise<void> {
-    const { server, archive, config } = this.options;
+    const { server, archive } = this.options;
     const pitr = server.pitr;
     if (!pitr) return;
     const signal = AbortSignal.any([this.stopping.signal, lock.lost]);
