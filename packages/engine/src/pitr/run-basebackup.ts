@@ -19,6 +19,7 @@ import {
   type AdvisoryLocks,
   ChildProcessError,
   clientConfig,
+  findPgProgram,
   type HeldLock,
   libpqEnv,
   runChild,
@@ -134,8 +135,16 @@ async function verifyStored(
   filename: string,
   encryptionKeyId: string | null,
   id: string,
+  major: number | undefined,
   signal: AbortSignal | undefined,
 ): Promise<void> {
+  const verifier = findPgProgram('pg_verifybackup', major);
+  if (!verifier) {
+    throw new AppError(
+      'PITR_UNAVAILABLE',
+      `pg_verifybackup${major ? ` ${major}` : ''} is not installed: install it, or take base backups with verify off`,
+    );
+  }
   const scratch = path.join(context.archive.catalogDir, '..', `verify-${id}`);
   await fs.mkdir(scratch, { recursive: true, mode: 0o700 });
   try {
@@ -157,7 +166,7 @@ async function verifyStored(
       decompress.done,
       untar.done,
     ]);
-    await runChild('pg_verifybackup', ['--no-parse-wal', '--quiet', scratch], {
+    await runChild(verifier, ['--no-parse-wal', '--quiet', scratch], {
       env: { PATH: process.env.PATH },
       signal,
     });
@@ -331,7 +340,14 @@ export async function runBaseBackup(
 
     if (payload.verify) {
       run.onProgress?.({ phase: 'verifying', percent: 99 });
-      await verifyStored(context, filename, encryption?.keyId ?? null, id, signal);
+      await verifyStored(
+        context,
+        filename,
+        encryption?.keyId ?? null,
+        id,
+        check.pgBasebackup?.major,
+        signal,
+      );
       log.info('base backup verified with pg_verifybackup');
     }
     const completed = new Date();
