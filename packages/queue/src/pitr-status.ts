@@ -23,6 +23,8 @@ export interface PitrStatus {
     walStatus: string | null;
   } | null;
   lastArchived: { name: string; at: string } | null;
+  /** The last time the server had written nothing past the last archived segment. */
+  caughtUpAt: string | null;
   /** The server's current WAL insert position, and bytes of it not yet archived. */
   insertLsn: string | null;
   lagBytes: number | null;

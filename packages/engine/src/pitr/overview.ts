@@ -36,6 +36,19 @@ export async function pitrOverview(
     identity?.walSegmentSize ?? 16 * 1024 * 1024,
     now,
   );
+  // A quiet server: nothing written since the newest archived segment, so the window reaches
+  // up to when the receiver last saw that (only while the archive has no gap after it).
+  const caughtUp = receiver?.caughtUpAt ? Date.parse(receiver.caughtUpAt) : null;
+  if (
+    window.to !== null &&
+    caughtUp !== null &&
+    receiver?.lastArchived?.name === window.lastSegment &&
+    !window.gaps.some((gap) => gap.to === null) &&
+    caughtUp > Date.parse(window.to)
+  ) {
+    window.to = new Date(caughtUp).toISOString();
+    window.lagSeconds = Math.max(0, Math.round((now.getTime() - caughtUp) / 1000));
+  }
   const reasons: string[] = [];
   let status: PitrOverview['status'] = 'ok';
   if (receiver?.state === 'unavailable') {

@@ -36,6 +36,11 @@ export interface ReceiverStatus {
     walStatus: string | null;
   } | null;
   lastArchived: { name: string; at: string } | null;
+  /**
+   * The last time the server had written nothing past the last archived segment: every commit
+   * before it is in the archive (a quiet server's window reaches up to here).
+   */
+  caughtUpAt: string | null;
   insertLsn: string | null;
   lagBytes: number | null;
   updatedAt: string;
@@ -60,6 +65,11 @@ export const receiverLockResource = (slot: string) => `wal-receiver:${slot}`;
 /** Any holder of the lock gives it up when its session ends: a crashed leader's goes at once. */
 const LEADER_WAIT_MS = 2_000_000_000;
 const TICK_MS = 500;
+/**
+ * A segment begins with a long page header: a server whose insert position is no further than
+ * that into the next segment has written nothing since the segment ended.
+ */
+const LONG_PAGE_HEADER = 40n;
 
 interface Sample {
   at: number;
@@ -104,6 +114,7 @@ export class WalReceiver {
       leader: null,
       slot: null,
       lastArchived: null,
+      caughtUpAt: null,
       insertLsn: null,
       lagBytes: null,
       updatedAt: new Date().toISOString(),
@@ -227,7 +238,7 @@ export class WalReceiver {
           receiver.child.exitCode === null &&
           receiver.child.signalCode === null
         ) {
-          await this.sample(client);
+          await this.sample(client, segmentSize);
           await this.archiveFinished(segmentSize, signal);
           const now = Date.now();
           if (pitr.switchWalSeconds > 0 && now - lastSwitch >= pitr.switchWalSeconds * 1000) {
@@ -344,16 +355,22 @@ export class WalReceiver {
   }
 
   /** The server's clock and WAL insert position now: what the next archived segment covers. */
-  private async sample(client: pg.Client): Promise<void> {
+  private async sample(client: pg.Client, segmentSize: number): Promise<void> {
     try {
       const { rows } = await client.query<{ at: Date; lsn: string }>(
         'SELECT clock_timestamp() AS at, pg_current_wal_insert_lsn()::text AS lsn',
       );
       const row = rows[0];
       if (!row) return;
-      this.samples.push({ at: row.at.getTime(), lsn: parseLsn(row.lsn) });
+      const lsn = parseLsn(row.lsn);
+      this.samples.push({ at: row.at.getTime(), lsn });
       if (this.samples.length > 20_000) this.samples.splice(0, this.samples.length - 20_000);
       this.status.insertLsn = row.lsn;
+      const last = this.status.lastArchived?.name;
+      if (last && isSegmentName(last)) {
+        const end = segmentEnd(parseSegmentName(last, segmentSize).segno, segmentSize);
+        if (lsn <= end + LONG_PAGE_HEADER) this.status.caughtUpAt = row.at.toISOString();
+      }
     } catch (error) {
       this.logger.warn({ err: (error as Error).message }, 'cannot read the server WAL position');
     }
@@ -364,7 +381,7 @@ export class WalReceiver {
     let best: number | null = null;
     let keepFrom = 0;
     this.samples.forEach((sample, index) => {
-      if (sample.lsn <= end && (best === null || sample.at > best)) {
+      if (sample.lsn <= end + LONG_PAGE_HEADER && (best === null || sample.at > best)) {
         best = sample.at;
         keepFrom = index;
       }
