@@ -25,7 +25,7 @@ import {
 } from '@pgkeep/queue';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRole, type TestCluster, startTestCluster } from './support/pg-cluster.js';
+import { createRole, startTestCluster, type TestCluster } from './support/pg-cluster.js';
 import { childrenOf, isRunning } from './support/processes.js';
 import {
   S3RVER_CREDENTIALS,
@@ -263,9 +263,7 @@ describe('WAL archive', () => {
       expect(wal.length).toBe(SEGMENT);
       expect(sha256(wal)).toBe(entry.walSha256);
     }
-    expect([...catalog.keys()].every((name) => /^[0-9A-F]{24}$|\.history$/.test(name))).toBe(
-      true,
-    );
+    expect([...catalog.keys()].every((name) => /^[0-9A-F]{24}$|\.history$/.test(name))).toBe(true);
     expect(contiguous([...catalog.keys()])).toBe(true);
     // The spool keeps only the segment in progress.
     const spool = await readdir(path.join(archiveDir(), 'spool'));
@@ -292,7 +290,12 @@ describe('WAL archive', () => {
     );
     expect(manifest.systemIdentifier).toBe(systemRow?.id);
     await switchAndArchive();
-    const window = recoverableWindow('main', await baseBackups(), [...(await archived()).values()], SEGMENT);
+    const window = recoverableWindow(
+      'main',
+      await baseBackups(),
+      [...(await archived()).values()],
+      SEGMENT,
+    );
     expect(window.from).toBe(manifest.stopTime);
     expect(window.to).not.toBeNull();
     expect(Date.parse(window.to as string)).toBeGreaterThanOrEqual(Date.parse(manifest.stopTime));

@@ -1,5 +1,13 @@
+import os from 'node:os';
 import { AppError, type Config, type Logger, type ServerSettings, slotNameFor } from '@pgkeep/core';
-import { dropUnusedSlot, type PitrContext, WalArchive, WalReceiver } from '@pgkeep/engine';
+import {
+  dropUnusedSlot,
+  type PitrContext,
+  scratchLockResource,
+  sweepScratchInstances,
+  WalArchive,
+  WalReceiver,
+} from '@pgkeep/engine';
 import type { AdvisoryLocks } from '@pgkeep/pg';
 import { publishPitrStatus } from '@pgkeep/queue';
 import type { KeyRing } from '@pgkeep/storage';
@@ -103,6 +111,21 @@ export class PitrRuntime {
     for (const server of turnedOff) {
       void dropUnusedSlot(server, slotNameFor(server.name), this.logger);
     }
+  }
+
+  /**
+   * Scratch directories of point-in-time restores whose worker died: a directory whose lock
+   * nobody holds is abandoned (a running restore holds its own).
+   */
+  async sweepScratch(): Promise<string[]> {
+    return sweepScratchInstances(
+      this.config.PITR_SCRATCH_DIR ?? os.tmpdir(),
+      async (dir) => {
+        const lock = await this.locks.tryAcquire(scratchLockResource(dir), 'exclusive');
+        return lock ? async () => void (await lock.release()) : undefined;
+      },
+      this.logger,
+    );
   }
 
   receiverOf(server: string): WalReceiver | undefined {

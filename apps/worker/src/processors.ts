@@ -19,13 +19,14 @@ import {
   type RunContext,
   runBackup,
   runBaseBackup,
+  runPitrRestore,
   runRestore,
   runVerify,
 } from '@pgkeep/engine';
 import { type Job, UnrecoverableError } from 'bullmq';
 
 /** Jobs of one target's engine; `discover` fans out, the PITR jobs act on a whole server. */
-type EngineJob = Exclude<JobName, 'discover' | PitrJob>;
+type EngineJob = Exclude<JobName, 'discover' | PitrJob | 'pitr-restore'>;
 type PitrJob = 'basebackup' | 'pitr-cleanup';
 
 const pitrHandlers: {
@@ -175,6 +176,11 @@ export function createProcessor(routing: TargetRouting, ledger: JobLedger) {
       let result: unknown;
       if (name === 'discover') {
         result = await routing.fanOut(parsed.data as JobPayload<'discover'>, jobId, logger);
+      } else if (name === 'pitr-restore') {
+        // A target's job that reads its server's archive.
+        const engine = await routing.engineFor(targetName);
+        const pitr = await routing.pitrFor(engine.targetInfo.server);
+        result = await runPitrRestore(engine, pitr, parsed.data as JobPayload<'pitr-restore'>, run);
       } else if (isPitrJob(name)) {
         const server = (parsed.data as { server: string }).server;
         result = await pitrHandlers[name](await routing.pitrFor(server), parsed.data as never, run);

@@ -204,6 +204,9 @@ export async function startWorkerRuntime(
 
   await startSchedules(config, connection, scheduleQueues, registry, logger);
   await pitr.apply(registry.targets.servers);
+  await pitr.sweepScratch().catch((error: unknown) => {
+    logger.warn({ err: error }, 'scratch directories of PITR restores not swept');
+  });
 
   // A new targets file: read again on SIGHUP or when an admin asks through the API. Running
   // jobs keep the target they resolved; schedules follow the file. A file that no longer

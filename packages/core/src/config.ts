@@ -197,6 +197,15 @@ export const configSchema = z
     // that lacks a requirement again.
     PITR_STATUS_INTERVAL_MS: int(200, 600_000).default(5_000),
     PITR_RECHECK_MS: int(1_000, 3_600_000).default(60_000),
+    // A point-in-time restore recovers a base backup in a temporary instance: its data
+    // directory goes under PITR_SCRATCH_DIR (default: the OS temporary directory; it needs room
+    // for the whole cluster) and it runs as PITR_INSTANCE_USER (default: the worker's own user,
+    // or \`postgres\` when the worker runs as root, which postgres refuses).
+    PITR_SCRATCH_DIR: z.string().min(1).max(80).optional(),
+    PITR_INSTANCE_USER: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be an OS user name')
+      .optional(),
     // GET /metrics: an admin token, or this token (Prometheus' bearer credentials), or no
     // token at all when METRICS_PUBLIC=true (then bind the API to a private address).
     METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),

@@ -30,6 +30,14 @@ export const errorStatus = {
   // A restore run again (after its worker stopped) or started too long after its request: it
   // must be asked for again, never retried; the target is untouched.
   RESTORE_INTERRUPTED: 409,
+  // A point in time no restore can reach: after now, outside the recoverable window, or in a
+  // gap of the archive (details: the window).
+  PITR_TIME_IN_FUTURE: 422,
+  PITR_TIME_OUTSIDE_WINDOW: 422,
+  PITR_TIME_IN_GAP: 422,
+  // The recovery of the temporary instance stopped short (WAL missing, a timeline that does not
+  // lead there): the server's own reason; nothing was changed.
+  PITR_RECOVERY_FAILED: 500,
   // A WAL file of that name is archived already with other bytes: never overwritten.
   PITR_ARCHIVE_CONFLICT: 409,
   RANGE_NOT_SATISFIABLE: 416,

@@ -43,6 +43,12 @@ const validPayloads: { [N in JobName]: Record<string, unknown> } = {
     targetName: 'everything',
     ...requester,
   },
+  'pitr-restore': {
+    pointInTime: '2026-12-02T16:39:59+01:00',
+    target: 'orders',
+    targetName: 'orders',
+    ...requester,
+  },
   basebackup: { server: 'main', checkpoint: 'fast', type: 'manual', ...requester },
   'pitr-cleanup': {
     server: 'main',

@@ -215,6 +215,48 @@ export const jobCatalog = {
       lock: lockTimes,
     }),
   },
+  /**
+   * One database of a server as it was at a point in time: its newest base backup that ends
+   * before then, recovered with the archived WAL in a temporary instance of the worker's own,
+   * dumped as a backup of the target (type `pitr`), and restored as any restore is (temporary
+   * database, checks, swap, the old database kept).
+   */
+  'pitr-restore': {
+    queue: queueNames.maintenance,
+    destructive: true,
+    payload: z.object({
+      /** RFC 3339 with a time zone, or `latest`: all the WAL the archive holds. */
+      pointInTime: z.union([z.iso.datetime({ offset: true }), z.literal('latest')]),
+      /** The database to restore into (the target's own, or another one beside it). */
+      target: databaseNameSchema,
+      /** Keep the dump as a backup of the target (listed and restorable as any other). */
+      keepDump: z.boolean().default(false),
+      ...requester,
+    }),
+    result: z.object({
+      pointInTime: z.string(),
+      /** The last transaction the recovery replayed: the restored data is as of this time. */
+      recoveredTo: z.iso.datetime().nullable(),
+      baseBackupId: z.string(),
+      database: z.string(),
+      target: z.string(),
+      walFilesFetched: z.number().int().nonnegative(),
+      walBytesFetched: z.number().int().nonnegative(),
+      /** The dump, when kept (keepDump); null when it was removed after the restore. */
+      backupId: z.string().nullable(),
+      previousDatabase: z.string().nullable(),
+      rowCounts: z.record(z.string(), z.number().int().nonnegative()),
+      phases: z.object({
+        fetchMs: z.number().int().nonnegative(),
+        recoveryMs: z.number().int().nonnegative(),
+        dumpMs: z.number().int().nonnegative(),
+        restoreMs: z.number().int().nonnegative(),
+      }),
+      downtimeMs: z.number().int().nonnegative(),
+      durationMs: z.number().int().nonnegative(),
+      lock: lockTimes,
+    }),
+  },
 } as const;
 
 export type JobName = keyof typeof jobCatalog;

@@ -6,7 +6,10 @@ import { MAX_BACKUP_TABLES, qualifiedTableNameSchema } from './tables.js';
 
 export const backupFormats = ['custom', 'plain'] as const;
 export const compressions = ['zstd', 'gzip', 'none'] as const;
-export const backupTypes = ['manual', 'scheduled', 'pre-restore'] as const;
+/** `pitr`: the dump of a database recovered to a point in time, kept as a backup of its target. */
+export const backupTypes = ['manual', 'scheduled', 'pre-restore', 'pitr'] as const;
+/** Backups that retention counts and ages out (pre-restore safety copies follow their own rule). */
+export const retainedBackupTypes: ReadonlySet<string> = new Set(['manual', 'scheduled', 'pitr']);
 
 export const backupFormatSchema = z.enum(backupFormats);
 export const compressionSchema = z.enum(compressions);

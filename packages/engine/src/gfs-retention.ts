@@ -1,4 +1,4 @@
-import { type BackupManifest, type Dated, newestFirst } from '@pgkeep/core';
+import { type BackupManifest, type Dated, newestFirst, retainedBackupTypes } from '@pgkeep/core';
 
 /** Grandfather-father-son: how many daily, weekly, monthly and yearly backups to keep. */
 export interface GfsPolicy {
@@ -51,9 +51,6 @@ export function periodKey(instant: Date, period: Period, timeZone: string): stri
   return String(year);
 }
 
-/** Backups that retention may delete: pre-restore safety copies follow their own age rule. */
-const retainedTypes = new Set(['manual', 'scheduled']);
-
 export interface RetentionSelection<M extends Dated = BackupManifest> {
   keep: M[];
   remove: M[];
@@ -72,7 +69,7 @@ export function selectByGfs<M extends Dated>(
   timeZone: string,
 ): RetentionSelection<M> {
   const counted = manifests
-    .filter((manifest) => retainedTypes.has(manifest.type))
+    .filter((manifest) => retainedBackupTypes.has(manifest.type))
     .sort(newestFirst);
   const reasons: Record<string, string[]> = {};
   const keepFor = (manifest: M, reason: string) => {

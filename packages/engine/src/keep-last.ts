@@ -1,7 +1,4 @@
-import { type Dated, newestFirst } from '@pgkeep/core';
-
-/** Backups that count toward `keepLast`: pre-restore safety copies follow their own rule. */
-const retainedTypes = new Set(['manual', 'scheduled']);
+import { type Dated, newestFirst, retainedBackupTypes } from '@pgkeep/core';
 
 /**
  * Splits backups into those kept and those deleted under "keep the newest N". Pure. The newest
@@ -12,7 +9,7 @@ export function selectByKeepLast<M extends Dated>(
   keepLast: number,
 ): { keep: M[]; remove: M[] } {
   const counted = manifests
-    .filter((manifest) => retainedTypes.has(manifest.type))
+    .filter((manifest) => retainedBackupTypes.has(manifest.type))
     .sort(newestFirst);
   const limit = Number.isFinite(keepLast) ? Math.max(1, Math.floor(keepLast)) : 1;
   return { keep: counted.slice(0, limit), remove: counted.slice(limit) };

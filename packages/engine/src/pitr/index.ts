@@ -3,6 +3,8 @@ export * from './pitr-cleanup.js';
 export * from './recoverable-window.js';
 export * from './requirements.js';
 export * from './run-basebackup.js';
+export * from './run-pitr-restore.js';
+export * from './temporary-instance.js';
 export * from './wal-archive.js';
 export * from './wal-position.js';
 export * from './wal-receiver.js';
