@@ -42,6 +42,8 @@ export function pitrServerOf(services: TargetServices): PitrServer {
   return server as PitrServer;
 }
 
+const RECEIVER_UNKNOWN = "Redis is not reachable: the WAL receiver's status is not known";
+
 /**
  * What the worker leading the server's WAL receiver last published (null: no worker leads one
  * now). Unknown with Redis down: QUEUE_UNAVAILABLE rather than a claim that no receiver runs.
@@ -49,14 +51,7 @@ export function pitrServerOf(services: TargetServices): PitrServer {
 async function receiverStatus(services: ApiServices, server: string): Promise<PitrStatus | null> {
   await whenReady(services.redis);
   const unavailable = (cause?: unknown) =>
-    new AppError(
-      'QUEUE_UNAVAILABLE',
-      "Redis is not reachable: the WAL receiver's status is not known",
-      {
-        retryable: true,
-        cause,
-      },
-    );
+    new AppError('QUEUE_UNAVAILABLE', RECEIVER_UNKNOWN, { retryable: true, cause });
   if (services.redis.status !== 'ready') throw unavailable();
   try {
     return await readPitrStatus(services.redis, services.config.REDIS_PREFIX, server);
