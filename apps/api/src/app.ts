@@ -17,6 +17,7 @@ import { adminRoutes } from './routes/admin-routes.js';
 import { backupRoutes } from './routes/backup-routes.js';
 import { jobRoutes } from './routes/job-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
+import { pitrRoutes } from './routes/pitr-routes.js';
 import { scheduleRoutes } from './routes/schedule-routes.js';
 import { targetRoutes } from './routes/target-routes.js';
 import type { ApiServices } from './services/api-services.js';
@@ -42,6 +43,7 @@ export async function app(fastify: FastifyInstance, { services }: { services: Ap
   await typed.register(adminSession, { config: services.config });
   await typed.register(backupRoutes, { services });
   await typed.register(targetRoutes, { services });
+  await typed.register(pitrRoutes, { services });
   await typed.register(jobRoutes, { services });
   await typed.register(metricsRoutes, { services });
   await typed.register(scheduleRoutes, { services });

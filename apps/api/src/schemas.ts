@@ -1,12 +1,16 @@
 import {
   backupFormatSchema,
   backupIdRegex,
+  baseBackupManifestSchema,
   compressionSchema,
   cronSchema,
   databaseNameSchema,
   labelSchema,
   manifestObjectSchema,
+  recoverableWindowSchema,
+  retentionSchema,
   tableListSchema,
+  targetRefSchema,
   timeZoneSchema,
 } from '@pgkeep/core';
 import { z } from 'zod';
@@ -52,6 +56,9 @@ export const backupIdParams = z.object({
 });
 
 export const jobIdParams = z.object({ jobId: z.string().max(80) });
+
+/** A target by name; a discovered database's is `<server>/<database>`, sent as `server%2Fdatabase`. */
+export const targetParams = z.object({ target: targetRefSchema });
 
 export const createBackupBody = z
   .object({
@@ -222,6 +229,95 @@ export const targetFailureSchema = z.object({
   at: z.string(),
 });
 
+/** `warning`: it works but something needs a look; `unavailable`: a requirement is missing. */
+const pitrStatusSchema = z.enum(['ok', 'warning', 'unavailable']);
+
+/** A server's point-in-time recovery in the health detail; `gaps` counts spans no restore reaches. */
+export const healthDetailPitrSchema = z.object({
+  server: z.string(),
+  status: pitrStatusSchema,
+  reasons: z.array(z.string()),
+  from: z.string().nullable(),
+  to: z.string().nullable(),
+  lagSeconds: z.number().nullable(),
+  gaps: z.number().int(),
+});
+
+/** A base backup now, with the server's default checkpoint unless `checkpoint` says otherwise. */
+export const createBaseBackupBody = z
+  .object({
+    checkpoint: z.enum(['fast', 'spread']).optional(),
+    label: labelSchema.nullable().optional(),
+    /** Extract it into a scratch directory and run pg_verifybackup (default true). */
+    verify: z.boolean().optional(),
+  })
+  .strict()
+  .nullish();
+
+/** The server's retention applied to its archive; `dryRun` deletes nothing, says what it would. */
+export const pitrCleanBody = z.object({ dryRun: z.boolean().optional() }).strict().nullish();
+
+const pitrScheduleSpec = z.object({ pattern: z.string(), enabled: z.boolean() });
+
+/** What the worker leading the server's WAL receiver last published. */
+const receiverStatusSchema = z.object({
+  server: z.string(),
+  state: z.enum(['streaming', 'starting', 'unavailable', 'error']),
+  reasons: z.array(z.string()),
+  leader: z
+    .object({ workerId: z.string(), hostname: z.string(), pid: z.number(), since: z.string() })
+    .nullable(),
+  slot: z
+    .object({
+      name: z.string(),
+      active: z.boolean(),
+      retainedBytes: z.number().nullable(),
+      walStatus: z.string().nullable(),
+    })
+    .nullable(),
+  lastArchived: z.object({ name: z.string(), at: z.string() }).nullable(),
+  insertLsn: z.string().nullable(),
+  lagBytes: z.number().nullable(),
+  updatedAt: z.string(),
+});
+
+export const pitrViewSchema = recoverableWindowSchema
+  .extend({
+    status: pitrStatusSchema,
+    reasons: z.array(z.string()),
+    /** Null while no worker leads the server's WAL receiver. */
+    receiver: receiverStatusSchema.nullable(),
+    settings: z.object({
+      slot: z.string(),
+      destinations: z.array(z.string()),
+      encryption: z.boolean(),
+      baseBackup: z.object({
+        schedule: pitrScheduleSpec,
+        checkpoint: z.enum(['fast', 'spread']),
+      }),
+      retention: retentionSchema,
+      cleanup: z.object({ schedule: pitrScheduleSpec }),
+      timeZone: z.string(),
+      lagWarningSeconds: z.number(),
+      retainedWarningBytes: z.number(),
+      switchWalSeconds: z.number(),
+    }),
+    schedules: z.array(
+      z.object({
+        name: z.enum(['basebackup', 'cleanup']),
+        enabled: z.boolean(),
+        pattern: z.string(),
+        timeZone: z.string(),
+        nextRunAt: z.string().nullable(),
+      }),
+    ),
+  })
+  .meta({ id: 'PitrOverview' });
+
+export const baseBackupListSchema = z.object({
+  baseBackups: z.array(baseBackupManifestSchema.meta({ id: 'BaseBackupManifest' })),
+});
+
 export const healthDetailSchema = z.object({
   status: z.enum(['ok', 'warning', 'error']),
   reasons: z.array(
@@ -266,6 +362,8 @@ export const healthDetailSchema = z.object({
     .nullable(),
   freeBytes: z.number().nullable(),
   minFreeBytes: z.number(),
+  /** Each server with point-in-time recovery: its recoverable window and how it is doing. */
+  pitr: z.array(healthDetailPitrSchema),
   /** Each target: its health, the newest backup's age, its last failure. */
   targets: z.array(
     z.object({

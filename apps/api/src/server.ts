@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import pg from 'pg';
 import { app, BODY_LIMIT } from './app.js';
 import type { ApiServices } from './services/api-services.js';
+import { PitrArchives } from './services/pitr-archives.js';
 
 export async function createServices(
   config: Config,
@@ -17,6 +18,7 @@ export async function createServices(
   // One key ring for every target's store (a passphrase costs an scrypt run to derive).
   const keyRing = await createKeyRing(config);
   const registry = new TargetRegistry(config, logger, loadTargets(config, env), keyRing);
+  const pitrArchives = new PitrArchives(config, logger, keyRing);
   const redis = createRedisConnection(config.REDIS_URL, 'api', 'pgkeep-api');
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   // Health's database: the panel's target's, else the lock server's (every worker needs it).
@@ -38,7 +40,11 @@ export async function createServices(
       ? await registry.storeFor(registry.require(defaultName).info)
       : await createBackupStore(config, logger, { keyRing }),
     registry,
-    reloadTargets: () => registry.replace(loadTargets(config, env)),
+    pitrArchives,
+    reloadTargets: () => {
+      registry.replace(loadTargets(config, env));
+      pitrArchives.keepOnly(registry.targets.servers);
+    },
   };
 }
 

@@ -1,15 +1,19 @@
-import { AppError, ConfigError, targetRefSchema } from '@pgkeep/core';
+import { AppError, ConfigError } from '@pgkeep/core';
 import { requestReload } from '@pgkeep/queue';
 import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { backupIdParams, errorResponses, okEnvelope, targetFailureSchema } from '../schemas.js';
+import {
+  backupIdParams,
+  errorResponses,
+  okEnvelope,
+  targetFailureSchema,
+  targetParams,
+} from '../schemas.js';
 import type { ApiServices } from '../services/api-services.js';
 import { forTarget } from '../services/target-scope.js';
 import { getTarget, listTargets } from '../services/target-service.js';
 import { admin, registerBackupRoutes } from './backup-routes.js';
 
-/** A target by name; a discovered database's is `<server>/<database>`, sent as `server%2Fdatabase`. */
-const targetParams = z.object({ target: targetRefSchema });
 const targetBackupParams = targetParams.extend(backupIdParams.shape);
 
 const targetView = z

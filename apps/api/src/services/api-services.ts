@@ -4,6 +4,7 @@ import type { PgkeepQueues } from '@pgkeep/queue';
 import type { BackupStore } from '@pgkeep/storage';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import type { PitrArchives } from './pitr-archives.js';
 
 /** What the routes work with; built by the server (or a test) and handed to the app. */
 export interface ApiServices {
@@ -17,6 +18,8 @@ export interface ApiServices {
   storage: BackupStore;
   /** Every target of the targets file (or `default` from DATABASE_URL alone). */
   registry: TargetRegistry;
+  /** The WAL archive of each server with point-in-time recovery, read for its catalogs. */
+  pitrArchives: PitrArchives;
   /** Reads the targets file again; a ConfigError leaves the current one in force. */
   reloadTargets: () => void;
 }

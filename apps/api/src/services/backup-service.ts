@@ -20,7 +20,8 @@ export interface Requester {
   requestedBy: string;
 }
 
-function stamp(requester: Requester) {
+/** Who asked and when: every job records both. */
+export function stamp(requester: Requester) {
   return { requestedBy: requester.requestedBy, requestedAt: new Date().toISOString() };
 }
 

@@ -13,6 +13,7 @@ import {
   timed,
   whenReady,
 } from './health-service.js';
+import { pitrOfServers, type ServerPitr } from './pitr-service.js';
 import { listTargets, type TargetView } from './target-service.js';
 
 export type HealthStatus = 'ok' | 'warning' | 'error';
@@ -63,6 +64,41 @@ function dependencyReasons(checks: DependencyChecks): HealthReason[] {
     );
   }
   return reasons;
+}
+
+/** Each server with PITR as health reports it; one whose overview cannot be read is unavailable. */
+function pitrEntries(services: ApiServices, read: Check) {
+  const servers: ServerPitr[] =
+    'servers' in read
+      ? (read.servers as ServerPitr[])
+      : services.registry.targets.servers
+          .filter((server) => server.pitr)
+          .map((server) => ({
+            server: server.name,
+            error: String(read.error),
+            code: 'INTERNAL_ERROR',
+          }));
+  return servers.map(({ server, overview, error }) =>
+    overview
+      ? {
+          server,
+          status: overview.status,
+          reasons: overview.reasons,
+          from: overview.from,
+          to: overview.to,
+          lagSeconds: overview.lagSeconds,
+          gaps: overview.gaps.length,
+        }
+      : {
+          server,
+          status: 'unavailable' as const,
+          reasons: [String(error)],
+          from: null,
+          to: null,
+          lagSeconds: null,
+          gaps: 0,
+        },
+  );
 }
 
 /**
@@ -224,8 +260,12 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     );
   }
 
-  // Every target of a targets file: its newest backup's age and its last failure.
-  const targets = await timed(async () => ({ ok: true, list: await listTargets(services) }));
+  // Every target of a targets file: its newest backup's age and its last failure; every
+  // server with PITR: its recoverable window.
+  const [targets, pitrRead] = await Promise.all([
+    timed(async () => ({ ok: true, list: await listTargets(services) })),
+    timed(async () => ({ ok: true, servers: await pitrOfServers(services, new Date(now())) })),
+  ]);
   const targetList = 'list' in targets ? (targets.list as TargetView[]) : [];
   if (services.registry.targets.source === 'file') {
     for (const target of targetList) {
@@ -236,6 +276,17 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
         message: `target ${target.name}: ${target.reasons.join(', ')}${target.lastFailure ? ` (last failure: ${target.lastFailure.job} [${target.lastFailure.code}] at ${target.lastFailure.at})` : ''}`,
       });
     }
+  }
+
+  const pitr = pitrEntries(services, pitrRead);
+  for (const server of pitr) {
+    if (server.status === 'ok') continue;
+    // A server whose archive does not work is never worse than a warning: the backups of its
+    // databases, which the reasons above judge, still work.
+    warn(
+      'PITR_UNHEALTHY',
+      `point-in-time recovery of server ${server.server} is ${server.status}: ${server.reasons.join('; ')}`,
+    );
   }
 
   const status: HealthStatus = reasons.some((reason) => reason.severity === 'error')
@@ -262,6 +313,7 @@ export async function checkHealthDetail(services: ApiServices, now = () => Date.
     lastScheduledBackupFailure: failure,
     freeBytes,
     minFreeBytes: config.HEALTH_MIN_FREE_BYTES,
+    pitr,
     targets: targetList.map((target) => ({
       name: target.name,
       health: target.health,

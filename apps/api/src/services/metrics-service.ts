@@ -10,6 +10,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { ApiServices } from './api-services.js';
 import { newestCompleted } from './health-detail-service.js';
 import { type Check, timed, whenReady } from './health-service.js';
+import { pitrOfServers, type ServerPitr } from './pitr-service.js';
 
 /**
  * GET /metrics. Jobs run in worker processes, possibly on other hosts, so nothing the API
@@ -103,6 +104,93 @@ function jobMetrics(snapshot: JobMetricsSnapshot): MetricJson[] {
     );
   }
   return metrics;
+}
+
+/**
+ * Per server with PITR: the recoverable window, its lag and gaps, what the archive holds, and
+ * the receiver. A server whose archive cannot be read has `pgkeep_pitr_available` 0 only.
+ */
+function pitrMetrics(servers: ServerPitr[]): MetricJson[] {
+  const families = {
+    start: [] as Sample[],
+    end: [] as Sample[],
+    lag: [] as Sample[],
+    gaps: [] as Sample[],
+    segments: [] as Sample[],
+    baseBackups: [] as Sample[],
+    retained: [] as Sample[],
+    receiverUp: [] as Sample[],
+    available: [] as Sample[],
+  };
+  const seconds = (iso: string) => Date.parse(iso) / 1000;
+  for (const { server, overview } of servers) {
+    const labels = { server };
+    const available = overview !== undefined && overview.status !== 'unavailable';
+    families.available.push({ value: available ? 1 : 0, labels });
+    if (!overview) continue;
+    if (overview.from) families.start.push({ value: seconds(overview.from), labels });
+    if (overview.to) families.end.push({ value: seconds(overview.to), labels });
+    if (overview.lagSeconds !== null) families.lag.push({ value: overview.lagSeconds, labels });
+    families.gaps.push({ value: overview.gaps.length, labels });
+    families.segments.push({ value: overview.segments, labels });
+    families.baseBackups.push({ value: overview.baseBackups, labels });
+    const retained = overview.receiver?.slot?.retainedBytes;
+    if (retained != null) families.retained.push({ value: retained, labels });
+    // The status expires unless its leader renews it: one that is there is fresh.
+    const streaming = overview.receiver?.state === 'streaming';
+    families.receiverUp.push({ value: streaming ? 1 : 0, labels });
+  }
+  return [
+    metric(
+      'pitr_window_start_seconds',
+      'gauge',
+      'The earliest time a point-in-time restore of each server can reach (Unix seconds; absent when there is none).',
+      families.start,
+    ),
+    metric(
+      'pitr_window_end_seconds',
+      'gauge',
+      'The latest time a point-in-time restore of each server can reach (Unix seconds; absent when there is none).',
+      families.end,
+    ),
+    metric(
+      'pitr_lag_seconds',
+      'gauge',
+      'Seconds between now and the end of the recoverable window of each server (absent when there is none).',
+      families.lag,
+    ),
+    metric(
+      'pitr_gaps',
+      'gauge',
+      'Spans of each server that no point-in-time restore reaches: WAL missing from the archive.',
+      families.gaps,
+    ),
+    metric(
+      'pitr_archived_segments',
+      'gauge',
+      'WAL segments in the archive of each server.',
+      families.segments,
+    ),
+    metric('pitr_base_backups', 'gauge', 'Base backups of each server.', families.baseBackups),
+    metric(
+      'pitr_slot_retained_bytes',
+      'gauge',
+      'WAL the replication slot of each server holds on the server (absent while no receiver reports it).',
+      families.retained,
+    ),
+    metric(
+      'pitr_receiver_up',
+      'gauge',
+      'Whether a worker streams the WAL of each server now (1) or not (0).',
+      families.receiverUp,
+    ),
+    metric(
+      'pitr_available',
+      'gauge',
+      'Whether point-in-time recovery of each server can work (0: a requirement is missing or its archive cannot be read).',
+      families.available,
+    ),
+  ];
 }
 
 /** Runs one source within its time limit; its metrics, or none and a log line. */
@@ -202,6 +290,17 @@ export async function renderMetrics(
           ages,
         ),
       ];
+    }),
+    // Servers with PITR come from the targets file: bounded, as targets are.
+    source(services, 'pitr', async () => {
+      const servers = services.registry.targets.servers.filter((server) => server.pitr);
+      if (servers.length === 0) return [];
+      await whenReady(redis);
+      const read = await pitrOfServers(services, new Date(now()));
+      // Without Redis the receivers are unknown: the source is down, not every server's PITR.
+      const unknown = read.find((server) => server.code === 'QUEUE_UNAVAILABLE');
+      if (unknown) throw new Error(unknown.error);
+      return pitrMetrics(read);
     }),
     source(services, 'queues', async () => {
       await whenReady(redis);

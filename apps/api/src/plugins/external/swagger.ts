@@ -17,15 +17,17 @@ const { version } = JSON.parse(
 ) as { version: string };
 
 const tagOf = (url: string) =>
-  url.startsWith('/api/backup')
-    ? 'backups'
-    : url.startsWith('/api/jobs')
-      ? 'jobs'
-      : url.startsWith('/api/schedules')
-        ? 'schedules'
-        : url.startsWith('/admin')
-          ? 'operators'
-          : 'other';
+  /^\/api\/targets\/:target\/pitr(\/|$)/.test(url)
+    ? 'pitr'
+    : url.startsWith('/api/backup')
+      ? 'backups'
+      : url.startsWith('/api/jobs')
+        ? 'jobs'
+        : url.startsWith('/api/schedules')
+          ? 'schedules'
+          : url.startsWith('/admin')
+            ? 'operators'
+            : 'other';
 
 const ERROR_ENVELOPE_REF = '#/components/schemas/ErrorEnvelope';
 
@@ -106,6 +108,10 @@ export default fp(
         tags: [
           { name: 'backups', description: 'Backups, restores, verification and clean-up' },
           { name: 'jobs', description: 'Polling and cancelling queued jobs' },
+          {
+            name: 'pitr',
+            description: 'Point-in-time recovery: the recoverable window, base backups, clean-up',
+          },
           { name: 'schedules', description: 'Schedules of backups, clean-up and verification' },
           { name: 'operators', description: 'Signing in to the Bull Board at /admin/queues' },
         ],
