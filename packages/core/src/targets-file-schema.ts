@@ -53,28 +53,50 @@ const destinationList = z
   .refine(unique, 'names a destination twice');
 
 /** A server's WAL archive and base backups (point-in-time recovery). */
-const pitrEntrySchema = z.strictObject({
-  enabled: fileBoolean.optional(),
-  baseBackupSchedule: scheduleValue.optional(),
-  cleanupSchedule: scheduleValue.optional(),
-  checkpoint: z.enum(['fast', 'spread']).optional(),
-  retention: retentionEntry.optional(),
-  timeZone: timeZoneSchema.optional(),
-  destinations: destinationList.optional(),
-  encryption: fileBoolean.optional(),
-  lagWarningSeconds: fileInt(10, 7 * 24 * 3600).optional(),
-  retainedWarningBytes: fileInt(16 * 1024 * 1024, 2 ** 53 - 1).optional(),
-  switchWalSeconds: fileInt(0, 24 * 3600).optional(),
-});
+const pitrEntrySchema = z.strictObject(
+  {
+    enabled: fileBoolean.optional(),
+    baseBackupSchedule: scheduleValue.optional(),
+    cleanupSchedule: scheduleValue.optional(),
+    checkpoint: z.enum(['fast', 'spread']).optional(),
+    retention: retentionEntry.optional(),
+    timeZone: timeZoneSchema.optional(),
+    destinations: destinationList.optional(),
+    encryption: fileBoolean.optional(),
+    lagWarningSeconds: fileInt(10, 7 * 24 * 3600).optional(),
+    retainedWarningBytes: fileInt(16 * 1024 * 1024, 2 ** 53 - 1).optional(),
+    switchWalSeconds: fileInt(0, 24 * 3600).optional(),
+  },
+  {
+    error: (issue) =>
+      issue.code === 'invalid_type' && issue.input !== undefined
+        ? 'must be true, false or a mapping of settings'
+        : undefined,
+  },
+);
 export type PitrEntry = z.infer<typeof pitrEntrySchema>;
+
+/**
+ * `true` for the defaults, `false` for none, or the settings. Not a union of a boolean and the
+ * settings: when both fail, a union reports only "Invalid input" on `pitr`, never which key of
+ * the settings is wrong.
+ */
+const pitrValue = z.preprocess(
+  (value) =>
+    value === true || value === 'true'
+      ? {}
+      : value === false || value === 'false'
+        ? { enabled: false }
+        : value,
+  pitrEntrySchema,
+);
 
 export const serverEntrySchema = z.strictObject({
   url: z.string().min(1),
   password: z.string().min(1).optional(),
   passwordFile: z.string().min(1).max(4096).optional(),
   maxConcurrentJobs: fileInt(1, 64).optional(),
-  /** `true` for the defaults, or the settings. */
-  pitr: z.union([fileBoolean, pitrEntrySchema]).optional(),
+  pitr: pitrValue.optional(),
 });
 export type ServerEntry = z.infer<typeof serverEntrySchema>;
 

@@ -109,13 +109,11 @@ function checkDestinations(
 
 function resolvePitr(
   name: string,
-  value: boolean | PitrEntry | undefined,
+  entry: PitrEntry | undefined,
   config: Config,
   issues: FileIssues,
 ): PitrSettings | null {
-  if (value === undefined || value === false) return null;
-  const entry: PitrEntry = value === true ? {} : value;
-  if (entry.enabled === false) return null;
+  if (entry === undefined || entry.enabled === false) return null;
   const issue = (key: FilePath, message: string) =>
     issues.add(['servers', name, 'pitr', ...key], message);
   const defaults = targetDefaultsFromConfig(config);

@@ -76,6 +76,7 @@ export interface TargetsConfig {
   source: 'file' | 'env';
 }
 
+export { serverSettings } from './server-settings.js';
 export { type ParseTargetsOptions, parseTargetsFile, targetNameSchema } from './targets-file.js';
 
 /** DATABASE_URL alone: server `default` and target `default`, as one database always was. */

@@ -4,6 +4,7 @@ import {
   type BaseBackupManifest,
   type JobPayload,
   type JobResult,
+  newestFirst,
 } from '@pgkeep/core';
 import type { HeldLock } from '@pgkeep/pg';
 import { destructiveSlots } from '../caps.js';
@@ -11,7 +12,7 @@ import type { RunContext } from '../engine-context.js';
 import { selectByGfs } from '../gfs-retention.js';
 import { selectByKeepLast } from '../keep-last.js';
 import type { PitrContext } from './run-basebackup.js';
-import { isSegmentName, parseSegmentName } from './wal-position.js';
+import { isSegmentName, parseSegmentName, segmentName } from './wal-position.js';
 
 /** Held shared by whatever reads a server's archive (a PITR restore); the clean-up takes it alone. */
 export const archiveLockResource = (server: string) => `pitr-archive:${server}`;
@@ -24,10 +25,23 @@ export interface ArchivePlan {
   removeWal: ArchivedWal[];
 }
 
+/** Whether every segment from a base backup's start to its stop is archived: it can be restored. */
+function hasItsWal(manifest: BaseBackupManifest, names: ReadonlySet<string>): boolean {
+  const size = manifest.walSegmentSize;
+  const last = parseSegmentName(manifest.stopSegment, size).segno;
+  for (let segno = parseSegmentName(manifest.startSegment, size).segno; segno <= last; segno++) {
+    if (!names.has(segmentName(manifest.timeline, segno, size))) return false;
+  }
+  return true;
+}
+
 /**
  * Base backups by the policy (the newest always kept), and every archived WAL segment older
- * than the start of the oldest kept one, on its timeline or an earlier one. History files are
- * kept (a few bytes each; recovery asks for them). Pure.
+ * than the start of the oldest kept one, on its timeline or an earlier one. The newest base
+ * backup whose WAL is all archived is kept too: a newer one whose stop segment has not reached
+ * the archive yet (the receiver behind, or down) cannot be restored, and keeping only it would
+ * leave nothing to restore from. History files are kept (a few bytes each; recovery asks for
+ * them). Pure.
  */
 export function planArchiveCleanup(
   manifests: readonly BaseBackupManifest[],
@@ -39,11 +53,19 @@ export function planArchiveCleanup(
     retention.kind === 'keep-last'
       ? selectByKeepLast(manifests, retention.keepLast)
       : selectByGfs(manifests, retention, timeZone);
-  const oldest = [...selection.keep].sort((a, b) =>
+  const names = new Set(archived.map((entry) => entry.name));
+  const restorable = [...manifests].sort(newestFirst).find((m) => hasItsWal(m, names));
+  const keep = [...selection.keep];
+  let remove = selection.remove;
+  if (restorable && !keep.includes(restorable)) {
+    keep.push(restorable);
+    keep.sort(newestFirst);
+    remove = remove.filter((manifest) => manifest !== restorable);
+  }
+  const oldest = [...keep].sort((a, b) =>
     a.startSegment.slice(8).localeCompare(b.startSegment.slice(8)),
   )[0];
-  if (!oldest)
-    return { keep: selection.keep, remove: selection.remove, keepFrom: null, removeWal: [] };
+  if (!oldest) return { keep, remove, keepFrom: null, removeWal: [] };
   const size = oldest.walSegmentSize;
   const from = parseSegmentName(oldest.startSegment, size);
   const removeWal = archived.filter((entry) => {
@@ -51,12 +73,7 @@ export function planArchiveCleanup(
     const segment = parseSegmentName(entry.name, size);
     return segment.timeline <= from.timeline && segment.segno < from.segno;
   });
-  return {
-    keep: selection.keep,
-    remove: selection.remove,
-    keepFrom: oldest.startSegment,
-    removeWal,
-  };
+  return { keep, remove, keepFrom: oldest.startSegment, removeWal };
 }
 
 /**

@@ -167,10 +167,16 @@ export class WalArchive {
   }
 
   private async append(entry: WalEntry): Promise<void> {
-    const handle = await fs.open(path.join(this.catalogDir, CATALOG_FILE), 'a', 0o600);
+    const handle = await fs.open(path.join(this.catalogDir, CATALOG_FILE), 'a+', 0o600);
     try {
+      // A crash mid-append leaves a torn line without its newline: a line written straight
+      // after it would join it and be lost with it, so it starts on a line of its own.
+      const { size } = await handle.stat();
+      const last = Buffer.alloc(1);
+      if (size > 0) await handle.read(last, 0, 1, size - 1);
+      const torn = size > 0 && last[0] !== 0x0a;
       // One write of one line, O_APPEND: lines of two writers never interleave.
-      await handle.write(`${JSON.stringify(entry)}\n`);
+      await handle.write(`${torn ? '\n' : ''}${JSON.stringify(entry)}\n`);
       await handle.sync();
     } finally {
       await handle.close();

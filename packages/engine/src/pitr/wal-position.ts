@@ -34,7 +34,13 @@ export function parseSegmentName(name: string, segmentSize: number): SegmentName
   const timeline = Number.parseInt(name.slice(0, 8), 16);
   const logId = BigInt(`0x${name.slice(8, 16)}`);
   const seg = BigInt(`0x${name.slice(16, 24)}`);
-  return { timeline, segno: logId * segmentsPerLogId(segmentSize) + seg };
+  const perId = segmentsPerLogId(segmentSize);
+  // PostgreSQL never writes such a name: it would alias a segment of the next log id, and means
+  // the name is read with the wrong segment size.
+  if (seg >= perId) {
+    throw new Error(`not a WAL segment name for ${segmentSize}-byte segments: ${name}`);
+  }
+  return { timeline, segno: logId * perId + seg };
 }
 
 /** The segment an LSN falls in. */
