@@ -42,6 +42,8 @@ let queues: PgkeepQueues;
 let worker: WorkerProcess;
 /** A time between the t2 and t3 commits, by the server's clock. */
 let between: string;
+/** A time after the last commit, before the archive's end. */
+let afterLast: string;
 
 async function until<T>(
   what: string,
@@ -203,6 +205,9 @@ targets:
   await cluster.query("DELETE FROM users WHERE name = 'alice'", [], 'orders');
   await cluster.query('DROP TABLE audit', [], 'orders');
   await cluster.query('INSERT INTO invoices (total) VALUES (20)', [], 'billing');
+  await cluster.query('SELECT pg_sleep(0.2)');
+  const [end] = await cluster.query<{ at: Date }>('SELECT clock_timestamp() AS at');
+  afterLast = (end?.at as Date).toISOString();
   await archiveNow();
 });
 
@@ -286,6 +291,19 @@ describe('point-in-time restore', () => {
     expect(early.state).toBe('failed');
     expect(String(early.result)).toMatch(/PITR_TIME_OUTSIDE_WINDOW/);
     expect(await names('orders')).toEqual(['alice', 'bob']);
+  });
+
+  it('a time after the last transaction, and latest, give the archive end', async () => {
+    for (const [pointInTime, target] of [
+      [afterLast, 'orders_end'],
+      ['latest', 'orders_latest'],
+    ] as const) {
+      const outcome = await runJob('pitr-restore', request({ pointInTime, target }));
+      expect(outcome.state, String(outcome.result)).toBe('completed');
+      expect(await names(target)).toEqual(['bob', 'carol']);
+      expect(await tables(target)).toEqual(['users']);
+      await cluster.query(`DROP DATABASE ${target}`);
+    }
   });
 
   it('a corrupted WAL segment fails the recovery on its checksum; the target is unchanged', async () => {

@@ -78,6 +78,16 @@ export const restoreBody = z
   })
   .strict();
 
+/** A point-in-time restore: the time (RFC 3339 with an offset, or `latest`), confirmed. */
+export const pitrRestoreBody = z
+  .object({
+    pointInTime: z.union([z.iso.datetime({ offset: true }), z.literal('latest')]),
+    confirm: z.string().max(63).optional(),
+    target: databaseNameSchema.optional(),
+    keepDump: z.boolean().optional(),
+  })
+  .strict();
+
 export const verifyBody = z.object({ restore: z.boolean().optional() }).strict().nullish();
 
 const wholeNumber = (min: number, max: number) =>

@@ -9,7 +9,7 @@ import {
   WalReceiver,
 } from '@pgkeep/engine';
 import type { AdvisoryLocks } from '@pgkeep/pg';
-import { publishPitrStatus } from '@pgkeep/queue';
+import { publishPitrStatus, readPitrStatus } from '@pgkeep/queue';
 import type { KeyRing } from '@pgkeep/storage';
 import type { Redis } from 'ioredis';
 
@@ -59,6 +59,7 @@ export class PitrRuntime {
       keyRing: this.keyRing,
       server,
       archive: await this.archiveOf(server),
+      receiverStatus: () => readPitrStatus(this.redis, this.config.REDIS_PREFIX, name),
     };
   }
 
@@ -122,7 +123,10 @@ export class PitrRuntime {
       this.config.PITR_SCRATCH_DIR ?? os.tmpdir(),
       async (dir) => {
         const lock = await this.locks.tryAcquire(scratchLockResource(dir), 'exclusive');
-        return lock ? async () => void (await lock.release()) : undefined;
+        if (!lock) return undefined;
+        return async () => {
+          await lock.release();
+        };
       },
       this.logger,
     );

@@ -6,6 +6,7 @@ import {
   jobAccepted,
   okEnvelope,
   pitrCleanBody,
+  pitrRestoreBody,
   pitrViewSchema,
   targetParams,
 } from '../schemas.js';
@@ -13,6 +14,7 @@ import type { ApiServices } from '../services/api-services.js';
 import {
   enqueueBaseBackup,
   enqueuePitrCleanup,
+  enqueuePitrRestore,
   getPitr,
   listBaseBackups,
 } from '../services/pitr-service.js';
@@ -77,6 +79,23 @@ export const pitrRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = asyn
         return reply
           .code(202)
           .send({ success: true, data: { jobId }, message: 'base backup queued' });
+      },
+    );
+
+    adminApp.post(
+      '/api/targets/:target/restore',
+      {
+        schema: {
+          params: targetParams,
+          body: pitrRestoreBody,
+          response: { 202: jobAccepted, ...errorResponses },
+        },
+      },
+      async (request, reply) => {
+        const jobId = await enqueuePitrRestore(await target(request), admin(request), request.body);
+        return reply
+          .code(202)
+          .send({ success: true, data: { jobId }, message: 'point-in-time restore queued' });
       },
     );
 

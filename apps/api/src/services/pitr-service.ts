@@ -8,7 +8,7 @@ import {
   pitrSchedulerId,
   type ServerSettings,
 } from '@pgkeep/core';
-import { type PitrOverview, pitrOverview } from '@pgkeep/engine';
+import { type PitrOverview, pitrOverview, pointInTimeProblem } from '@pgkeep/engine';
 import { enqueue, type PitrStatus, readPitrStatus } from '@pgkeep/queue';
 import type { ApiServices, TargetServices } from './api-services.js';
 import { type Requester, stamp } from './backup-service.js';
@@ -145,6 +145,52 @@ export async function enqueuePitrCleanup(
     timeZone: server.pitr.timeZone,
     dryRun: body.dryRun ?? false,
     targetName: services.target.info.name,
+    ...stamp(requester),
+  });
+}
+
+/**
+ * A point-in-time restore of the target's database, refused before queueing when restores are
+ * off, the confirmation does not name the database it replaces, or the time is one no restore
+ * can reach (in the future, outside the recoverable window, in a gap). The worker checks the
+ * window again when it runs.
+ */
+export async function enqueuePitrRestore(
+  services: TargetServices,
+  requester: Requester,
+  body: {
+    pointInTime: string;
+    confirm?: string | undefined;
+    target?: string | undefined;
+    keepDump?: boolean | undefined;
+  },
+): Promise<string> {
+  const server = pitrServerOf(services);
+  const info = services.target.info;
+  if (!info.settings.restoreEnabled) {
+    throw new AppError(
+      'RESTORE_DISABLED',
+      `restores of target ${info.name} are disabled (restore: false)`,
+    );
+  }
+  const target = body.target ?? services.target.database.database;
+  if (target === services.target.maintenance.database || /^template[01]$/.test(target)) {
+    throw new AppError('INVALID_DATABASE_NAME', `cannot restore into ${target}`);
+  }
+  if (body.confirm !== target) {
+    throw new AppError(
+      'CONFIRMATION_REQUIRED',
+      `a restore replaces database ${target}: send "confirm": "${target}" to go ahead`,
+    );
+  }
+  const overview = await overviewOf(services, server);
+  const problem = pointInTimeProblem(body.pointInTime, overview);
+  if (problem) throw problem;
+  return enqueue(services.queues, services.config, 'pitr-restore', {
+    pointInTime: body.pointInTime,
+    target,
+    keepDump: body.keepDump ?? false,
+    targetName: info.name,
     ...stamp(requester),
   });
 }

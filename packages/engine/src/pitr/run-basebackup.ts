@@ -35,6 +35,7 @@ import { assertRoom } from '../free-space.js';
 import { serverConnection } from '../target-registry.js';
 import { checkPitrRequirements } from './requirements.js';
 import type { WalArchive } from './wal-archive.js';
+import type { ReceiverStatus } from './wal-receiver.js';
 import { parseLsn, segmentName, segmentOf } from './wal-position.js';
 
 /** What server-level jobs (base backups, the archive's clean-up) need. */
@@ -45,6 +46,8 @@ export interface PitrContext {
   keyRing: KeyRing;
   server: ServerSettings;
   archive: WalArchive;
+  /** What the server's WAL receiver last published (null: none runs now). */
+  receiverStatus: () => Promise<ReceiverStatus | null>;
 }
 
 /** Files of the tar stream read on the way: small, and all a manifest needs. */

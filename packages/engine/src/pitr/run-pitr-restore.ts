@@ -16,7 +16,7 @@ import { assertRoom } from '../free-space.js';
 import { runBackup } from '../run-backup.js';
 import { runRestore } from '../run-restore.js';
 import { archiveLockResource } from './pitr-cleanup.js';
-import { recoverableWindow } from './recoverable-window.js';
+import { pitrOverview } from './overview.js';
 import type { PitrContext } from './run-basebackup.js';
 import { instanceUser, scratchLockResource, TemporaryInstance } from './temporary-instance.js';
 import { isSegmentName, parseSegmentName } from './wal-position.js';
@@ -143,12 +143,12 @@ export async function runPitrRestore(
     held.push(await locks.acquire(archiveLockResource(pitr.server.name), 'shared', lockOptions));
     const { manifests } = await pitr.archive.baseBackups();
     const catalog = await pitr.archive.archived();
-    const identity = await pitr.archive.identity();
-    const window = recoverableWindow(
-      pitr.server.name,
-      manifests,
-      [...catalog.values()],
-      identity?.walSegmentSize ?? 16 * 1024 * 1024,
+    // As the API judged the request: a quiet server's window reaches to when the receiver last
+    // saw nothing new to archive.
+    const window = await pitrOverview(
+      pitr.archive,
+      pitr.server,
+      await pitr.receiverStatus().catch(() => null),
     );
     const problem = pointInTimeProblem(payload.pointInTime, window);
     if (problem) throw problem;
@@ -210,10 +210,31 @@ export async function runPitrRestore(
       walFiles += 1;
       report();
     });
-    const user0 = new URL(pitr.server.url).username || 'postgres';
-    const progress = await instance.waitForPromotion(decodeURIComponent(user0), run.signal, () => {
-      report();
-    });
+    const user0 = decodeURIComponent(new URL(pitr.server.url).username || 'postgres');
+    let progress: Awaited<ReturnType<TemporaryInstance['waitForPromotion']>>;
+    try {
+      progress = await instance.waitForPromotion(user0, run.signal, report);
+    } catch (error) {
+      // PostgreSQL stops at a target time only on the first transaction after it: when the
+      // archive holds none (the time is near the window's end), recovery runs out of WAL
+      // before "reaching" the target. Every transaction up to that time is archived (it is
+      // inside the window), so the archive's end is the database as it was then.
+      if (
+        payload.pointInTime === 'latest' ||
+        !(error instanceof AppError) ||
+        !/recovery ended before configured recovery target was reached/.test(error.message)
+      ) {
+        throw error;
+      }
+      log.info('no transaction after the target time in the archive: recovering to its end');
+      await instance.configure({
+        target: { time: null },
+        socket: path.join(instance.dir, 'wal-fetch.sock'),
+        script: path.join(instance.dir, 'wal-fetch.cjs'),
+      });
+      instance.startPostmaster();
+      progress = await instance.waitForPromotion(user0, run.signal, report);
+    }
     recoveredTo = progress.replayedAt;
     walFiles = instance.fetchStats.files;
     walBytes = instance.fetchStats.bytes;
@@ -221,7 +242,7 @@ export async function runPitrRestore(
     log.info({ ms: recoveryMs, walFiles, recoveredTo }, 'temporary instance recovered');
 
     // The dump: as a backup of the target, taken from the instance by a superuser of it.
-    const superuser = await superuserOf(instance, decodeURIComponent(user0));
+    const superuser = await superuserOf(instance, user0);
     const source: PgTarget = {
       host: instance.socketDir,
       port: instance.port,

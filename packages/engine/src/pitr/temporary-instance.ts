@@ -412,6 +412,12 @@ export class TemporaryInstance {
     );
     await this.fetchServer.listen(socket);
     if (process.getuid?.() === 0) await fs.chown(socket, this.user.uid, this.user.gid);
+    this.startPostmaster();
+  }
+
+  /** postgres under the instance's user, dying with this process (SIGKILL on its death). */
+  startPostmaster(): void {
+    this.logTail = '';
     const postgres = path.join(this.binDir, 'postgres');
     const args = [
       '-D',
