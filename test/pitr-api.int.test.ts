@@ -458,6 +458,51 @@ describe('the archive’s catalog, as the API reads it', () => {
     expect(of('base_backups')).toBe(2);
   });
 
+  it('queues a point-in-time restore only for a time a restore can reach, confirmed', async () => {
+    // A third base backup after the break: the gap now has an end, inside the window.
+    const bridging = baseBackup('2026-01-03T00-00-00-000Z-000000000003', 6, 55);
+    const file = path.join(catalog(), baseBackupManifestFilename(bridging.id));
+    await writeFile(file, `${JSON.stringify(bridging, null, 2)}\n`);
+    const restore = (body: unknown, target = 'archived') =>
+      api.app.inject({
+        method: 'POST',
+        url: `/api/targets/${target}/restore`,
+        headers: adminHeaders(),
+        payload: body as Record<string, unknown>,
+      });
+    try {
+      const confirm = env.name;
+      const refused = async (body: unknown, status: number, code: string, target?: string) => {
+        const response = await restore(body, target);
+        expect(response.statusCode, response.body).toBe(status);
+        expect(json<{ error: { code: string } }>(response).error.code).toBe(code);
+      };
+      await refused({ pointInTime: at(90), confirm }, 422, 'PITR_TIME_IN_GAP');
+      await refused(
+        { pointInTime: new Date(now + 3_600_000).toISOString(), confirm },
+        422,
+        'PITR_TIME_IN_FUTURE',
+      );
+      await refused(
+        { pointInTime: '2020-01-01T00:00:00Z', confirm },
+        422,
+        'PITR_TIME_OUTSIDE_WINDOW',
+      );
+      await refused({ pointInTime: at(200) }, 400, 'CONFIRMATION_REQUIRED');
+      await refused({ pointInTime: 'yesterday', confirm }, 400, 'VALIDATION_ERROR');
+      await refused({ pointInTime: at(200), confirm }, 404, 'PITR_NOT_ENABLED', 'plain');
+
+      const accepted = await restore({ pointInTime: at(200), confirm });
+      expect(accepted.statusCode, accepted.body).toBe(202);
+      const jobId = json<{ data: { jobId: string } }>(accepted).data.jobId;
+      expect(jobId).toMatch(/^pitr-restore-/);
+      const job = await getJob(api, jobId);
+      expect(job).toMatchObject({ jobId, state: 'queued' });
+    } finally {
+      await rm(file, { force: true });
+    }
+  });
+
   it('takes the receiver’s status from the worker that leads it', async () => {
     const { redis, config } = api.services;
     await publishPitrStatus(
