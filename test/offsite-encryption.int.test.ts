@@ -14,11 +14,10 @@ import {
   newBackupId,
 } from '@pgkeep/core';
 import { KeyRing, parseEncryptionKey } from '@pgkeep/storage';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type PolledJob,
   postJob,
-  startApi,
   startConnectedApi,
   type TestApi,
   verifyVerdict,

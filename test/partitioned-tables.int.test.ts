@@ -1,16 +1,15 @@
 import type { BackupManifest, JobResult } from '@pgkeep/core';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   adminHeaders,
   json,
   type PolledJob,
   postJob,
-  startApi,
   startConnectedApi,
   type TestApi,
   waitForJob,
 } from './support/api.js';
-import { databaseSnapshot, existingTables, tableRows } from './support/panel-schema.js';
+import { databaseSnapshot, tableRows } from './support/panel-schema.js';
 import { createTestEnv, type TestEnv, withClient } from './support/test-env.js';
 import { startWorker, type WorkerProcess } from './support/worker-process.js';
 

@@ -129,6 +129,14 @@ async function tables(database: string): Promise<string[]> {
   return rows.map((row) => row.t);
 }
 
+async function serverNow(): Promise<string> {
+  const [row] = await cluster.query<{ at: string }>(
+    `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`,
+  );
+  if (!row) throw new Error('no clock');
+  return row.at;
+}
+
 async function scratchDirs(): Promise<string[]> {
   return (await readdir(scratch)).filter((entry) => entry.startsWith('pgkeep-pitr-'));
 }
@@ -197,17 +205,13 @@ targets:
   await cluster.query("INSERT INTO users (name) VALUES ('alice')", [], 'orders');
   await cluster.query("INSERT INTO users (name) VALUES ('bob')", [], 'orders');
   await cluster.query('INSERT INTO invoices (total) VALUES (10)', [], 'billing');
-  await cluster.query('SELECT pg_sleep(0.2)');
-  const [mark] = await cluster.query<{ at: Date }>('SELECT clock_timestamp() AS at');
-  between = (mark?.at as Date).toISOString();
-  await cluster.query('SELECT pg_sleep(0.2)');
+  // The server's clock between the commits: t2's commit time is before it, t3's after it.
+  between = await serverNow();
   await cluster.query("INSERT INTO users (name) VALUES ('carol')", [], 'orders');
   await cluster.query("DELETE FROM users WHERE name = 'alice'", [], 'orders');
   await cluster.query('DROP TABLE audit', [], 'orders');
   await cluster.query('INSERT INTO invoices (total) VALUES (20)', [], 'billing');
-  await cluster.query('SELECT pg_sleep(0.2)');
-  const [end] = await cluster.query<{ at: Date }>('SELECT clock_timestamp() AS at');
-  afterLast = (end?.at as Date).toISOString();
+  afterLast = await serverNow();
   await archiveNow();
 });
 

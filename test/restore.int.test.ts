@@ -15,7 +15,6 @@ import {
   json,
   type PolledJob,
   postJob,
-  startApi,
   startConnectedApi,
   type TestApi,
   type VerifyVerdict,

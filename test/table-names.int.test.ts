@@ -3,18 +3,17 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type BackupManifest, type JobResult, manifestFilename } from '@pgkeep/core';
 import { enqueue } from '@pgkeep/queue';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   adminHeaders,
   json,
   type PolledJob,
   postJob,
-  startApi,
   startConnectedApi,
   type TestApi,
   waitForJob,
 } from './support/api.js';
-import { databaseSnapshot, existingTables, tableRows } from './support/panel-schema.js';
+import { databaseSnapshot } from './support/panel-schema.js';
 import { createTestEnv, dropDatabase, type TestEnv, withClient } from './support/test-env.js';
 import { startWorker, type WorkerProcess } from './support/worker-process.js';
 

@@ -35,8 +35,8 @@ import { assertRoom } from '../free-space.js';
 import { serverConnection } from '../target-registry.js';
 import { checkPitrRequirements } from './requirements.js';
 import type { WalArchive } from './wal-archive.js';
-import type { ReceiverStatus } from './wal-receiver.js';
 import { parseLsn, segmentName, segmentOf } from './wal-position.js';
+import type { ReceiverStatus } from './wal-receiver.js';
 
 /** What server-level jobs (base backups, the archive's clean-up) need. */
 export interface PitrContext {
