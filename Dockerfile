@@ -30,9 +30,14 @@ FROM node:20-bookworm-slim
 # pg_dump must be at least as new as the server's major version. Debian bookworm ships
 # PostgreSQL 15 client tools, which match the postgres:15 of docker-compose.yml; a newer server
 # needs a newer postgresql-client. zstd compresses the dump stream; util-linux brings setpriv,
-# through which pg_dump and zstd die with the worker.
+# through which pg_dump and zstd die with the worker. postgresql-15 brings the server programs
+# a point-in-time restore runs (postgres, pg_controldata, pg_verifybackup), without a cluster.
 RUN apt-get update \
-  && apt-get install -y --no-install-recommends postgresql-client zstd util-linux ca-certificates \
+  && apt-get install -y --no-install-recommends postgresql-common \
+  && sed -i 's/^#\?\s*create_main_cluster.*/create_main_cluster = false/' \
+    /etc/postgresql-common/createcluster.conf \
+  && apt-get install -y --no-install-recommends postgresql-client postgresql-15 zstd tar \
+    util-linux ca-certificates \
   && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
