@@ -195,6 +195,9 @@ export const configSchema = z
     // Point-in-time recovery (servers with `pitr` in the targets file): how often the WAL
     // receiver's leader publishes its status, and how long it waits before checking a server
     // that lacks a requirement again.
+    // DATABASE_URL alone: point-in-time recovery of the server `default` with every default
+    // (docs/pitr.md); a targets file sets it per server, with its settings.
+    PITR_ENABLED: booleanFromEnv.default(false),
     PITR_STATUS_INTERVAL_MS: int(200, 600_000).default(5_000),
     PITR_RECHECK_MS: int(1_000, 3_600_000).default(60_000),
     // A point-in-time restore recovers a base backup in a temporary instance: its data

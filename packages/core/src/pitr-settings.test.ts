@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.js';
 import { slotNameFor } from './pitr-settings.js';
-import type { ServerSettings } from './targets.js';
+import { loadTargets, type ServerSettings } from './targets.js';
 import { parseTargetsFile } from './targets-file.js';
 
 const baseEnv = {
@@ -230,5 +230,27 @@ describe('slotNameFor', () => {
     expect(slotNameFor('z'.repeat(56))).toBe(`pgkeep_${'z'.repeat(56)}`);
     // A 63-character server is accepted in a file, with such a slot.
     expect(server(withPitr('pitr: true', one)).pitr?.slot).toBe(slotNameFor(one));
+  });
+});
+
+describe('PITR_ENABLED with DATABASE_URL alone', () => {
+  const env = {
+    JWT_SECRET: baseEnv.JWT_SECRET,
+    DATABASE_URL: 'postgres://pgkeep@db1:5432/panel',
+  };
+
+  it('gives the server `default` point-in-time recovery with every default', () => {
+    const on = { ...env, PITR_ENABLED: 'true' };
+    const [found] = loadTargets(loadConfig(on), on).servers;
+    expect(found?.pitr).toMatchObject({
+      slot: 'pgkeep_default',
+      baseBackup: { schedule: { pattern: '0 1 * * 0', enabled: true }, checkpoint: 'spread' },
+      retention: { kind: 'keep-last', keepLast: 2 },
+    });
+  });
+
+  it('is off unless asked for', () => {
+    const [found] = loadTargets(loadConfig(env), env).servers;
+    expect(found?.pitr).toBeNull();
   });
 });

@@ -107,7 +107,8 @@ function checkDestinations(
   });
 }
 
-function resolvePitr(
+/** A server's `pitr` entry resolved (null: off); problems are added to `issues`. */
+export function resolvePitr(
   name: string,
   entry: PitrEntry | undefined,
   config: Config,

@@ -12,8 +12,8 @@ import {
   urlWithDatabase,
 } from './server-settings.js';
 import { targetDefaultsFromConfig } from './target-defaults.js';
-import { MAX_TARGETS_FILE_BYTES } from './targets-document.js';
-import { parseTargetsFile } from './targets-file.js';
+import { FileIssues, MAX_TARGETS_FILE_BYTES } from './targets-document.js';
+import { parseTargetsFile, resolvePitr } from './targets-file.js';
 
 /**
  * Targets: named database connections, each with its own schedules, retention, destinations
@@ -83,12 +83,16 @@ export { type ParseTargetsOptions, parseTargetsFile, targetNameSchema } from './
 function targetsFromEnv(config: Config, databaseUrl: string): TargetsConfig {
   const parts = parsePostgresUrl(databaseUrl);
   if (typeof parts === 'string') throw new ConfigError([`DATABASE_URL: ${parts}`]);
+  const issues = new FileIssues();
+  const pitr = config.PITR_ENABLED ? resolvePitr('default', {}, config, issues) : null;
+  if (issues.list.length > 0) throw new ConfigError(issues.list);
   const server = serverSettings({
     name: 'default',
     url: urlWithDatabase(parts.url, config.MAINTENANCE_DATABASE),
     password: parts.password,
     maintenanceDatabase: config.MAINTENANCE_DATABASE,
     maxConcurrentJobs: 1,
+    pitr,
   });
   const target: TargetSettings = {
     name: 'default',
