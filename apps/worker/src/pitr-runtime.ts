@@ -121,6 +121,7 @@ export class PitrRuntime {
   async sweepScratch(): Promise<string[]> {
     return sweepScratchInstances(
       this.config.PITR_SCRATCH_DIR ?? os.tmpdir(),
+      this.config.LOCK_NAMESPACE,
       async (dir) => {
         const lock = await this.locks.tryAcquire(scratchLockResource(dir), 'exclusive');
         if (!lock) return undefined;

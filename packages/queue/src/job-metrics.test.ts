@@ -120,6 +120,7 @@ describe('increments and reading them back', () => {
       'cleanup',
       'delete',
       'pitr-cleanup',
+      'pitr-restore',
       'restore',
     ]);
   });

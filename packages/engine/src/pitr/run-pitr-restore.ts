@@ -174,6 +174,7 @@ export async function runPitrRestore(
 
     instance = await TemporaryInstance.create(scratchRoot, user, major, log);
     held.push(await locks.acquire(scratchLockResource(instance.dir), 'exclusive', lockOptions));
+    await instance.mark(config.LOCK_NAMESPACE);
 
     run.onProgress?.({ phase: 'fetching-base', percent: 0, bytesRead: 0 });
     const fetchStarted = Date.now();

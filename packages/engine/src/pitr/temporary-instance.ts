@@ -51,7 +51,9 @@ export async function instanceUser(configured: string | undefined): Promise<Inst
   }
 }
 
-const SCRATCH_PREFIX = 'pgkeep-pitr-';
+const SCRATCH_PREFIX = 'pgkeep-pitr-scratch-';
+/** Written once the restore holds the directory's lock: only marked directories are swept. */
+const MARKER = 'pgkeep-scratch.json';
 
 /** Every directory above the scratch directory must let the instance's user through. */
 async function assertTraversable(dir: string, user: InstanceUser): Promise<void> {
@@ -283,6 +285,17 @@ export class TemporaryInstance {
     await fs.mkdir(path.join(dir, 'data'), { mode: 0o700 });
     await fs.mkdir(path.join(dir, 'stage'), { mode: 0o700 });
     return new TemporaryInstance(dir, user, path.dirname(postgres), logger);
+  }
+
+  /**
+   * Says whose directory this is (the deployment's lock namespace), once the restore holds its
+   * lock: a sweep removes only directories marked by its own deployment whose lock is free.
+   */
+  async mark(namespace: string): Promise<void> {
+    await fs.writeFile(
+      path.join(this.dir, MARKER),
+      `${JSON.stringify({ namespace, hostname: os.hostname(), pid: process.pid })}\n`,
+    );
   }
 
   /** Extracts the base backup (its sha256 checked on the way) into the data directory. */
@@ -547,11 +560,12 @@ export class TemporaryInstance {
 }
 
 /**
- * Scratch directories of restores whose worker died (`pgkeep-pitr-*` whose lock nobody holds):
+ * Scratch directories of restores whose worker died (`pgkeep-pitr-scratch-*` marked by this deployment, whose lock nobody holds):
  * a postmaster still running from one is killed, then the directory goes.
  */
 export async function sweepScratchInstances(
   scratchRoot: string,
+  namespace: string,
   isAbandoned: (dir: string) => Promise<(() => Promise<void>) | undefined>,
   logger: Logger,
 ): Promise<string[]> {
@@ -565,6 +579,12 @@ export async function sweepScratchInstances(
   for (const entry of entries) {
     if (!entry.startsWith(SCRATCH_PREFIX)) continue;
     const dir = path.join(scratchRoot, entry);
+    const marker = await fs
+      .readFile(path.join(dir, MARKER), 'utf8')
+      .then((text) => JSON.parse(text) as { namespace?: unknown })
+      .catch(() => undefined);
+    // Another deployment's (or not a restore's at all): never ours to remove.
+    if (marker?.namespace !== namespace) continue;
     const release = await isAbandoned(dir);
     if (!release) continue;
     try {
