@@ -156,14 +156,57 @@ export class WalArchive {
     return entries;
   }
 
-  /** The WAL files archived now (removed ones left out), by name. */
+  /** The catalog as read so far: lines are only appended, so a read goes on from `offset`. */
+  private cache:
+    | { inode: number; offset: number; pending: string; live: Map<string, ArchivedWal> }
+    | undefined;
+
+  /**
+   * The WAL files archived now (removed ones left out), by name. Reads only what was appended
+   * since the last call (the catalog of a long-kept archive holds many thousand lines).
+   */
   async archived(): Promise<Map<string, ArchivedWal>> {
-    const live = new Map<string, ArchivedWal>();
-    for (const entry of await this.entries()) {
-      if (entry.op === 'archived') live.set(entry.name, entry);
-      else live.delete(entry.name);
+    const file = path.join(this.catalogDir, CATALOG_FILE);
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(file, 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      this.cache = undefined;
+      return new Map();
     }
-    return live;
+    try {
+      const { ino, size } = await handle.stat();
+      let cache = this.cache;
+      if (!cache || cache.inode !== ino || size < cache.offset) {
+        cache = { inode: ino, offset: 0, pending: '', live: new Map() };
+        this.cache = cache;
+      }
+      if (size > cache.offset) {
+        const buffer = Buffer.alloc(size - cache.offset);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, cache.offset);
+        cache.offset += bytesRead;
+        const lines = (cache.pending + buffer.subarray(0, bytesRead).toString('utf8')).split('\n');
+        // A last line without its newline is still being written (or torn): kept for later.
+        cache.pending = lines.pop() ?? '';
+        for (const line of lines) {
+          if (line.trim() === '') continue;
+          let entry: WalEntry;
+          try {
+            const parsed = walEntrySchema.safeParse(JSON.parse(line));
+            if (!parsed.success) continue;
+            entry = parsed.data;
+          } catch {
+            continue; // torn or foreign line: not an entry
+          }
+          if (entry.op === 'archived') cache.live.set(entry.name, entry);
+          else cache.live.delete(entry.name);
+        }
+      }
+      return new Map(cache.live);
+    } finally {
+      await handle.close();
+    }
   }
 
   private async append(entry: WalEntry): Promise<void> {
