@@ -101,6 +101,16 @@ export class PitrRuntime {
       });
       receiver.start();
       this.receivers.set(server.name, { key: keyOf(server), receiver });
+      // A base backup whose worker died left its partial artifact: removed while none runs.
+      const idle = await this.locks
+        .tryAcquire(`basebackup:${server.name}`, 'exclusive')
+        .catch(() => undefined);
+      if (idle) {
+        await archive.sweepLeftovers('basebackup').catch((error: unknown) => {
+          this.logger.warn({ server: server.name, err: error }, 'archive leftovers not swept');
+        });
+        await idle.release();
+      }
     }
     // A server whose PITR is off (now, or since before this worker started) must not keep a
     // slot of pgkeep's holding WAL on it. In the background: a server that is down delays nothing.

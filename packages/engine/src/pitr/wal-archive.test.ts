@@ -1,6 +1,15 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -299,6 +308,35 @@ describe('WalArchive', () => {
     expect(error.message).toContain('7350000000000000002');
     expect(error.message).toContain('pitr/main/');
     expect(await archive.identity()).toEqual(identity);
+  });
+
+  it('sweeps what interrupted writes left, and nothing that is listed or archived', async () => {
+    const { archive, stored } = await openArchive();
+    const listed = baseBackup({ start: 2, stop: 3, stopTime: '2026-03-01T01:05:00.000Z' });
+    await writeFile(path.join(stored, listed.filename), 'tar.zst bytes');
+    await archive.saveBaseBackup(listed);
+    const leftovers = {
+      wal: [`${segment(1, 7)}.zst.partial`, '00000002.history.zst.enc.partial'],
+      basebackup: [
+        'basebackup-2026-03-02T00-00-00-000Z-aaaaaaaaaaaa.tar.zst.partial',
+        'basebackup-2026-03-02T00-00-00-000Z-bbbbbbbbbbbb.tar.zst.enc',
+      ],
+    };
+    const kept = [`${segment(1, 6)}.zst`, listed.filename, baseBackupManifestFilename(listed.id)];
+    for (const name of [...leftovers.wal, ...leftovers.basebackup, `${segment(1, 6)}.zst`]) {
+      await writeFile(path.join(stored, name), 'bytes');
+    }
+    await mkdir(path.join(stored, `verify-${listed.id}`), { recursive: true });
+
+    expect((await archive.sweepLeftovers('wal')).sort()).toEqual([...leftovers.wal].sort());
+    expect((await archive.sweepLeftovers('basebackup')).sort()).toEqual(
+      [...leftovers.basebackup, `verify-${listed.id}`].sort(),
+    );
+    const left = await readdir(stored);
+    for (const name of kept) expect(left).toContain(name);
+    for (const name of [...leftovers.wal, ...leftovers.basebackup]) {
+      expect(left).not.toContain(name);
+    }
   });
 
   it('saves, lists and removes base backups, and reports manifests named for another id', async () => {

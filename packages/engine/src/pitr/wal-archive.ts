@@ -311,6 +311,34 @@ export class WalArchive {
     return entry;
   }
 
+  /**
+   * What interrupted writes left in the local copy of the archive: `wal` (partial WAL copies;
+   * only the receiver's leader writes those), or `basebackup` (partial and unlisted base backup
+   * artifacts and read-back directories; only while no base backup of the server runs).
+   */
+  async sweepLeftovers(kind: 'wal' | 'basebackup'): Promise<string[]> {
+    const root = path.dirname(this.catalogDir);
+    const listed = new Set(
+      (await this.baseBackups()).manifests.map((manifest) => manifest.filename),
+    );
+    const removed: string[] = [];
+    for (const name of await fs.readdir(root).catch(() => [] as string[])) {
+      const leftover =
+        kind === 'wal'
+          ? /^([0-9A-F]{24}|[0-9A-F]{8}\.history)\.zst(\.enc)?\.partial$/.test(name)
+          : /^verify-/.test(name) ||
+            (/^basebackup-.+\.tar\.zst(\.enc)?(\.partial)?$/.test(name) &&
+              !listed.has(name.replace(/\.partial$/, '')));
+      if (!leftover) continue;
+      await fs.rm(path.join(root, name), { recursive: true, force: true });
+      removed.push(name);
+    }
+    if (removed.length > 0) {
+      this.logger.info({ removed }, 'removed leftovers of interrupted archive writes');
+    }
+    return removed;
+  }
+
   /** Removes archived WAL files from every destination, then records each as removed. */
   async removeWal(entries: readonly ArchivedWal[]): Promise<void> {
     for (const entry of entries) {

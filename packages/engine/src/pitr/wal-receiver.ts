@@ -223,7 +223,9 @@ export class WalReceiver {
         .sort((a, b) => a.name.localeCompare(b.name));
       const newest = archived[archived.length - 1];
       if (newest) this.status.lastArchived = { name: newest.name, at: newest.archivedAt };
-      // Files a receiver finished before it (or its worker) stopped.
+      // Copies a leader that died left half written, then the files a receiver finished
+      // before it (or its worker) stopped.
+      await archive.sweepLeftovers('wal');
       await this.archiveFinished(segmentSize, signal);
       let failures = 0;
       let lastSwitch = Date.now();
