@@ -94,11 +94,13 @@ async function waitForJob(name: JobName, id: string) {
   return until(
     `job ${id}`,
     async () => {
-      const job = await queues[jobCatalog[name].queue].getJob(id);
-      const state = await job?.getState();
-      if (state === 'completed') return { state, result: job?.returnvalue as unknown, id };
-      if (state === 'failed') return { state, result: job?.failedReason as unknown, id };
-      return undefined;
+      const queue = queues[jobCatalog[name].queue];
+      const state = await queue.getJobState(id);
+      if (state !== 'completed' && state !== 'failed') return undefined;
+      // Read after its state: a job read before it finished holds no result yet.
+      const job = await queue.getJob(id);
+      const result = state === 'completed' ? job?.returnvalue : job?.failedReason;
+      return { state, result: result as unknown, id };
     },
     180_000,
   );

@@ -1,13 +1,16 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import {
   AppError,
   type ArchivedWal,
   type BaseBackupManifest,
   type JobPayload,
   type JobResult,
+  type Logger,
   type RecoverableWindow,
+  toAppError,
 } from '@pgkeep/core';
 import type { HeldLock, PgTarget } from '@pgkeep/pg';
 import pg from 'pg';
@@ -178,14 +181,8 @@ export async function runPitrRestore(
 
     run.onProgress?.({ phase: 'fetching-base', percent: 0, bytesRead: 0 });
     const fetchStarted = Date.now();
-    const copy = base.copies
-      .map((candidate) => pitr.archive.store.destination(candidate.destination))
-      .sort((a, b) => Number(b?.kind === 'local') - Number(a?.kind === 'local'))
-      .find((destination) => destination !== undefined);
-    if (!copy)
-      throw new AppError('ARTIFACT_MISSING', `base backup ${base.id} has no readable copy`);
     await instance.extract(
-      await copy.openArtifact(base.filename),
+      await openBaseBackup(pitr, base, log),
       base,
       base.encryption ? pitr.keyRing.decryptStream(base.encryption.keyId) : null,
       run.signal,
@@ -331,6 +328,37 @@ export async function runPitrRestore(
       releasedAt: restored.lock.releasedAt,
     },
   };
+}
+
+/**
+ * The base backup's first copy that opens, the local one first: a copy missing from one
+ * destination (a lost disk, a file removed) is read from the next.
+ */
+async function openBaseBackup(
+  pitr: PitrContext,
+  base: BaseBackupManifest,
+  log: Logger,
+): Promise<Readable> {
+  const destinations = base.copies
+    .map((copy) => pitr.archive.store.destination(copy.destination))
+    .filter((destination) => destination !== undefined)
+    .sort((a, b) => Number(b.kind === 'local') - Number(a.kind === 'local'));
+  let last: unknown;
+  for (const destination of destinations) {
+    try {
+      return await destination.openArtifact(base.filename);
+    } catch (error) {
+      last = error;
+      log.warn(
+        { destination: destination.name, err: toAppError(error).message },
+        'base backup copy not readable: trying the next one',
+      );
+    }
+  }
+  throw new AppError(
+    'ARTIFACT_MISSING',
+    `base backup ${base.id} has no readable copy${last ? `: ${toAppError(last).message}` : ''}`,
+  );
 }
 
 async function superuserOf(instance: TemporaryInstance, user: string): Promise<string> {
