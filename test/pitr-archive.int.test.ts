@@ -164,11 +164,15 @@ async function runJob<N extends JobName>(name: N, payload: JobPayloadInput<N>) {
   return until(
     `job ${id}`,
     async () => {
-      const job = await queues[jobCatalog[name].queue].getJob(id);
-      const state = await job?.getState();
-      if (state === 'completed') return { state, result: job?.returnvalue as unknown };
-      if (state === 'failed') return { state, result: job?.failedReason as unknown };
-      return undefined;
+      const queue = queues[jobCatalog[name].queue];
+      const state = await queue.getJobState(id);
+      if (state !== 'completed' && state !== 'failed') return undefined;
+      // Read after its state: a job read before it finished holds no result yet.
+      const job = await queue.getJob(id);
+      return {
+        state,
+        result: (state === 'completed' ? job?.returnvalue : job?.failedReason) as unknown,
+      };
     },
     120_000,
   );
