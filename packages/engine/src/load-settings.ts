@@ -16,9 +16,11 @@ import type { SessionSettings } from '@pgkeep/pg';
  *   began), so once the swap has returned, all of the load is on disk with it, and a crash
  *   from then on brings back the restored database whole (test/restore-load-durability.int.test.ts
  *   crashes the server right after a restore to show it).
- * - `maintenance_work_mem` (RESTORE_MAINTENANCE_WORK_MEM): index builds and foreign key checks
- *   sort in memory instead of in temporary files. Each pg_restore job has its own, so the load
- *   may use RESTORE_JOBS times it.
+ * - `maintenance_work_mem` (RESTORE_MAINTENANCE_WORK_MEM): index builds sort in memory instead
+ *   of in temporary files. Each pg_restore job has its own, so the load may use RESTORE_JOBS
+ *   times it. PostgreSQL gives an index build a parallel worker per 32MB of it (up to
+ *   max_parallel_maintenance_workers), and parallel workers hand their sorted runs over in
+ *   temporary files whatever the memory.
  * - `max_parallel_maintenance_workers` (RESTORE_PARALLEL_MAINTENANCE_WORKERS), when set: how many
  *   workers one index build may add; unset, the server's own value holds.
  */
