@@ -48,6 +48,11 @@ export interface TestCluster {
   ): Promise<R[]>;
   /** Fast shutdown, then a start on the same port and data directory. */
   restart(): Promise<void>;
+  /**
+   * A crash: immediate shutdown (no checkpoint, nothing more written; what `pg_ctl stop -m
+   * immediate` does), then a start, which recovers from the WAL on disk as after a power cut.
+   */
+  crash(): Promise<void>;
   /** Fast shutdown, waits for the server to exit, removes the directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -275,6 +280,14 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     },
     async restart() {
       await stopServer(running());
+      server = undefined;
+      server = await startServer(dataDir, logFile);
+    },
+    async crash() {
+      // SIGQUIT is PostgreSQL's immediate shutdown: every process exits at once, without
+      // writing anything still in shared memory (a child that does not exit is killed by the
+      // postmaster after 5 s).
+      await stopServer(running(), 'SIGQUIT');
       server = undefined;
       server = await startServer(dataDir, logFile);
     },

@@ -212,6 +212,48 @@ describe('loadConfig', () => {
   });
 });
 
+describe('settings of the load into a temporary database', () => {
+  it("defaults to 256MB of maintenance_work_mem and the server's parallel maintenance workers", () => {
+    const config = loadConfig(minimal);
+    expect(config.RESTORE_MAINTENANCE_WORK_MEM).toBe('256MB');
+    expect(config.RESTORE_PARALLEL_MAINTENANCE_WORKERS).toBeUndefined();
+  });
+
+  it('takes a size with a unit PostgreSQL reads, and a worker count', () => {
+    for (const size of ['1MB', '1024kB', '512MB', '2GB', '1TB']) {
+      expect(loadConfig({ ...minimal, RESTORE_MAINTENANCE_WORK_MEM: size })).toMatchObject({
+        RESTORE_MAINTENANCE_WORK_MEM: size,
+      });
+    }
+    expect(
+      loadConfig({ ...minimal, RESTORE_PARALLEL_MAINTENANCE_WORKERS: '0' })
+        .RESTORE_PARALLEL_MAINTENANCE_WORKERS,
+    ).toBe(0);
+  });
+
+  it.each([
+    ['no unit', '262144'],
+    ['a unit PostgreSQL does not spell so', '256mb'],
+    ['a space', '256 MB'],
+    ['an option smuggled in', '256MB -c fsync=off'],
+    ['less than 1MB', '1023kB'],
+    ['more than PostgreSQL takes', '2048GB'],
+    ['a fraction', '0.5GB'],
+  ])('refuses RESTORE_MAINTENANCE_WORK_MEM with %s', (_, value) => {
+    expect(configError({ ...minimal, RESTORE_MAINTENANCE_WORK_MEM: value }).message).toContain(
+      'RESTORE_MAINTENANCE_WORK_MEM',
+    );
+  });
+
+  it('refuses a negative or fractional worker count', () => {
+    for (const value of ['-1', '1.5', 'two']) {
+      expect(
+        configError({ ...minimal, RESTORE_PARALLEL_MAINTENANCE_WORKERS: value }).message,
+      ).toContain('RESTORE_PARALLEL_MAINTENANCE_WORKERS');
+    }
+  });
+});
+
 describe('metrics and health settings', () => {
   it('keeps /metrics closed by default and checks backups within a day and 1 GiB free', () => {
     const config = loadConfig(minimal);

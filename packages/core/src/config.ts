@@ -112,6 +112,18 @@ const base64Key = z
     'must be 32 bytes in base64 (openssl rand -base64 32)',
   );
 
+const memoryUnits = { kB: 1, MB: 1024, GB: 1024 ** 2, TB: 1024 ** 3 } as const;
+/**
+ * A PostgreSQL memory setting with its unit (`256MB`, `1GB`, as in postgresql.conf), at least
+ * 1MB and at most what PostgreSQL takes for maintenance_work_mem (2147483647 kB).
+ */
+const postgresMemory = z.string().refine((value) => {
+  const match = /^([1-9][0-9]{0,12})(kB|MB|GB|TB)$/.exec(value);
+  if (!match) return false;
+  const kB = Number(match[1]) * memoryUnits[match[2] as keyof typeof memoryUnits];
+  return kB >= 1024 && kB <= 2_147_483_647;
+}, 'must be a size with its unit (kB, MB, GB or TB), from 1MB to 2147483647kB, e.g. 256MB');
+
 const destinationName = z
   .string()
   .regex(/^[a-z][a-z0-9]{0,31}$/, 'lowercase letters and digits, starting with a letter');
@@ -179,6 +191,11 @@ export const configSchema = z
     PRE_RESTORE_MAX_AGE_DAYS: int(0, 3_650).default(7),
     RESTORE_ENABLED: booleanFromEnv.default(true),
     RESTORE_JOBS: int(1, 32).default(2),
+    // maintenance_work_mem of each session that loads a restore's temporary database (index
+    // builds, foreign keys): one per RESTORE_JOBS at most, so up to that many times this.
+    RESTORE_MAINTENANCE_WORK_MEM: postgresMemory.default('256MB'),
+    // max_parallel_maintenance_workers of those sessions; unset: the server's own.
+    RESTORE_PARALLEL_MAINTENANCE_WORKERS: int(0, 1024).optional(),
     // A restore whose worker stopped is run again only this soon after it was asked for.
     RESTORE_RETRY_WINDOW_MS: int(1_000, 86_400_000).default(300_000),
     LOCK_TIMEOUT_MS: int(1_000, 86_400_000).default(600_000),

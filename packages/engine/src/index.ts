@@ -5,6 +5,7 @@ export * from './engine-context.js';
 export * from './gfs-retention.js';
 export * from './held-locks.js';
 export * from './keep-last.js';
+export * from './load-settings.js';
 export * from './maintenance-jobs.js';
 export * from './pitr/index.js';
 export * from './restore-steps.js';

@@ -9,6 +9,7 @@ import {
   type PgTarget,
   parseToolVersion,
   type RunningChild,
+  type SessionSettings,
   startPgRestore,
   startPsqlScript,
 } from '@pgkeep/pg';
@@ -54,6 +55,13 @@ export function assertPgRestoreCanRead(engine: EngineContext, manifest: BackupMa
   }
 }
 
+export interface LoadOptions {
+  onProgress?: Progress | undefined;
+  signal?: AbortSignal | undefined;
+  /** Settings of the loading sessions (see temporaryDatabaseLoadSettings); none by default. */
+  settings?: SessionSettings | undefined;
+}
+
 /**
  * Loads a backup into `database`: custom archives with `pg_restore -j --exit-on-error`, plain
  * SQL with `psql --single-transaction -v ON_ERROR_STOP=1`. Any error stops it.
@@ -63,8 +71,7 @@ export async function restoreIntoDatabase(
   manifest: BackupManifest,
   artifact: PreparedArtifact,
   database: PgTarget,
-  onProgress: Progress | undefined,
-  signal: AbortSignal | undefined,
+  { onProgress, signal, settings }: LoadOptions = {},
 ): Promise<void> {
   if (manifest.format === 'custom') {
     onProgress?.({ phase: 'restoring', percent: 0 });
@@ -79,6 +86,7 @@ export async function restoreIntoDatabase(
         file: artifact.file,
         jobs: engine.config.RESTORE_JOBS,
         signal,
+        settings,
         onEntry: () => {
           itemsDone += 1;
           onProgress?.({
@@ -97,7 +105,7 @@ export async function restoreIntoDatabase(
     return;
   }
   const stage = decompressionStage(artifact.compression, signal);
-  const psql = startPsqlScript(database, { signal });
+  const psql = startPsqlScript(database, { signal, settings });
   const { stdin } = psql.child;
   if (!stdin) throw new Error('psql was started without stdin');
   let bytesRead = 0;

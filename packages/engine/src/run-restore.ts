@@ -28,6 +28,7 @@ import { destructiveSlots, releaseAll, serverSlots, tryAcquireAll } from './caps
 import { decompressionStage } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
+import { temporaryDatabaseLoadSettings } from './load-settings.js';
 import {
   assertPgRestoreCanRead,
   awaitPsql,
@@ -78,7 +79,12 @@ async function restoreDatabase(
     let swapped = false;
     try {
       const into = withDatabase(engine.target, temporary);
-      await restoreIntoDatabase(engine, manifest, artifact, into, run.onProgress, signal);
+      // Settings a live database could not take; safe here, see temporaryDatabaseLoadSettings.
+      await restoreIntoDatabase(engine, manifest, artifact, into, {
+        onProgress: run.onProgress,
+        signal,
+        settings: temporaryDatabaseLoadSettings(engine.config),
+      });
       throwIfAborted(signal);
 
       run.onProgress?.({ phase: 'validating', percent: null });

@@ -128,7 +128,10 @@ async function scratchRestore(
     await createRestoreDatabase(admin, scratch, null);
     const into = withDatabase(engine.target, scratch);
     const restored = await attempt('scratch-restore', async () => {
-      await restoreIntoDatabase(engine, manifest, artifact, into, run.onProgress, run.signal);
+      await restoreIntoDatabase(engine, manifest, artifact, into, {
+        onProgress: run.onProgress,
+        signal: run.signal,
+      });
       return 'restored into a scratch database';
     });
     if (!restored) return;

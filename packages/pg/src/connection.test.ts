@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { clientConfig, libpqEnv, parseDatabaseUrl, withDatabase } from './connection.js';
+import {
+  clientConfig,
+  libpqEnv,
+  parseDatabaseUrl,
+  sessionOptions,
+  withDatabase,
+} from './connection.js';
+import { restoreToolEnv } from './pg-restore.js';
 
 describe('parseDatabaseUrl', () => {
   it('reads every part of a full URL', () => {
@@ -98,6 +105,32 @@ describe('libpqEnv', () => {
     expect(env).not.toHaveProperty('PGPASSWORD');
     expect(env).not.toHaveProperty('PGSSLMODE');
     expect(env.PATH).toBeTruthy();
+  });
+});
+
+describe('session settings in PGOPTIONS', () => {
+  const target = parseDatabaseUrl('postgres://bob@h/db');
+
+  it("adds each setting as -c name=value after pgkeep's own", () => {
+    const env = libpqEnv(target, {}, { synchronous_commit: 'off', maintenance_work_mem: '256MB' });
+    expect(env.PGOPTIONS).toBe(
+      '-c client_connection_check_interval=2000 -c synchronous_commit=off -c maintenance_work_mem=256MB',
+    );
+    expect(restoreToolEnv(target, { synchronous_commit: 'off' }).PGOPTIONS).toBe(
+      '-c client_connection_check_interval=2000 -c synchronous_commit=off',
+    );
+    expect(restoreToolEnv(target).PGOPTIONS).toBe('-c client_connection_check_interval=2000');
+  });
+
+  it('escapes spaces and backslashes, so a value stays one option', () => {
+    expect(sessionOptions({ application_name: 'a b\\c', 'pgkeep.note': 'x' })).toBe(
+      '-c client_connection_check_interval=2000 -c application_name=a\\ b\\\\c -c pgkeep.note=x',
+    );
+  });
+
+  it('refuses a name that is not a setting name', () => {
+    expect(() => sessionOptions({ 'fsync=off -c x': 'y' })).toThrow(/not a setting name/);
+    expect(() => sessionOptions({ '': 'y' })).toThrow(/not a setting name/);
   });
 });
 

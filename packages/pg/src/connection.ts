@@ -29,7 +29,6 @@ export function withDatabase(target: PgTarget, database: string): PgTarget {
   return { ...target, database };
 }
 
-/** Environment for pg_dump/psql/pg_restore: only what they need, nothing of the parent's. */
 /**
  * The server checks every 2 s that the client of a running query is still there, so a session
  * whose worker (and pg_dump) died is ended even while it waits on a lock, instead of living on
@@ -37,7 +36,33 @@ export function withDatabase(target: PgTarget, database: string): PgTarget {
  */
 const SESSION_OPTIONS = '-c client_connection_check_interval=2000';
 
-export function libpqEnv(target: PgTarget, base: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+/** Settings for every session of one tool run, on top of pgkeep's own: name → value. */
+export type SessionSettings = Readonly<Record<string, string>>;
+
+const settingName = /^[a-z_][a-z0-9_.]*$/i;
+
+/**
+ * PGOPTIONS: pgkeep's own settings, then `settings` as `-c name=value`. libpq splits the string
+ * at spaces unless a backslash escapes them, so backslashes and spaces in a value are escaped.
+ */
+export function sessionOptions(settings: SessionSettings = {}): string {
+  const options = [SESSION_OPTIONS];
+  for (const [name, value] of Object.entries(settings)) {
+    if (!settingName.test(name)) throw new Error(`not a setting name: ${JSON.stringify(name)}`);
+    options.push(`-c ${name}=${value.replace(/[\\ ]/g, '\\$&')}`);
+  }
+  return options.join(' ');
+}
+
+/**
+ * Environment for pg_dump/psql/pg_restore: only what they need, nothing of the parent's.
+ * `settings` apply to every session the tool opens (pg_restore -j opens one per job).
+ */
+export function libpqEnv(
+  target: PgTarget,
+  base: NodeJS.ProcessEnv = {},
+  settings: SessionSettings = {},
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: base.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     LANG: 'C.UTF-8',
@@ -47,7 +72,7 @@ export function libpqEnv(target: PgTarget, base: NodeJS.ProcessEnv = {}): NodeJS
     PGDATABASE: target.database,
     PGAPPNAME: 'pgkeep',
     PGCONNECT_TIMEOUT: '10',
-    PGOPTIONS: SESSION_OPTIONS,
+    PGOPTIONS: sessionOptions(settings),
   };
   if (target.password !== undefined) env.PGPASSWORD = target.password;
   if (target.sslmode !== undefined) env.PGSSLMODE = target.sslmode;

@@ -245,6 +245,13 @@ export async function swapDatabases(
     try {
       await client.query('BEGIN');
       await client.query("SET LOCAL lock_timeout = '5s'");
+      // This commit must wait for the WAL flush whatever the server's or the role's default:
+      // it is what makes a load done with synchronous_commit=off durable (the flush covers
+      // every earlier commit; see temporaryDatabaseLoadSettings). Every value but `off` waits
+      // for the local flush, so a stronger one (remote_apply…) is left as it is.
+      await client.query(
+        "SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'",
+      );
       if (exists) {
         const statements = await settingsStatements(client, target, temporary);
         await client.query(`ALTER DATABASE ${targetSql} RENAME TO ${previousSql}`);

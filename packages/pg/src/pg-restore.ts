@@ -1,11 +1,14 @@
 import { type RunningChild, runChild, startChild } from './child-process.js';
-import { libpqEnv, type PgTarget } from './connection.js';
+import { libpqEnv, type PgTarget, type SessionSettings } from './connection.js';
 
-const toolEnv = (target: PgTarget) => libpqEnv(target, { PATH: process.env.PATH });
+/** The environment of pg_restore and psql: the target's connection and `settings`. */
+export function restoreToolEnv(target: PgTarget, settings?: SessionSettings): NodeJS.ProcessEnv {
+  return libpqEnv(target, { PATH: process.env.PATH }, settings);
+}
 
 /** Entries of an archive's table of contents: the denominator of a restore's percentage. */
 export async function countArchiveEntries(file: string, target: PgTarget): Promise<number> {
-  const list = await runChild('pg_restore', ['--list', file], { env: toolEnv(target) });
+  const list = await runChild('pg_restore', ['--list', file], { env: restoreToolEnv(target) });
   return list.split('\n').filter((line) => line.trim() !== '' && !line.startsWith(';')).length;
 }
 
@@ -18,6 +21,8 @@ export interface PgRestoreOptions {
   signal?: AbortSignal | undefined;
   /** Called once per archive entry processed. */
   onEntry?: (() => void) | undefined;
+  /** Settings of every session pg_restore opens (one per job). */
+  settings?: SessionSettings | undefined;
 }
 
 export function pgRestoreArgs(options: { file: string; jobs: number; database: string }): string[] {
@@ -40,7 +45,7 @@ export function startPgRestore(options: PgRestoreOptions): RunningChild {
     'pg_restore',
     pgRestoreArgs({ ...options, database: options.target.database }),
     {
-      env: toolEnv(options.target),
+      env: restoreToolEnv(options.target, options.settings),
       signal: options.signal,
       onStderrLine: (line) => {
         if (entryLine.test(line)) options.onEntry?.();
@@ -60,7 +65,7 @@ export function startPgRestore(options: PgRestoreOptions): RunningChild {
  * psql reading SQL from stdin, all in one transaction, stopping at the first error. Query
  * results go to /dev/null: nothing reads them, and a full pipe would stall psql. `variables`
  * are psql variables that the script reads as `:'name'` (psql quotes each as a literal);
- * `after` is constant SQL run once stdin is done.
+ * `after` is constant SQL run once stdin is done; `settings` are the session's.
  */
 export function startPsqlScript(
   target: PgTarget,
@@ -68,6 +73,7 @@ export function startPsqlScript(
     variables?: Record<string, string>;
     after?: string[];
     signal?: AbortSignal | undefined;
+    settings?: SessionSettings | undefined;
   },
 ): RunningChild {
   const args = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--single-transaction'];
@@ -77,7 +83,11 @@ export function startPsqlScript(
   }
   args.push('-f', '-');
   for (const command of options.after ?? []) args.push('-c', command);
-  return startChild('psql', args, { env: toolEnv(target), signal: options.signal, stdin: 'pipe' });
+  return startChild('psql', args, {
+    env: restoreToolEnv(target, options.settings),
+    signal: options.signal,
+    stdin: 'pipe',
+  });
 }
 
 /** pg_restore writing an archive back out as SQL, to stdout, from stdin or a file. */
@@ -89,7 +99,7 @@ export function startPgRestoreToScript(
   if (options.clean) args.push('--clean', '--if-exists');
   if (options.file) args.push(options.file);
   return startChild('pg_restore', args, {
-    env: toolEnv(target),
+    env: restoreToolEnv(target),
     signal: options.signal,
     stdin: options.file ? 'ignore' : 'pipe',
   });
