@@ -139,7 +139,7 @@ export function pitrTables(section: PitrSection): string {
         `${s(section.baseBackup.ms)}; ${mb(section.baseBackup.size)} stored (tar ${mb(section.baseBackup.tarSize)})`,
       ],
       [
-        `more WAL: ${more.minutes} × the load's WAL per minute, unpaced (${more.writers} writers)`,
+        `more WAL: ${more.minutes} × the load's WAL per minute, unpaced (${more.writers} writers, \`synchronous_commit = off\`)`,
         `${mb(more.walBytes)} (target ${mb(more.targetWalBytes)}) in ${s(more.ms)}: ${more.rows.toLocaleString('en-US')} rows inserted, ${more.updates.toLocaleString('en-US')} updated; a segment switch every ${mb(more.bytesPerSwitch)} of WAL (the load's in ${section.switchWalSeconds} s): ${more.switches} switches`,
       ],
       [

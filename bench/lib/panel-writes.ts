@@ -58,6 +58,14 @@ export class PanelWriter {
     return new PanelWriter(client, users, offset);
   }
 
+  /**
+   * Off: a commit returns before its WAL is flushed. The WAL is the same (the same records,
+   * flushed by the WAL writer instead); only the wait for the disk goes.
+   */
+  async synchronousCommit(on: boolean): Promise<void> {
+    await this.client.query(`SET synchronous_commit = ${on ? 'on' : 'off'}`);
+  }
+
   /** `rows` new messages in one transaction, then `updates` of recent ones in another. */
   async batch(rows: number, updates: number, phase: string): Promise<void> {
     const keys: number[] = [];

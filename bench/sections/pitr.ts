@@ -22,7 +22,7 @@ const SWITCH_WAL_SECONDS = 10;
 const CLUSTER_SETTINGS = { shared_buffers: '128MB', max_connections: '50' };
 /** The paced load: the panel's messages arriving, a few changing status. */
 const LOAD = { rowsPerSecond: 200, updatesPerTick: 2, tickMs: 100 };
-/** The unpaced writes: the same shape, two writers back to back. */
+/** The unpaced writes: the same shape, two writers back to back, commits not waiting for the disk. */
 const MORE = { minutes: 15, writers: 2, rows: 20, updates: 2 };
 /** Rows written after the point in time: a restore to it must hold none of them. */
 const AFTER_POINT_BATCHES = 5;
@@ -209,6 +209,8 @@ export async function benchPitr(ctx: PitrContext, options: PitrOptions): Promise
     for (let i = 1; i < MORE.writers; i += 1) {
       writers.push(await PanelWriter.connect(url, dataset.counts.users, i * 1_000_000_000));
     }
+    // As fast as it goes: no commit waits for the disk (the WAL itself is the same).
+    for (const each of writers) await each.synchronousCommit(false);
     const written = await writeWalVolume(control, writers, {
       ...MORE,
       targetBytes: targetWalBytes,
@@ -227,6 +229,7 @@ export async function benchPitr(ctx: PitrContext, options: PitrOptions): Promise
     );
 
     // The point in time: after a last known write, by the server's clock; then writes after it.
+    await writer.synchronousCommit(true);
     await writer.batch(20, 0, 'before-point');
     const atPoint = await rowsOf(url);
     const pointInTime = (
