@@ -1,6 +1,6 @@
 import type { PitrPgkeepRun, PitrRawRun, PitrSection } from './lib/results.js';
 import { median } from './lib/util.js';
-import { mb, metaLine, s, table, x } from './report-sections.js';
+import { mb, s, table, x } from './report-sections.js';
 
 /**
  * The PITR section of BENCHMARKS.md: the archive's rate under a paced load, and a restore of
@@ -51,7 +51,7 @@ export function pitrTables(section: PitrSection): string {
         'base backup → data directory (`zstd -d | tar -x`)',
         m(pg, (run) => run.phases.fetchMs),
         rawStep('extractMs'),
-        'pgkeep: sha256 of the artifact on the way',
+        `pgkeep: sha256 of the artifact on the way, and the ${mb(section.baseBackup.tarSize)} of tar pass through the worker (zstd → Node → tar); by hand zstd writes into tar's pipe`,
       ),
       row(
         '**recovery**: WAL fetched and replayed to the point in time, promoted',
@@ -154,7 +154,7 @@ export function pitrTables(section: PitrSection): string {
   );
   const loads = [...pg.map((run) => run.load), ...raw.map((run) => run.load ?? Number.NaN)];
   return [
-    metaLine(section),
+    `_${section.runs === 1 ? 'One restore each way, pgkeep first' : `${section.runs} rounds of a restore each way, pgkeep first; medians`}. Started ${section.startedAt}${section.code ? `, pgkeep at \`${section.code}\`` : ''}, load average at start ${section.loadAverage.join(' / ')} (1/5/15 min)._`,
     '',
     `A PostgreSQL cluster of the section's own (initdb, \`wal_level = replica\`, ${Object.entries(
       section.clusterSettings,
@@ -178,6 +178,6 @@ export function pitrTables(section: PitrSection): string {
     '',
     `pgkeep's phases are its job's own (\`phases\`, \`downtimeMs\`); the temporary instance is fed by pgkeep over a Unix socket, each WAL file's sha256 checked before PostgreSQL gets it, fetched as PostgreSQL asks for it. By hand the needed segments are decompressed up front (\`zstd -d --output-dir-flat\`) and \`restore_command\` is \`cp\`. Both start postgres with the same settings (no TCP, \`fsync = off\`, the primary's \`max_*\` from pg_controldata) and poll \`pg_is_in_recovery()\` every 250 ms. Load average (1 min) at each restore: ${loads.map((load) => load.toFixed(1)).join(', ')}.`,
     '',
-    `pgkeep's recovery less the by-hand postgres-to-promoted time, per WAL file: ${perFile.toFixed(0)} ms. PostgreSQL asks for one file at a time and replays it before asking for the next; pgkeep's \`restore_command\` is a Node script (\`node wal-fetch.cjs\`) that asks the worker over a Unix socket, and the worker starts a \`zstd -d\`, hashes the 16 MiB and stages it before answering. \`node -e 0\` took ${s(section.nodeStartMs)} (median of 5) after the restores.`,
+    `pgkeep's recovery less the by-hand postgres-to-promoted time, per WAL file: ${perFile.toFixed(0)} ms. PostgreSQL asks for one file at a time and replays it before asking for the next; pgkeep's \`restore_command\` is a Node script (\`node wal-fetch.cjs\`) that asks the worker over a Unix socket, and the worker starts a \`zstd -d\`, takes the 16 MiB it writes through its own streams, hashes them and stages them before answering; nothing is fetched ahead while PostgreSQL replays. \`node -e 0\` took ${s(section.nodeStartMs)} (median of 5) after the restores.`,
   ].join('\n');
 }
