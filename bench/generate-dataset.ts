@@ -277,14 +277,20 @@ export interface GeneratedDataset {
   reused: boolean;
 }
 
+/** A database's connection URL on the server the dataset goes to (default: the bench's). */
+export type DatabaseUrl = (database: string) => string;
+
 /** The scale of the dataset in `database`, from its marker; null when there is none. */
-export async function existingDatasetScale(database: string): Promise<number | null> {
-  const exists = await withClient(serverUrl('postgres'), async (client) => {
+export async function existingDatasetScale(
+  database: string,
+  url: DatabaseUrl = serverUrl,
+): Promise<number | null> {
+  const exists = await withClient(url('postgres'), async (client) => {
     const { rows } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
     return rows.length > 0;
   });
   if (!exists) return null;
-  return withClient(serverUrl(database), async (client) => {
+  return withClient(url(database), async (client) => {
     const { rows } = await client.query<{ c: string | null }>(
       `SELECT obj_description(to_regclass('public."WhatsappMessage"'), 'pg_class') AS c`,
     );
@@ -298,8 +304,11 @@ export async function existingDatasetScale(database: string): Promise<number | n
   });
 }
 
-export async function databaseSize(database: string): Promise<number> {
-  return withClient(serverUrl(database), async (client) => {
+export async function databaseSize(
+  database: string,
+  url: DatabaseUrl = serverUrl,
+): Promise<number> {
+  return withClient(url(database), async (client) => {
     const { rows } = await client.query<{ n: string }>(
       'SELECT pg_database_size(current_database())::text AS n',
     );
@@ -314,28 +323,29 @@ export async function databaseSize(database: string): Promise<number> {
 export async function generateDataset(
   database: string,
   scale: number,
-  options: { force?: boolean; log?: (line: string) => void } = {},
+  options: { force?: boolean; log?: (line: string) => void; url?: DatabaseUrl } = {},
 ): Promise<GeneratedDataset> {
   const log = options.log ?? (() => {});
+  const url = options.url ?? serverUrl;
   const counts = datasetCounts(scale);
-  if (!options.force && (await existingDatasetScale(database)) === scale) {
+  if (!options.force && (await existingDatasetScale(database, url)) === scale) {
     log(`dataset: reusing ${database} (scale ${scale})`);
     return {
       database,
       scale,
       counts,
-      sizeBytes: await databaseSize(database),
+      sizeBytes: await databaseSize(database, url),
       generatedMs: null,
       reused: true,
     };
   }
   const started = performance.now();
-  await withClient(serverUrl('postgres'), async (client) => {
+  await withClient(url('postgres'), async (client) => {
     await client.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
     await client.query(`CREATE DATABASE "${database}" TEMPLATE template0 ENCODING 'UTF8'`);
   });
   const texts = sentences();
-  const lanes = [new pg.Client(serverUrl(database)), new pg.Client(serverUrl(database))] as const;
+  const lanes = [new pg.Client(url(database)), new pg.Client(url(database))] as const;
   try {
     await Promise.all(lanes.map((lane) => lane.connect()));
     await Promise.all(lanes.map((lane) => prepareSession(lane, texts)));
@@ -383,7 +393,7 @@ export async function generateDataset(
     await Promise.all(lanes.map((lane) => lane.end().catch(() => {})));
   }
   const generatedMs = performance.now() - started;
-  const sizeBytes = await databaseSize(database);
+  const sizeBytes = await databaseSize(database, url);
   log(
     `dataset: ${database} scale ${scale}: ${(sizeBytes / 1e9).toFixed(2)} GB in ${(generatedMs / 1000).toFixed(1)} s`,
   );

@@ -1,4 +1,5 @@
 import type { BenchResults, ScaleResults } from './lib/results.js';
+import { pitrTables } from './report-pitr.js';
 import {
   apiTables,
   backupTables,
@@ -35,7 +36,7 @@ export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
       )}; \`pg_dump -Fc -Z0\` writes ${mb(dataset.dumpBytes)}.${dataset.generatedMs ? ` Generated in ${s(dataset.generatedMs)}.` : ''}`,
   ];
   const scaleChecks: TargetCheck[] = [];
-  const { backup, restore, downtime, api, start, targets } = run.sections;
+  const { backup, restore, downtime, api, start, targets, pitr } = run.sections;
   if (backup)
     parts.push('', '### 1. Backup', '', backupTables(backup, dataset.dumpBytes, scaleChecks));
   if (restore) parts.push('', '### 2. Restore', '', restoreTables(restore, scaleChecks));
@@ -50,6 +51,9 @@ export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
       '',
       targetsTables(targets, scaleChecks),
     );
+  }
+  if (pitr) {
+    parts.push('', '### 8. Point-in-time recovery (pitr)', '', pitrTables(pitr));
   }
   if (scaleChecks.length > 0) {
     parts.push('', `### Targets at scale ${run.scale}`, '', checksTable(scaleChecks));
@@ -91,6 +95,7 @@ export function renderMarkdown(results: BenchResults, analysis: string | null): 
     'npm run bench -- --scale 1                     # ≈ 3 GB: dataset ≈ 4 min, the whole run ≈ 30 min',
     'npm run bench -- --scale 0.03 --sections backup,api --runs 3   # a quick look at some sections',
     'npm run bench -- --sections targets --runs 3   # 20 small databases, nightly run: ≈ 10 min on a busy machine',
+    'npm run bench -- --sections pitr               # PITR of a ≈ 1 GB database on a cluster of its own (--pitr-scale 0.33)',
     'npm run bench -- --scale 1 --keep-dataset      # keep the generated database for the next run',
     'npx tsx bench/generate-dataset.ts --scale 1    # only the dataset',
     'npm run bench -- --render-only                 # BENCHMARKS.md again from bench/results.json',
@@ -98,7 +103,7 @@ export function renderMarkdown(results: BenchResults, analysis: string | null): 
     '',
     'Profiling aids (not part of the run): `bench/profile-worker.ts` (the worker under `--cpu-prof` for one backup and one restore), `bench/backup-datapath.ts` (the backup and restore data paths alone), `bench/api-breakdown.ts` (the pieces of one job poll), `bench/api-variants.ts` (the job route with proposed changes, over HTTP), `bench/profile-summary.ts` (self time by package and function of a `.cpuprofile`; `--api-cpu-prof` writes one for the API during a run).',
     '',
-    'Sections: `backup`, `restore`, `downtime`, `api`, `start`, `targets` (memory is sampled during backup and restore). A run replaces the sections it ran at its scale in results.json and keeps the others. `targets` makes its own small databases (`--targets-databases 20`), the same at every scale; it is filed under the scale of the run.',
+    "Sections: `backup`, `restore`, `downtime`, `api`, `start`, `targets`, `pitr` (memory is sampled during backup and restore). A run replaces the sections it ran at its scale in results.json and keeps the others. `targets` makes its own small databases (`--targets-databases 20`), the same at every scale; it is filed under the scale of the run. `pitr` starts a PostgreSQL cluster of its own with the dataset at `--pitr-scale` (0.33 ≈ 1 GB), a paced write load of `--pitr-load-seconds` (60), and `--pitr-runs` (1) restores each way; it too is filed under the scale of the run, and run alone it neither makes nor drops the shared server's dataset.",
     '',
     '## Machine',
     '',

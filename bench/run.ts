@@ -21,6 +21,7 @@ import {
 import { benchApi } from './sections/api.js';
 import { benchBackup } from './sections/backup.js';
 import { benchDowntime } from './sections/downtime.js';
+import { benchPitr } from './sections/pitr.js';
 import { benchRestore } from './sections/restore.js';
 import { benchStart } from './sections/start.js';
 import { benchTargets } from './sections/targets.js';
@@ -31,7 +32,7 @@ import { benchTargets } from './sections/targets.js';
  */
 /** Where --api-cpu-prof leaves the API's .cpuprofile (outside the work tree, kept). */
 const API_PROFILE_DIR = path.join(os.tmpdir(), 'pgkeep-bench-profiles');
-const SECTIONS = ['backup', 'restore', 'downtime', 'api', 'start', 'targets'] as const;
+const SECTIONS = ['backup', 'restore', 'downtime', 'api', 'start', 'targets', 'pitr'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -43,6 +44,10 @@ const { values } = parseArgs({
     'keep-dataset': { type: 'boolean', default: false },
     'start-samples': { type: 'string', default: '20' },
     'targets-databases': { type: 'string', default: '20' },
+    // ≈ 1 GB on disk: scale 1 is ≈ 3 GB.
+    'pitr-scale': { type: 'string', default: '0.33' },
+    'pitr-load-seconds': { type: 'string', default: '60' },
+    'pitr-runs': { type: 'string', default: '1' },
     'api-duration': { type: 'string', default: '5' },
     'api-connections': { type: 'string', default: '10' },
     'api-cpu-prof': { type: 'boolean', default: false },
@@ -56,8 +61,9 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      'npm run bench -- [--scale 0.1] [--runs 3] [--sections backup,restore,downtime,api,start,targets]',
+      'npm run bench -- [--scale 0.1] [--runs 3] [--sections backup,restore,downtime,api,start,targets,pitr]',
       '                 [--keep-dataset] [--db NAME] [--start-samples 20] [--targets-databases 20]',
+      '                 [--pitr-scale 0.33] [--pitr-load-seconds 60] [--pitr-runs 1]',
       '                 [--api-duration 5] [--api-connections 10] [--api-cpu-prof]',
       'npm run bench -- --render-only   (BENCHMARKS.md again from bench/results.json)',
       '(memory is measured during backup and restore; "memory" in --sections is accepted)',
@@ -99,6 +105,16 @@ const targetsDatabases = Number(values['targets-databases']);
 if (!(Number.isInteger(targetsDatabases) && targetsDatabases >= 1 && targetsDatabases <= 99)) {
   throw new Error('--targets-databases must be a whole number from 1 to 99');
 }
+const pitrScale = Number(values['pitr-scale']);
+const pitrLoadSeconds = Number(values['pitr-load-seconds']);
+const pitrRuns = Number(values['pitr-runs']);
+if (!(pitrScale > 0 && pitrScale <= 10)) throw new Error('--pitr-scale must be in (0, 10]');
+if (!(Number.isInteger(pitrLoadSeconds) && pitrLoadSeconds >= 5)) {
+  throw new Error('--pitr-load-seconds must be a whole number ≥ 5');
+}
+if (!(Number.isInteger(pitrRuns) && pitrRuns >= 1)) {
+  throw new Error('--pitr-runs must be a whole number ≥ 1');
+}
 const requested = values.sections.split(',').map((name) => name.trim());
 for (const name of requested) {
   if (name !== 'memory' && !SECTIONS.includes(name as SectionName)) {
@@ -120,6 +136,8 @@ const log = (line: string) => {
 const workDir = await mkdtemp(path.join(os.tmpdir(), 'pgkeep-bench-'));
 await mkdir(path.join(workDir, 'raw'));
 let stack: PgkeepStack | undefined;
+/** Whether this run made (or reused) the dataset on the shared server: only then is it dropped. */
+let usesMainDataset = false;
 let cleaning: Promise<void> | undefined;
 const cleanups = new Set<() => Promise<void>>();
 
@@ -133,20 +151,22 @@ async function cleanup(): Promise<void> {
     // the scratch databases of its own lock namespace (never another deployment's).
     const tag = stack ? createHash('sha256').update(stack.prefix).digest('hex').slice(0, 8) : null;
     const leftovers = [
-      `${database}_raw`,
-      ...(await listDatabases(`${database}\\_pre\\_restore\\_%`)),
+      ...(usesMainDataset ? [`${database}_raw`] : []),
+      ...(usesMainDataset ? await listDatabases(`${database}\\_pre\\_restore\\_%`) : []),
       ...(tag ? await listDatabases(`pgkeep\\_restore\\_${tag}\\_%`) : []),
       ...(tag ? await listDatabases(`pgkeep\\_verify\\_${tag}\\_%`) : []),
     ];
-    if (!values['keep-dataset']) leftovers.push(database);
+    if (usesMainDataset && !values['keep-dataset']) leftovers.push(database);
     for (const name of leftovers) {
       await dropDatabase(name).catch((error: unknown) => log(`drop ${name}: ${String(error)}`));
     }
     await rm(workDir, { recursive: true, force: true });
     log(
-      values['keep-dataset']
-        ? `cleaned up (kept the dataset ${database})`
-        : 'cleaned up (dataset dropped)',
+      !usesMainDataset
+        ? 'cleaned up'
+        : values['keep-dataset']
+          ? `cleaned up (kept the dataset ${database})`
+          : 'cleaned up (dataset dropped)',
     );
   })();
   return cleaning;
@@ -162,39 +182,58 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 try {
   log(`pgkeep bench: scale ${scale}, ${runs} runs, sections ${selected.join(', ')}`);
   log(`load average ${loadAverage().join(' / ')}; work dir ${workDir}`);
-  const dataset = await generateDataset(database, scale, { log });
-  // Also the warm-up: every table read once before anything is timed.
-  const dumpBytes = await countOutputBytes('pg_dump', ['-Fc', '-Z0', database], toolEnv(database));
-  log(
-    `dataset ${(dataset.sizeBytes / 1e9).toFixed(2)} GB; pg_dump -Fc -Z0 ${(dumpBytes / 1e6).toFixed(0)} MB`,
-  );
-  const machine = await machineInfo();
-
-  const code = await codeVersion();
-  stack = await startPgkeep({
-    database,
-    workDir,
-    ...(values['api-cpu-prof']
-      ? { apiNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${API_PROFILE_DIR}`] }
-      : {}),
-  });
-  log(`pgkeep up: API ${stack.baseUrl}, worker pid ${stack.worker.pid}, prefix ${stack.prefix}`);
-  if (values['api-cpu-prof']) log(`the API's CPU profile goes to ${API_PROFILE_DIR} when it stops`);
-  log(`pgkeep code: ${code}`);
-  const ctx: BenchContext = { scale, runs, database, workDir, stack, log, code, cleanups };
-
   const resultsFile = values['results-file'];
   const previous = (await loadResults(resultsFile)).scales[String(scale)];
-  const run: ScaleResults = {
-    scale,
-    machine,
-    dataset: {
+  const machine = await machineInfo();
+  const code = await codeVersion();
+  log(`pgkeep code: ${code}`);
+  // pitr brings its own cluster, dataset and pgkeep: run alone (and with this scale's dataset
+  // already on record), it leaves the shared server's dataset alone and starts no other pgkeep.
+  const mainNeeded = !(selected.every((name) => name === 'pitr') && previous);
+  let ctx: BenchContext | undefined;
+  let datasetRecord: ScaleResults['dataset'];
+  if (mainNeeded) {
+    usesMainDataset = true;
+    const dataset = await generateDataset(database, scale, { log });
+    // Also the warm-up: every table read once before anything is timed.
+    const dumpBytes = await countOutputBytes(
+      'pg_dump',
+      ['-Fc', '-Z0', database],
+      toolEnv(database),
+    );
+    log(
+      `dataset ${(dataset.sizeBytes / 1e9).toFixed(2)} GB; pg_dump -Fc -Z0 ${(dumpBytes / 1e6).toFixed(0)} MB`,
+    );
+    stack = await startPgkeep({
+      database,
+      workDir,
+      ...(values['api-cpu-prof']
+        ? { apiNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${API_PROFILE_DIR}`] }
+        : {}),
+    });
+    log(`pgkeep up: API ${stack.baseUrl}, worker pid ${stack.worker.pid}, prefix ${stack.prefix}`);
+    if (values['api-cpu-prof']) {
+      log(`the API's CPU profile goes to ${API_PROFILE_DIR} when it stops`);
+    }
+    ctx = { scale, runs, database, workDir, stack, log, code, cleanups };
+    datasetRecord = {
       database,
       sizeBytes: dataset.sizeBytes,
       counts: { ...dataset.counts },
       generatedMs: dataset.generatedMs ?? previous?.dataset.generatedMs ?? null,
       dumpBytes,
-    },
+    };
+  } else {
+    datasetRecord = (previous as ScaleResults).dataset;
+  }
+  const main = (): BenchContext => {
+    if (!ctx) throw new Error('this section needs the dataset and pgkeep of the run');
+    return ctx;
+  };
+  const run: ScaleResults = {
+    scale,
+    machine,
+    dataset: datasetRecord,
     sections: { ...(previous?.sections ?? {}) },
   };
   const save = async () => {
@@ -209,25 +248,31 @@ try {
 
   const sectionRunners: Record<SectionName, () => Promise<void>> = {
     backup: async () => {
-      run.sections.backup = await benchBackup(ctx);
+      run.sections.backup = await benchBackup(main());
     },
     restore: async () => {
-      run.sections.restore = await benchRestore(ctx);
+      run.sections.restore = await benchRestore(main());
     },
     downtime: async () => {
-      run.sections.downtime = await benchDowntime(ctx);
+      run.sections.downtime = await benchDowntime(main());
     },
     api: async () => {
-      run.sections.api = await benchApi(ctx, {
+      run.sections.api = await benchApi(main(), {
         connections: Number(values['api-connections']),
         durationSec: Number(values['api-duration']),
       });
     },
     start: async () => {
-      run.sections.start = await benchStart(ctx, Number(values['start-samples']));
+      run.sections.start = await benchStart(main(), Number(values['start-samples']));
     },
     targets: async () => {
-      run.sections.targets = await benchTargets(ctx, targetsDatabases);
+      run.sections.targets = await benchTargets(main(), targetsDatabases);
+    },
+    pitr: async () => {
+      run.sections.pitr = await benchPitr(
+        { workDir, log, code, cleanups },
+        { scale: pitrScale, loadSeconds: pitrLoadSeconds, runs: pitrRuns },
+      );
     },
   };
   for (const name of selected) {

@@ -37,6 +37,7 @@ export interface ScaleResults {
     api: ApiSection;
     start: StartSection;
     targets: TargetsSection;
+    pitr: PitrSection;
   }>;
 }
 
@@ -213,4 +214,91 @@ export interface TargetsSection extends SectionMeta {
     cap2MoreJobs?: TargetsPgkeepRun[];
   };
   moreJobsConcurrency?: number;
+}
+
+/** pgkeep's point-in-time restore through the API, as its job reports it. */
+export interface PitrPgkeepRun {
+  /** POST → the job finished (BullMQ's finishedOn) (ms). */
+  totalMs: number;
+  /** The job's own duration (ms). */
+  durationMs: number;
+  phases: { fetchMs: number; recoveryMs: number; dumpMs: number; restoreMs: number };
+  downtimeMs: number;
+  walFilesFetched: number;
+  walBytesFetched: number;
+  recoveredTo: string | null;
+  /** ms after the POST at which each job phase was first seen (polls every 100 ms). */
+  polledPhases: Record<string, number>;
+  /** CPU time of the worker process over the run (ms). */
+  workerCpuMs: number;
+  /** 1-minute load average when the run started. */
+  load: number;
+}
+
+/** The same restore by hand (bench/sections/pitr-raw.ts); each step's wall time (ms). */
+export interface PitrRawRun {
+  totalMs: number;
+  steps: Record<string, number>;
+  walFiles: number;
+  walBytes: number;
+  load?: number;
+}
+
+export interface PitrWrites {
+  rows: number;
+  updates: number;
+  transactions: number;
+  ms: number;
+  /** WAL written meanwhile (pg_stat_wal's wal_bytes: records, not the zeros a switch skips). */
+  walBytes: number;
+}
+
+export interface PitrSection extends SectionMeta {
+  dataset: {
+    database: string;
+    scale: number;
+    sizeBytes: number;
+    counts: Record<string, number>;
+    generatedMs: number | null;
+  };
+  /** postgresql.conf settings of the dedicated cluster over initdb's. */
+  clusterSettings: Record<string, string>;
+  switchWalSeconds: number;
+  baseBackup: { ms: number; size: number; tarSize: number };
+  /** The paced load and what the archive got meanwhile. */
+  load: PitrWrites & {
+    seconds: number;
+    rowsPerSecond: number;
+    updatesPerTick: number;
+    tickMs: number;
+    lateTicks: number;
+    /** Catalog entries archived during the load: segments, their WAL bytes, stored bytes. */
+    archived: { segments: number; walBytes: number; storedBytes: number };
+    /** lagSeconds of GET /api/targets/:target/pitr at the end of the load. */
+    lagSeconds: number | null;
+  };
+  /**
+   * The unpaced writes up to `minutes` of the load's WAL, with a segment switch asked for every
+   * `bytesPerSwitch` of WAL (the load's WAL in one switch interval).
+   */
+  more: PitrWrites & {
+    minutes: number;
+    targetWalBytes: number;
+    bytesPerSwitch: number;
+    switches: number;
+    writers: number;
+  };
+  /** The restore's point in time and what the database held then. */
+  pointInTime: string;
+  rowsAtPoint: number;
+  rowsAfterPoint: number;
+  /**
+   * Archived segments from the base backup's start to the one after the point in time (their
+   * `walSize` and stored bytes), and the WAL written meanwhile (pg_stat_wal).
+   */
+  walUsed: { segments: number; walBytes: number; storedBytes: number; writtenBytes: number };
+  /** `node -e 0` after the restores (ms, median of 5): paid once per WAL file by pgkeep. */
+  nodeStartMs: number;
+  pgkeep: PitrPgkeepRun[];
+  raw: PitrRawRun[];
 }
