@@ -16,8 +16,8 @@ import {
 } from '@pgkeep/core';
 import { findPgProgram, runChild, startChild } from '@pgkeep/pg';
 import pg from 'pg';
-import { decompressionStage } from '../compression.js';
 import type { WalArchive } from './wal-archive.js';
+import { parseSegmentName, segmentName } from './wal-position.js';
 
 /** The OS user a temporary instance runs as (postgres refuses to run as root). */
 export interface InstanceUser {
@@ -154,14 +154,36 @@ class WalFetchServer {
     });
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await Promise.allSettled(this.ahead.values());
   }
 
-  private async serve(name: string): Promise<string> {
-    if (!/^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$/.test(name)) return 'N\n';
+  /** Segments fetched, checked and staged ahead of PostgreSQL's request for them. */
+  private readonly ahead = new Map<string, Promise<{ staged: string; size: number }>>();
+  private readonly taken = new Set<string>();
+
+  /**
+   * While PostgreSQL replays one segment, the next ones are fetched and checked: recovery asks
+   * for one file at a time and waits for each.
+   */
+  private fetchAhead(name: string): void {
     const entry = this.catalog.get(name);
-    if (!entry) return 'N\n';
+    if (!entry || !/^[0-9A-F]{24}$/.test(name)) return;
+    const { timeline, segno } = parseSegmentName(name, entry.walSize);
+    for (let step = 1n; step <= FETCH_AHEAD; step += 1n) {
+      const next = segmentName(timeline, segno + step, entry.walSize);
+      const nextEntry = this.catalog.get(next);
+      if (!nextEntry) return;
+      if (this.ahead.has(next) || this.taken.has(next)) continue;
+      const staging = this.stage(next, nextEntry);
+      staging.catch(() => {});
+      this.ahead.set(next, staging);
+    }
+  }
+
+  /** One WAL file from the archive into the stage directory, its sha256 and size checked. */
+  private async stage(name: string, entry: ArchivedWal): Promise<{ staged: string; size: number }> {
     const staged = path.join(this.stageDir, `${name}.${randomBytes(4).toString('hex')}`);
     try {
       const hash = createHash('sha256');
@@ -183,19 +205,38 @@ class WalFetchServer {
         );
       }
       if (process.getuid?.() === 0) await fs.chown(staged, this.user.uid, this.user.gid);
+      return { staged, size };
+    } catch (error) {
+      await fs.rm(staged, { force: true });
+      throw error;
+    }
+  }
+
+  private async serve(name: string): Promise<string> {
+    if (!/^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$/.test(name)) return 'N\n';
+    const entry = this.catalog.get(name);
+    if (!entry) return 'N\n';
+    const staging = this.ahead.get(name) ?? this.stage(name, entry);
+    this.ahead.delete(name);
+    try {
+      const { staged, size } = await staging;
+      this.taken.add(name);
       this.stats.files += 1;
       this.stats.bytes += size;
       this.stats.served.push(name);
       this.onServed(name);
+      this.fetchAhead(name);
       return `F\n${staged}\n`;
     } catch (error) {
-      await fs.rm(staged, { force: true });
       this.failure ??= toAppError(error);
       this.logger.error({ wal: name, err: this.failure.message }, 'WAL file not served');
       return 'E\n';
     }
   }
 }
+
+/** Segments fetched ahead of the one PostgreSQL replays. */
+const FETCH_AHEAD = 2n;
 
 /** pg_controldata's "<name> setting:" lines: what the instance must match or exceed. */
 async function controlSettings(binDir: string, dataDir: string): Promise<Record<string, string>> {
@@ -312,18 +353,26 @@ export class TemporaryInstance {
         callback(null, chunk);
       },
     });
-    const untar = startChild('tar', ['--extract', '--file', '-', '--directory', this.dataDir], {
+    // zstd writes straight into tar's pipe: the decompressed cluster never passes through
+    // this process, only the stored bytes do (hashed and decrypted on the way).
+    const unzstd = startChild('zstd', ['-d', '-c', '-q'], {
       env: { PATH: process.env.PATH },
       signal,
       stdin: 'pipe',
     });
-    const stdin = untar.child.stdin;
-    if (!stdin) throw new Error('tar was started without stdin');
-    const decompress = decompressionStage('zstd', signal);
-    const stages = [stored, tap, ...(decrypt ? [decrypt] : []), decompress.stream, stdin];
+    const { stdin, stdout } = unzstd.child;
+    if (!stdin || !stdout) throw new Error('zstd was started without pipes');
+    const untar = startChild('tar', ['--extract', '--file', '-', '--directory', this.dataDir], {
+      env: { PATH: process.env.PATH },
+      signal,
+      stdin: stdout,
+    });
+    // tar has its own copy of the pipe; ours must go, or the pipe would have two readers.
+    stdout.destroy();
+    const stages = [stored, tap, ...(decrypt ? [decrypt] : []), stdin];
     await Promise.all([
       pipeline(stages as unknown as [Readable, Transform]),
-      decompress.done,
+      unzstd.done,
       untar.done,
     ]);
     const sha256 = hash.digest('hex');
