@@ -51,7 +51,7 @@ export function pitrTables(section: PitrSection): string {
         'base backup → data directory (`zstd -d | tar -x`)',
         m(pg, (run) => run.phases.fetchMs),
         rawStep('extractMs'),
-        `pgkeep: sha256 of the artifact on the way, and the ${mb(section.baseBackup.tarSize)} of tar pass through the worker (zstd → Node → tar); by hand zstd writes into tar's pipe`,
+        `pgkeep: sha256 (and decryption) of the stored bytes on the way into zstd, which writes the ${mb(section.baseBackup.tarSize)} of tar into tar's pipe; by hand the same pipe without the hash`,
       ),
       row(
         '**recovery**: WAL fetched and replayed to the point in time, promoted',
@@ -176,8 +176,8 @@ export function pitrTables(section: PitrSection): string {
     '',
     comparison,
     '',
-    `pgkeep's phases are its job's own (\`phases\`, \`downtimeMs\`); the temporary instance is fed by pgkeep over a Unix socket, each WAL file's sha256 checked before PostgreSQL gets it, fetched as PostgreSQL asks for it. By hand the needed segments are decompressed up front (\`zstd -d --output-dir-flat\`) and \`restore_command\` is \`cp\`. Both start postgres with the same settings (no TCP, \`fsync = off\`, the primary's \`max_*\` from pg_controldata) and poll \`pg_is_in_recovery()\` every 250 ms. Load average (1 min) at each restore: ${loads.map((load) => load.toFixed(1)).join(', ')}.`,
+    `pgkeep's phases are its job's own (\`phases\`, \`downtimeMs\`); the temporary instance is fed by pgkeep over a Unix socket, each WAL file's sha256 checked before PostgreSQL gets it, the next two fetched and checked while PostgreSQL replays one. By hand the needed segments are decompressed up front (\`zstd -d --output-dir-flat\`) and \`restore_command\` is \`cp\`. Both start postgres with the same settings (no TCP, \`fsync = off\`, the primary's \`max_*\` from pg_controldata) and poll \`pg_is_in_recovery()\` every 250 ms. Load average (1 min) at each restore: ${loads.map((load) => load.toFixed(1)).join(', ')}.`,
     '',
-    `pgkeep's recovery less the by-hand postgres-to-promoted time, per WAL file: ${perFile.toFixed(0)} ms. PostgreSQL asks for one file at a time and replays it before asking for the next; pgkeep's \`restore_command\` is a Node script (\`node wal-fetch.cjs\`) that asks the worker over a Unix socket, and the worker starts a \`zstd -d\`, takes the 16 MiB it writes through its own streams, hashes them and stages them before answering; nothing is fetched ahead while PostgreSQL replays. \`node -e 0\` took ${s(section.nodeStartMs)} (median of 5) after the restores.`,
+    `pgkeep's recovery less the by-hand postgres-to-promoted time, per WAL file: ${perFile.toFixed(0)} ms. PostgreSQL asks for one file at a time and replays it before asking for the next; pgkeep's \`restore_command\` is a Node script (\`node wal-fetch.cjs\`) that asks the worker over a Unix socket, which the worker answers from the segments it fetched ahead (a \`zstd -d\` each, hashed and staged), so what is left per file is mostly the script's start and the wait for a segment not staged yet. \`node -e 0\` took ${s(section.nodeStartMs)} (median of 5) after the restores.`,
   ].join('\n');
 }
