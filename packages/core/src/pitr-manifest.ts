@@ -135,3 +135,37 @@ export const recoverableWindowSchema = z.object({
   lastSegment: z.string().nullable(),
 });
 export type RecoverableWindow = z.infer<typeof recoverableWindowSchema>;
+
+/**
+ * What a server's WAL receiver is doing, published by the worker that leads it (or, while a
+ * requirement is missing, by the worker that checked) with an expiry: a status nobody renews
+ * vanishes, and the API then says that no receiver runs.
+ */
+export interface PitrStatus {
+  server: string;
+  /**
+   * `streaming`: pg_receivewal runs and the archive follows; `starting`: the leader is starting
+   * it; `unavailable`: a requirement is missing (see reasons); `error`: the receiver stopped
+   * and is being started again (see reasons).
+   */
+  state: 'streaming' | 'starting' | 'unavailable' | 'error';
+  reasons: string[];
+  leader: { workerId: string; hostname: string; pid: number; since: string } | null;
+  slot: {
+    name: string;
+    active: boolean;
+    /** WAL the slot holds on the server (bytes from its restart_lsn to the current position). */
+    retainedBytes: number | null;
+    walStatus: string | null;
+  } | null;
+  lastArchived: { name: string; at: string } | null;
+  /**
+   * The last time the server had written nothing past the last archived segment: every commit
+   * before it is in the archive (a quiet server's window reaches up to here).
+   */
+  caughtUpAt: string | null;
+  /** The server's current WAL insert position, and bytes of it not yet archived. */
+  insertLsn: string | null;
+  lagBytes: number | null;
+  updatedAt: string;
+}

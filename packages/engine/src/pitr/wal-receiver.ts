@@ -2,7 +2,13 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { type Config, type Logger, type ServerSettings, toAppError } from '@pgkeep/core';
+import {
+  type Config,
+  type Logger,
+  type PitrStatus,
+  type ServerSettings,
+  toAppError,
+} from '@pgkeep/core';
 import {
   AdvisoryLocks,
   clientConfig,
@@ -23,28 +29,8 @@ import {
   segmentEnd,
 } from './wal-position.js';
 
-/** As @pgkeep/queue's PitrStatus; the engine only produces it. */
-export interface ReceiverStatus {
-  server: string;
-  state: 'streaming' | 'starting' | 'unavailable' | 'error';
-  reasons: string[];
-  leader: { workerId: string; hostname: string; pid: number; since: string } | null;
-  slot: {
-    name: string;
-    active: boolean;
-    retainedBytes: number | null;
-    walStatus: string | null;
-  } | null;
-  lastArchived: { name: string; at: string } | null;
-  /**
-   * The last time the server had written nothing past the last archived segment: every commit
-   * before it is in the archive (a quiet server's window reaches up to here).
-   */
-  caughtUpAt: string | null;
-  insertLsn: string | null;
-  lagBytes: number | null;
-  updatedAt: string;
-}
+/** What the receiver publishes (@pgkeep/core's PitrStatus). */
+export type ReceiverStatus = PitrStatus;
 
 export interface WalReceiverOptions {
   config: Config;
