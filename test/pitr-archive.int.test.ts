@@ -10,15 +10,12 @@ import {
   type Config,
   type JobName,
   type JobPayloadInput,
-  jobCatalog,
   loadConfig,
-  walEntrySchema,
 } from '@pgkeep/core';
 import { isSegmentName, parseSegmentName, recoverableWindow } from '@pgkeep/engine';
 import {
   closeQueues,
   createRedisConnection,
-  enqueue,
   openQueues,
   type PgkeepQueues,
   readPitrStatus,
@@ -26,6 +23,7 @@ import {
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRole, startTestCluster, type TestCluster } from './support/pg-cluster.js';
+import { archivedWal, runJob as runPitrJob, switchAndWaitArchived, until } from './support/pitr.js';
 import { childrenOf, isRunning } from './support/processes.js';
 import {
   S3RVER_CREDENTIALS,
@@ -91,22 +89,7 @@ targets:
 const catalogDir = () => path.join(env.backupDir, 'pitr', 'main', 'catalog');
 const archiveDir = () => path.join(env.backupDir, 'pitr', 'main');
 
-async function archived(): Promise<Map<string, ArchivedWal>> {
-  const live = new Map<string, ArchivedWal>();
-  let text = '';
-  try {
-    text = await readFile(path.join(catalogDir(), 'wal-catalog.jsonl'), 'utf8');
-  } catch {
-    return live;
-  }
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const entry = walEntrySchema.parse(JSON.parse(line));
-    if (entry.op === 'archived') live.set(entry.name, entry);
-    else live.delete(entry.name);
-  }
-  return live;
-}
+const archived = () => archivedWal(env.backupDir, 'main');
 
 async function baseBackups(): Promise<BaseBackupManifest[]> {
   const files = (await readdir(catalogDir())).filter((file) => file.startsWith('basebackup-'));
@@ -119,19 +102,6 @@ async function baseBackups(): Promise<BaseBackupManifest[]> {
 }
 
 /** Polls `check` until it returns a value (not undefined) or the time is up. */
-async function until<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /** Writes rows, ends the segment, and waits until the archive holds it; returns its name. */
 async function switchAndArchive(rows = 200): Promise<string> {
@@ -140,14 +110,7 @@ async function switchAndArchive(rows = 200): Promise<string> {
     [rows],
     'app',
   );
-  const [row] = await cluster.query<{ name: string }>(
-    'SELECT pg_walfile_name(pg_switch_wal()) AS name',
-  );
-  const name = row?.name as string;
-  await until(`segment ${name} archived`, async () =>
-    (await archived()).has(name) ? true : undefined,
-  );
-  return name;
+  return switchAndWaitArchived(cluster, env.backupDir, 'main');
 }
 
 /** Every segment from the first archived to the last, with none missing. */
@@ -159,24 +122,8 @@ function contiguous(names: string[]): boolean {
   return segnos.every((segno, index) => index === 0 || segno === (segnos[index - 1] ?? 0n) + 1n);
 }
 
-async function runJob<N extends JobName>(name: N, payload: JobPayloadInput<N>) {
-  const id = await enqueue(queues, config, name, payload);
-  return until(
-    `job ${id}`,
-    async () => {
-      const queue = queues[jobCatalog[name].queue];
-      const state = await queue.getJobState(id);
-      if (state !== 'completed' && state !== 'failed') return undefined;
-      // Read after its state: a job read before it finished holds no result yet.
-      const job = await queue.getJob(id);
-      return {
-        state,
-        result: (state === 'completed' ? job?.returnvalue : job?.failedReason) as unknown,
-      };
-    },
-    120_000,
-  );
-}
+const runJob = <N extends JobName>(name: N, payload: JobPayloadInput<N>) =>
+  runPitrJob(queues, config, name, payload);
 
 async function leaderOf(): Promise<WorkerProcess> {
   const status = await until('a leader', async () => {

@@ -5,26 +5,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import {
-  type ArchivedWal,
   type BaseBackupManifest,
   type Config,
   type JobName,
   type JobPayloadInput,
-  jobCatalog,
   loadConfig,
-  walEntrySchema,
 } from '@pgkeep/core';
-import {
-  closeQueues,
-  createRedisConnection,
-  enqueue,
-  openQueues,
-  type PgkeepQueues,
-} from '@pgkeep/queue';
+import { closeQueues, createRedisConnection, openQueues, type PgkeepQueues } from '@pgkeep/queue';
 import { KeyRing } from '@pgkeep/storage';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from './support/pg-cluster.js';
+import { archivedWal, runJob as runPitrJob, switchAndWaitArchived } from './support/pitr.js';
 import {
   S3RVER_CREDENTIALS,
   type S3TestServer,
@@ -85,63 +77,14 @@ targets:
 `;
 }
 
-async function until<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 const archiveDir = () => path.join(env.backupDir, 'pitr', 'main');
 
-async function archived(): Promise<Map<string, ArchivedWal>> {
-  const live = new Map<string, ArchivedWal>();
-  const text = await readFile(
-    path.join(archiveDir(), 'catalog', 'wal-catalog.jsonl'),
-    'utf8',
-  ).catch(() => '');
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const entry = walEntrySchema.parse(JSON.parse(line));
-    if (entry.op === 'archived') live.set(entry.name, entry);
-    else live.delete(entry.name);
-  }
-  return live;
-}
+const archived = () => archivedWal(env.backupDir, 'main');
 
-/** Ends the current segment and waits until the archive holds it. */
-async function archiveNow(): Promise<string> {
-  const [row] = await cluster.query<{ name: string }>(
-    'SELECT pg_walfile_name(pg_switch_wal()) AS name',
-  );
-  const name = row?.name as string;
-  await until(`segment ${name}`, async () => ((await archived()).has(name) ? true : undefined));
-  return name;
-}
+const archiveNow = () => switchAndWaitArchived(cluster, env.backupDir, 'main');
 
-async function runJob<N extends JobName>(name: N, payload: JobPayloadInput<N>) {
-  const id = await enqueue(queues, config, name, payload);
-  return until(
-    `job ${id}`,
-    async () => {
-      const queue = queues[jobCatalog[name].queue];
-      const state = await queue.getJobState(id);
-      if (state !== 'completed' && state !== 'failed') return undefined;
-      // Read after its state: a job read before it finished holds no result yet.
-      const job = await queue.getJob(id);
-      const result = state === 'completed' ? job?.returnvalue : job?.failedReason;
-      return { state, result: result as unknown };
-    },
-    120_000,
-  );
-}
+const runJob = <N extends JobName>(name: N, payload: JobPayloadInput<N>) =>
+  runPitrJob(queues, config, name, payload);
 
 const restoreRequest = (): JobPayloadInput<'pitr-restore'> => ({
   pointInTime: between,

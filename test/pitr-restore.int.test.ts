@@ -7,9 +7,7 @@ import {
   type Config,
   type JobName,
   type JobPayloadInput,
-  jobCatalog,
   loadConfig,
-  walEntrySchema,
 } from '@pgkeep/core';
 import {
   closeQueues,
@@ -21,6 +19,13 @@ import {
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from './support/pg-cluster.js';
+import {
+  archivedWal,
+  runJob as runPitrJob,
+  switchAndWaitArchived,
+  until,
+  waitForJob as waitForPitrJob,
+} from './support/pitr.js';
 import { childrenOf, isRunning } from './support/processes.js';
 import { createTestEnv, type TestEnv } from './support/test-env.js';
 import { startWorker, type WorkerProcess } from './support/worker-process.js';
@@ -47,64 +52,16 @@ let afterLast: string;
 /** The WAL segment t2's commit is in: every recovery to `between` reads it. */
 let t2Segment: string;
 
-async function until<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const _catalogFile = () => path.join(env.backupDir, 'pitr', 'main', 'catalog', 'wal-catalog.jsonl');
 
-const catalogFile = () => path.join(env.backupDir, 'pitr', 'main', 'catalog', 'wal-catalog.jsonl');
+const archived = () => archivedWal(env.backupDir, 'main');
 
-async function archived(): Promise<Map<string, ArchivedWal>> {
-  const live = new Map<string, ArchivedWal>();
-  const text = await readFile(catalogFile(), 'utf8').catch(() => '');
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const entry = walEntrySchema.parse(JSON.parse(line));
-    if (entry.op === 'archived') live.set(entry.name, entry);
-    else live.delete(entry.name);
-  }
-  return live;
-}
+const archiveNow = () => switchAndWaitArchived(cluster, env.backupDir, 'main');
 
-/** Ends the current segment and waits until the archive holds it. */
-async function archiveNow(): Promise<string> {
-  const [row] = await cluster.query<{ name: string }>(
-    'SELECT pg_walfile_name(pg_switch_wal()) AS name',
-  );
-  const name = row?.name as string;
-  await until(`segment ${name}`, async () => ((await archived()).has(name) ? true : undefined));
-  return name;
-}
+const runJob = <N extends JobName>(name: N, payload: JobPayloadInput<N>) =>
+  runPitrJob(queues, config, name, payload);
 
-async function runJob<N extends JobName>(name: N, payload: JobPayloadInput<N>) {
-  const id = await enqueue(queues, config, name, payload);
-  return waitForJob(name, id);
-}
-
-async function waitForJob(name: JobName, id: string) {
-  return until(
-    `job ${id}`,
-    async () => {
-      const queue = queues[jobCatalog[name].queue];
-      const state = await queue.getJobState(id);
-      if (state !== 'completed' && state !== 'failed') return undefined;
-      // Read after its state: a job read before it finished holds no result yet.
-      const job = await queue.getJob(id);
-      const result = state === 'completed' ? job?.returnvalue : job?.failedReason;
-      return { state, result: result as unknown, id };
-    },
-    180_000,
-  );
-}
+const waitForJob = (name: JobName, id: string) => waitForPitrJob(queues, name, id);
 
 const request = (overrides: Partial<JobPayloadInput<'pitr-restore'>>) => ({
   pointInTime: between,
