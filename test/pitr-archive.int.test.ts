@@ -23,7 +23,13 @@ import {
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRole, startTestCluster, type TestCluster } from './support/pg-cluster.js';
-import { archivedWal, runJob as runPitrJob, switchAndWaitArchived, until } from './support/pitr.js';
+import {
+  archivedWal,
+  baseBackupRequest,
+  runJob as runPitrJob,
+  switchAndWaitArchived,
+  until,
+} from './support/pitr.js';
 import { childrenOf, isRunning } from './support/processes.js';
 import {
   S3RVER_CREDENTIALS,
@@ -222,16 +228,7 @@ describe('WAL archive', () => {
   });
 
   it('takes a base backup that pg_verifybackup accepts, and the window opens at its end', async () => {
-    const outcome = await runJob('basebackup', {
-      server: 'main',
-      checkpoint: 'fast',
-      verify: true,
-      label: null,
-      type: 'manual',
-      targetName: 'app',
-      requestedBy: 'test',
-      requestedAt: new Date().toISOString(),
-    });
+    const outcome = await runJob('basebackup', baseBackupRequest('app', true));
     expect(outcome.state, String(outcome.result)).toBe('completed');
     const manifest = outcome.result as BaseBackupManifest;
     expect(manifest.verification?.ok).toBe(true);
@@ -313,16 +310,7 @@ describe('WAL archive', () => {
 
   it('retention keeps the newest base backup and exactly the WAL from its start on', async () => {
     await switchAndArchive();
-    const second = await runJob('basebackup', {
-      server: 'main',
-      checkpoint: 'fast',
-      verify: false,
-      label: null,
-      type: 'manual',
-      targetName: 'app',
-      requestedBy: 'test',
-      requestedAt: new Date().toISOString(),
-    });
+    const second = await runJob('basebackup', baseBackupRequest('app', false));
     expect(second.state, String(second.result)).toBe('completed');
     const newest = second.result as BaseBackupManifest;
     await switchAndArchive();

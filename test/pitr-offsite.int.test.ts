@@ -16,7 +16,14 @@ import { KeyRing } from '@pgkeep/storage';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from './support/pg-cluster.js';
-import { archivedWal, runJob as runPitrJob, switchAndWaitArchived } from './support/pitr.js';
+import {
+  archivedWal,
+  baseBackupRequest,
+  runJob as runPitrJob,
+  scratchDirectories,
+  serverClock,
+  switchAndWaitArchived,
+} from './support/pitr.js';
 import {
   S3RVER_CREDENTIALS,
   type S3TestServer,
@@ -148,17 +155,9 @@ async function databases(): Promise<string[]> {
   return rows.map((row) => row.name);
 }
 
-async function serverNow(): Promise<string> {
-  const [row] = await cluster.query<{ at: string }>(
-    `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`,
-  );
-  if (!row) throw new Error('no clock');
-  return row.at;
-}
+const serverNow = () => serverClock(cluster);
 
-async function scratchDirs(): Promise<string[]> {
-  return (await readdir(scratch)).filter((entry) => entry.startsWith('pgkeep-pitr-'));
-}
+const scratchDirs = () => scratchDirectories(scratch);
 
 beforeAll(async () => {
   [env, cluster, s3] = await Promise.all([
@@ -198,16 +197,7 @@ beforeAll(async () => {
   queues = openQueues(redis, config.REDIS_PREFIX, { onError: () => {} });
   worker = await startWorker(processEnv);
 
-  const outcome = await runJob('basebackup', {
-    server: 'main',
-    checkpoint: 'fast',
-    verify: false,
-    label: null,
-    type: 'manual',
-    targetName: 'shop',
-    requestedBy: 'test',
-    requestedAt: new Date().toISOString(),
-  });
+  const outcome = await runJob('basebackup', baseBackupRequest('shop', false));
   expect(outcome.state, String(outcome.result)).toBe('completed');
   base = outcome.result as BaseBackupManifest;
   await cluster.query("INSERT INTO customers (name) VALUES ('alice')", [], 'shop');

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -21,7 +21,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from './support/pg-cluster.js';
 import {
   archivedWal,
+  baseBackupRequest,
   runJob as runPitrJob,
+  scratchDirectories,
+  serverClock,
   switchAndWaitArchived,
   until,
   waitForJob as waitForPitrJob,
@@ -90,17 +93,9 @@ async function tables(database: string): Promise<string[]> {
   return rows.map((row) => row.t);
 }
 
-async function serverNow(): Promise<string> {
-  const [row] = await cluster.query<{ at: string }>(
-    `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`,
-  );
-  if (!row) throw new Error('no clock');
-  return row.at;
-}
+const serverNow = () => serverClock(cluster);
 
-async function scratchDirs(): Promise<string[]> {
-  return (await readdir(scratch)).filter((entry) => entry.startsWith('pgkeep-pitr-'));
-}
+const scratchDirs = () => scratchDirectories(scratch);
 
 beforeAll(async () => {
   [env, cluster] = await Promise.all([createTestEnv('pitrrestore'), startTestCluster()]);
@@ -151,16 +146,7 @@ targets:
   queues = openQueues(redis, config.REDIS_PREFIX, { onError: () => {} });
   worker = await startWorker(processEnv);
 
-  const base = await runJob('basebackup', {
-    server: 'main',
-    checkpoint: 'fast',
-    verify: false,
-    label: null,
-    type: 'manual',
-    targetName: 'orders',
-    requestedBy: 'test',
-    requestedAt: new Date().toISOString(),
-  });
+  const base = await runJob('basebackup', baseBackupRequest('orders', false));
   expect(base.state, String(base.result)).toBe('completed');
   // t1, t2: rows in; then the time to restore to; t3: rows gone, a table dropped.
   await cluster.query("INSERT INTO users (name) VALUES ('alice')", [], 'orders');

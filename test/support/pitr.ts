@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type ArchivedWal,
@@ -98,4 +98,35 @@ export async function runJob<N extends JobName>(
   payload: JobPayloadInput<N>,
 ): Promise<FinishedJob> {
   return waitForJob(queues, name, await enqueue(queues, config, name, payload));
+}
+
+/** The payload of a manual base backup of server `main`, with a fast checkpoint. */
+export function baseBackupRequest(
+  targetName: string,
+  verify: boolean,
+): JobPayloadInput<'basebackup'> {
+  return {
+    server: 'main',
+    checkpoint: 'fast',
+    verify,
+    label: null,
+    type: 'manual',
+    targetName,
+    requestedBy: 'test',
+    requestedAt: new Date().toISOString(),
+  };
+}
+
+/** The cluster's clock now, as RFC 3339 with microseconds (a point in time to restore to). */
+export async function serverClock(cluster: TestCluster): Promise<string> {
+  const [row] = await cluster.query<{ at: string }>(
+    `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`,
+  );
+  if (!row) throw new Error('no clock');
+  return row.at;
+}
+
+/** The PITR restores' scratch directories under `root`. */
+export async function scratchDirectories(root: string): Promise<string[]> {
+  return (await readdir(root)).filter((entry) => entry.startsWith('pgkeep-pitr-'));
 }
