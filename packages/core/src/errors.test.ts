@@ -5,7 +5,6 @@ import {
   type ErrorCode,
   encodeJobError,
   errorStatus,
-  isErrorCode,
   isStorageFull,
   storageFullError,
   toAppError,
@@ -111,13 +110,6 @@ describe('AppError', () => {
     expect(error.cause).toBe(cause);
     expect(error.details).toEqual({ file: 'a' });
     expect(new AppError('STORAGE_ERROR', 'x').retryable).toBe(false);
-  });
-
-  it('recognises its own codes only', () => {
-    expect(isErrorCode('BACKUP_NOT_FOUND')).toBe(true);
-    expect(isErrorCode('JOB_FAILED')).toBe(false);
-    expect(isErrorCode('toString')).toBe(false);
-    expect(isErrorCode('__proto__')).toBe(false);
   });
 });
 

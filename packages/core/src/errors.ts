@@ -80,10 +80,6 @@ export const errorStatus = {
 
 export type ErrorCode = keyof typeof errorStatus;
 
-export function isErrorCode(value: string): value is ErrorCode {
-  return Object.hasOwn(errorStatus, value);
-}
-
 export interface AppErrorOptions {
   retryable?: boolean;
   cause?: unknown;

@@ -49,14 +49,3 @@ export function createLogger(
   const { transport: _pretty, ...options } = loggerOptions(level, name);
   return pino(options, pino.destination(2));
 }
-
-/** `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs. */
-export function maskUrl(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return '[unparseable url]';
-  }
-}

@@ -73,7 +73,7 @@ describe('manifestSchema', () => {
       format: 'plain',
       compression: 'none',
       filename: `backup-${id}.sql`,
-      type: 'pre-restore',
+      type: 'pitr',
       jobId: null,
     });
     expect(manifestSchema.safeParse(tableOnly).success).toBe(true);

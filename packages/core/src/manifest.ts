@@ -7,9 +7,7 @@ import { MAX_BACKUP_TABLES, qualifiedTableNameSchema } from './tables.js';
 export const backupFormats = ['custom', 'plain'] as const;
 export const compressions = ['zstd', 'gzip', 'none'] as const;
 /** `pitr`: the dump of a database recovered to a point in time, kept as a backup of its target. */
-export const backupTypes = ['manual', 'scheduled', 'pre-restore', 'pitr'] as const;
-/** Backups that retention counts and ages out (pre-restore safety copies follow their own rule). */
-export const retainedBackupTypes: ReadonlySet<string> = new Set(['manual', 'scheduled', 'pitr']);
+export const backupTypes = ['manual', 'scheduled', 'pitr'] as const;
 
 export const backupFormatSchema = z.enum(backupFormats);
 export const compressionSchema = z.enum(compressions);
@@ -34,7 +32,6 @@ export const manifestEncryptionSchema = z.object({
     .min(1024)
     .max(16 * 1024 * 1024),
 });
-export type ManifestEncryption = z.infer<typeof manifestEncryptionSchema>;
 
 /** One stored copy of the artifact: which destination, where in it, and what was stored. */
 export const copySchema = z.object({
@@ -186,7 +183,6 @@ export const manifestSchema = manifestObjectSchema
   );
 
 export type BackupManifest = z.output<typeof manifestSchema>;
-export type BackupManifestInput = z.input<typeof manifestSchema>;
 
 /**
  * Parses a manifest's text, as read from a disk or a bucket: JSON, its HMAC when a catalog key
@@ -213,17 +209,16 @@ export function parseManifestText(
   return { ok: true, manifest: parsed.data };
 }
 
+/** Anything dated and named as a backup is: what retention rules sort and select. */
+export interface Dated {
+  id: string;
+  createdAt: string;
+}
+
 /**
  * Newest first, by time rather than by text (a timestamp with and without milliseconds sorts
  * wrongly as text); ties broken by id, which is unique.
  */
-/** Anything dated and named as a backup is: what retention rules sort and select. */
-export interface Dated {
-  id: string;
-  type: string;
-  createdAt: string;
-}
-
 export function newestFirst(a: Dated, b: Dated): number {
   return Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.id.localeCompare(a.id);
 }

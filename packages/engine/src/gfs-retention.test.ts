@@ -1,9 +1,11 @@
 import type { BackupManifest, BackupType } from '@pgkeep/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { defaultGfsPolicy, type GfsPolicy, periodKey, selectByGfs } from './gfs-retention.js';
+import { type GfsPolicy, periodKey, selectByGfs } from './gfs-retention.js';
 
 const idShape = /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z-[0-9a-f]{12}$/;
 let counter = 0;
+/** The policy the configuration defaults to (BACKUP_GFS_DAYS … BACKUP_GFS_YEARS). */
+const defaultGfsPolicy: GfsPolicy = { days: 7, weeks: 4, months: 12, years: 5 };
 
 /** A completed backup whose id is derived from its creation time, as pgkeep makes them. */
 function backup(
@@ -135,7 +137,6 @@ const union = (...lists: string[][]) => [...new Set(lists.flat())].sort();
 describe('selectByGfs over three years of daily backups', () => {
   it('keeps exactly the newest of the last 7 days, 4 weeks, 12 months and 5 years by default', () => {
     expect(threeYears).toHaveLength(1096);
-    expect(defaultGfsPolicy).toEqual({ days: 7, weeks: 4, months: 12, years: 5 });
     const result = selectByGfs(threeYears, defaultGfsPolicy, 'UTC');
     const expected = union(lastSevenDays, lastFourWeeks, lastTwelveMonths, everyYear);
     expect(expected).toHaveLength(21);
@@ -331,25 +332,6 @@ describe('selectByGfs periods', () => {
 });
 
 describe('selectByGfs backup types', () => {
-  it('neither keeps nor removes pre-restore copies, nor lets them take a period', () => {
-    const scheduled = daily('2026-03-01', '2026-03-05');
-    const preRestore = [
-      backup('2026-03-07T02:00:00.000Z', 'pre-restore'),
-      backup('2026-03-06T02:00:00.000Z', 'pre-restore'),
-      backup('2026-03-03T12:00:00.000Z', 'pre-restore'),
-      backup('2026-02-01T02:00:00.000Z', 'pre-restore'),
-    ];
-    const result = selectByGfs([...preRestore, ...scheduled], policy(3, 0, 0, 0), 'UTC');
-    expect(utcDates(result.keep)).toEqual(['2026-03-03', '2026-03-04', '2026-03-05']);
-    expect(utcDates(result.remove)).toEqual(['2026-03-01', '2026-03-02']);
-    expect(result.reasons[byDate(scheduled, '2026-03-05').id]).toContain('newest');
-    for (const copy of preRestore) {
-      expect(ids(result.keep)).not.toContain(copy.id);
-      expect(ids(result.remove)).not.toContain(copy.id);
-      expect(result.reasons[copy.id]).toBeUndefined();
-    }
-  });
-
   it('counts manual and scheduled backups alike', () => {
     const morning = backup('2026-03-05T06:00:00.000Z', 'scheduled');
     const evening = backup('2026-03-05T20:00:00.000Z', 'manual');
@@ -361,12 +343,6 @@ describe('selectByGfs backup types', () => {
 
   it('keeps and removes nothing when there is nothing to count', () => {
     expect(selectByGfs([], defaultGfsPolicy, 'UTC')).toEqual({ keep: [], remove: [], reasons: {} });
-    const onlyCopies = [backup('2026-03-05T02:00:00.000Z', 'pre-restore')];
-    expect(selectByGfs(onlyCopies, defaultGfsPolicy, 'UTC')).toEqual({
-      keep: [],
-      remove: [],
-      reasons: {},
-    });
   });
 });
 

@@ -1,4 +1,4 @@
-import { type BackupManifest, type Dated, newestFirst, retainedBackupTypes } from '@pgkeep/core';
+import { type BackupManifest, type Dated, newestFirst } from '@pgkeep/core';
 
 /** Grandfather-father-son: how many daily, weekly, monthly and yearly backups to keep. */
 export interface GfsPolicy {
@@ -7,8 +7,6 @@ export interface GfsPolicy {
   months: number;
   years: number;
 }
-
-export const defaultGfsPolicy: GfsPolicy = { days: 7, weeks: 4, months: 12, years: 5 };
 
 type Period = keyof GfsPolicy;
 
@@ -68,9 +66,7 @@ export function selectByGfs<M extends Dated>(
   policy: GfsPolicy,
   timeZone: string,
 ): RetentionSelection<M> {
-  const counted = manifests
-    .filter((manifest) => retainedBackupTypes.has(manifest.type))
-    .sort(newestFirst);
+  const counted = [...manifests].sort(newestFirst);
   const reasons: Record<string, string[]> = {};
   const keepFor = (manifest: M, reason: string) => {
     reasons[manifest.id] ??= [];

@@ -65,24 +65,6 @@ describe('selectByKeepLast', () => {
     expect(remove).toEqual([]);
   });
 
-  it('never keeps or removes pre-restore copies, nor counts them', () => {
-    const preRestoreNewest = backup(day(9), 'pre-restore');
-    const preRestoreOldest = backup(day(1), 'pre-restore');
-    const manual = [backup(day(3)), backup(day(4)), backup(day(5))];
-    const { keep, remove } = selectByKeepLast([preRestoreNewest, ...manual, preRestoreOldest], 2);
-    expect(ids(keep)).toEqual(ids([manual[2], manual[1]] as BackupManifest[]));
-    expect(ids(remove)).toEqual(ids([manual[0]] as BackupManifest[]));
-    const touched = [...ids(keep), ...ids(remove)];
-    expect(touched).not.toContain(preRestoreNewest.id);
-    expect(touched).not.toContain(preRestoreOldest.id);
-  });
-
-  it('keeps nothing and removes nothing when only pre-restore copies exist', () => {
-    const { keep, remove } = selectByKeepLast([backup(day(1), 'pre-restore')], 1);
-    expect(keep).toEqual([]);
-    expect(remove).toEqual([]);
-  });
-
   it.each([0, -5])('always keeps the newest backup, even with keepLast %d', (keepLast) => {
     const all = [backup(day(1)), backup(day(3)), backup(day(2))];
     const { keep, remove } = selectByKeepLast(all, keepLast);
@@ -104,7 +86,6 @@ describe('selectByKeepLast', () => {
     const all = [
       ...[1, 2, 3, 4, 5, 6, 7, 8].map((n) => backup(day(n), n % 3 ? 'manual' : 'scheduled')),
       backup(day(6), 'manual', 'ffffff'),
-      backup(day(4), 'pre-restore'),
     ];
     const expected = selectByKeepLast(all, 4);
     expect(expected.keep).toHaveLength(4);

@@ -1,4 +1,4 @@
-import { type Dated, newestFirst, retainedBackupTypes } from '@pgkeep/core';
+import { type Dated, newestFirst } from '@pgkeep/core';
 
 /**
  * Splits backups into those kept and those deleted under "keep the newest N". Pure. The newest
@@ -8,9 +8,7 @@ export function selectByKeepLast<M extends Dated>(
   manifests: readonly M[],
   keepLast: number,
 ): { keep: M[]; remove: M[] } {
-  const counted = manifests
-    .filter((manifest) => retainedBackupTypes.has(manifest.type))
-    .sort(newestFirst);
+  const counted = [...manifests].sort(newestFirst);
   const limit = Number.isFinite(keepLast) ? Math.max(1, Math.floor(keepLast)) : 1;
   return { keep: counted.slice(0, limit), remove: counted.slice(limit) };
 }
