@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { scratchDatabaseName } from '@pgkeep/pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import {
@@ -720,8 +719,9 @@ describe('discovery', () => {
     const all = everything();
     expect(discoveryPicks(all, 'template0')).toBe(false);
     expect(discoveryPicks(all, 'template1')).toBe(false);
-    expect(discoveryPicks(all, scratchDatabaseName('restore', 'pgkeep'))).toBe(false);
-    expect(discoveryPicks(all, scratchDatabaseName('verify', 'another_deployment'))).toBe(false);
+    // Scratch names as @pgkeep/pg makes them (its tests check its names against this rule).
+    expect(discoveryPicks(all, 'pgkeep_restore_0123abcd_a1b2c3d4e5f6')).toBe(false);
+    expect(discoveryPicks(all, 'pgkeep_verify_89ef0123_a1b2c3d4e5f6')).toBe(false);
     expect(discoveryPicks(all, 'panel_pre_restore_20260122163000_ab12')).toBe(false);
     expect(discoveryPicks(all, 'panel')).toBe(true);
     // The maintenance database is a real database: picked unless excluded.

@@ -1,3 +1,4 @@
+import { discoveryPicks, loadConfig, loadTargets } from '@pgkeep/core';
 import { describe, expect, it } from 'vitest';
 import {
   scratchDatabaseName,
@@ -33,5 +34,17 @@ describe('scratch database names', () => {
     expect(scratchDatabaseName('verify', 'panel-a')).not.toBe(
       scratchDatabaseName('verify', 'panel-a'),
     );
+  });
+
+  it('are never backed up by a discovery target, whatever the deployment', () => {
+    const env = { DATABASE_URL: 'postgres://pgkeep@db.example/panel', JWT_SECRET: 's'.repeat(32) };
+    const [anyTarget] = loadTargets(loadConfig(env), env).targets;
+    if (!anyTarget) throw new Error('no target');
+    expect(discoveryPicks(anyTarget, 'panel')).toBe(true);
+    for (const kind of ['restore', 'verify'] as const) {
+      for (const namespace of ['pgkeep', 'another_deployment']) {
+        expect(discoveryPicks(anyTarget, scratchDatabaseName(kind, namespace))).toBe(false);
+      }
+    }
   });
 });
