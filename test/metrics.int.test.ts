@@ -1,7 +1,7 @@
 import { truncate } from 'node:fs/promises';
 import path from 'node:path';
-import type { BackupManifest } from '@pgkeep/core';
-import { enqueue, jobMetricsKey } from '@pgkeep/queue';
+import { type BackupManifest, metricsHashKey } from '@pgkeep/core';
+import { enqueue } from '@pgkeep/queue';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminHeaders, postJob, startApi, type TestApi, token, waitForJob } from './support/api.js';
@@ -256,8 +256,8 @@ describe('GET /metrics', () => {
   it('shows the notifier’s counters from the shared hash by channel and outcome', async () => {
     const redis = new Redis(env.redisUrl);
     try {
-      await redis.hincrby(jobMetricsKey(`{${env.name}}`), 'notifications_sent_total:webhook', 2);
-      await redis.hincrby(jobMetricsKey(`{${env.name}}`), 'notifications_failed_total:webhook', 1);
+      await redis.hincrby(metricsHashKey(`{${env.name}}`), 'notifications_sent_total:webhook', 2);
+      await redis.hincrby(metricsHashKey(`{${env.name}}`), 'notifications_failed_total:webhook', 1);
     } finally {
       redis.disconnect();
     }

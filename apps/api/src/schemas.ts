@@ -7,8 +7,10 @@ import {
   databaseNameSchema,
   labelSchema,
   manifestObjectSchema,
+  pitrScheduleNameSchema,
   recoverableWindowSchema,
   retentionSchema,
+  scheduleNameSchema,
   tableListSchema,
   targetRefSchema,
   timeZoneSchema,
@@ -140,7 +142,7 @@ export const cleanQuery = z
   });
 export type CleanQuery = z.output<typeof cleanQuery>;
 
-export const scheduleParams = z.object({ name: z.enum(['backup', 'cleanup', 'verify']) });
+export const scheduleParams = z.object({ name: scheduleNameSchema });
 
 export const scheduleChangeBody = z
   .object({
@@ -314,7 +316,7 @@ export const pitrViewSchema = recoverableWindowSchema
     }),
     schedules: z.array(
       z.object({
-        name: z.enum(['basebackup', 'cleanup']),
+        name: pitrScheduleNameSchema,
         enabled: z.boolean(),
         pattern: z.string(),
         timeZone: z.string(),

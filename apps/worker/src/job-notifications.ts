@@ -1,13 +1,6 @@
 import type { FinishedJob, JobNotifications } from '@pgkeep/notify';
+import { failedForGood } from '@pgkeep/queue';
 import type { Job, Worker } from 'bullmq';
-
-/**
- * A failed attempt is the job's end when no retry follows: the error is unrecoverable, or the
- * attempts are used up (BullMQ has counted the failed attempt when it emits 'failed').
- */
-export function isFinalFailure(job: Job, error: Error): boolean {
-  return error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-}
 
 /** The database of a target, by its name (undefined: no such target any more). */
 export type DatabaseOfTarget = (
@@ -50,7 +43,7 @@ export function notifyWhenFinished(
     notifications.jobFinished(finishedJob(job, { status: 'completed', result }, databaseOf));
   });
   worker.on('failed', (job, error) => {
-    if (!job || !isFinalFailure(job, error)) return;
+    if (!job || !failedForGood(job, error)) return;
     notifications.jobFinished(
       finishedJob(
         job,

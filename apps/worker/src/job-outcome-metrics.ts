@@ -1,4 +1,4 @@
-import { decodeJobError, isJobName, type JobName, type Logger } from '@pgkeep/core';
+import { decodeJobError, isJobName, type JobName, jobCatalog, type Logger } from '@pgkeep/core';
 import {
   countTargetOutcome,
   finalOutcomeOfFailure,
@@ -36,7 +36,7 @@ export function countJobOutcomes(
   worker.on('completed', (job, result) => {
     if (!isJobName(job.name)) return;
     record(job.name, 'completed', result);
-    if (job.name === 'discover') return;
+    if (!jobCatalog[job.name].countsTargetSuccess) return;
     void note(recordTargetSuccess(redis, prefix, targetOf(job), job.name));
     void note(countTargetOutcome(redis, prefix, targetOf(job), job.name, 'completed'));
   });

@@ -23,6 +23,7 @@ import {
   runRestore,
   runVerify,
 } from '@pgkeep/engine';
+import { isFinalFailure } from '@pgkeep/queue';
 import { type Job, UnrecoverableError } from 'bullmq';
 
 /** Jobs of one target's engine; `discover` fans out, the PITR jobs act on a whole server. */
@@ -79,17 +80,10 @@ function throttledProgress(job: Job, logger: Logger) {
   };
 }
 
-/**
- * The panel's lines for scheduled runs: what a scheduled backup, clean-up or verify did (a
- * verify that finds the backup bad fails, and is logged as a failed scheduled verify).
- */
-function logScheduledOutcome(logger: Logger, name: string, result: unknown): void {
-  const outcome = result as { filename?: string; deletedCount?: number; backupId?: string };
-  if (name === 'backup') logger.info({ filename: outcome.filename }, 'scheduled backup completed');
-  else if (name === 'discover') logger.info({ result }, 'scheduled discovery run queued its jobs');
-  else if (name === 'cleanup')
-    logger.info({ deletedCount: outcome.deletedCount }, 'scheduled cleanup completed');
-  else logger.info({ backupId: outcome.backupId, ok: true }, 'scheduled verify completed');
+/** The panel's lines for scheduled runs: what a scheduled backup, clean-up or verify did. */
+function logScheduledOutcome(logger: Logger, name: JobName, result: unknown): void {
+  const line = jobCatalog[name].scheduledRunLine?.(result as never);
+  if (line) logger.info(line.fields, line.message);
 }
 
 /** What the processor asks of Redis besides the job itself (see @pgkeep/queue cancellation). */
@@ -205,8 +199,8 @@ export function createProcessor(routing: TargetRouting, ledger: JobLedger) {
         const by = await cancelledBy(jobId).catch(() => null);
         if (by) appError = new AppError('JOB_CANCELLED', `cancelled by ${by}`);
       }
-      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      const final = !appError.retryable || lastAttempt;
+      // attemptsMade counts the attempts that failed before this one.
+      const final = isFinalFailure(job.attemptsMade + 1, job.opts.attempts, !appError.retryable);
       logger[final ? 'error' : 'warn'](
         { code: appError.code, err: error, retryable: appError.retryable, final },
         jobId.startsWith('repeat:') ? `scheduled ${name} failed` : 'job failed',

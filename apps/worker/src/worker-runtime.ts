@@ -12,10 +12,12 @@ import {
   jobCatalog,
   type Logger,
   loadTargets,
+  pitrScheduleLabels,
   queueNames,
   scheduleJobs,
   scheduleNames,
   schedulerId,
+  scheduleStartLines,
 } from '@pgkeep/core';
 import {
   dropAbandonedScratchDatabases,
@@ -350,25 +352,12 @@ async function startSchedules(
         timeZone: settings.timeZone,
         source,
       };
-      if (!settings.enabled) logger.info(fields, `${name} schedule off`);
-      else if (name === 'backup') logger.info(fields, 'backup schedule: backups run at this cron');
-      else if (name === 'cleanup') {
-        const retention = defaultTarget.retention;
-        logger.info(
-          {
-            ...fields,
-            retention,
-            ...(retention.kind === 'keep-last' ? { keepLast: retention.keepLast } : {}),
-          },
-          retention.kind === 'keep-last'
-            ? `cleanup schedule: keeps the last ${retention.keepLast} backups`
-            : 'cleanup schedule: keeps backups by GFS policy',
-        );
-      } else
-        logger.info(
-          { ...fields, restore: defaultTarget.verifyRestore },
-          'verify schedule: verifies the newest backup',
-        );
+      if (!settings.enabled) {
+        logger.info(fields, `${name} schedule off`);
+        continue;
+      }
+      const line = scheduleStartLines[name](defaultTarget);
+      logger.info({ ...fields, ...line.fields }, line.message);
     }
   } else {
     // No target `default` (a targets file without one): its schedules must not run.
@@ -392,7 +381,7 @@ async function startSchedules(
         timeZone: schedule.timeZone,
         scheduler: schedule.schedulerId,
       },
-      `${schedule.name === 'basebackup' ? 'base backup' : 'archive clean-up'} schedule of server ${schedule.server}`,
+      `${pitrScheduleLabels[schedule.name]} schedule of server ${schedule.server}`,
     );
   }
   if (pitrSchedules.removed.length > 0) {

@@ -5,6 +5,7 @@ export * from './job-catalog.js';
 export * from './logger.js';
 export * from './manifest.js';
 export * from './manifest-signature.js';
+export * from './metrics-hash.js';
 export * from './names.js';
 export * from './pitr-manifest.js';
 export * from './pitr-settings.js';

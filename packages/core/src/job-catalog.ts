@@ -63,10 +63,52 @@ export const retentionSchema = z.discriminatedUnion('kind', [
 ]);
 export type Retention = z.infer<typeof retentionSchema>;
 
+/**
+ * Schedules, each running one job. BullMQ names a scheduled run `repeat:<scheduler id>:<time>`;
+ * the scheduler id `schedule-<name>` says which job it is.
+ */
+export const scheduleJobs = { backup: 'backup', cleanup: 'cleanup', verify: 'verify' } as const;
+export type ScheduleName = keyof typeof scheduleJobs;
+export const scheduleNames = Object.keys(scheduleJobs) as ScheduleName[];
+export const scheduleNameSchema = z.enum(scheduleNames as [ScheduleName, ...ScheduleName[]]);
+
+/**
+ * How often a job runs before it fails for good: `attempts` in all (a number, or the setting
+ * that says), waiting `backoffMs`, then twice that, and so on, between them. Only retryable
+ * errors retry; destructive jobs retry only what is worth retrying (a lock timeout, a lost
+ * connection), anything else fails at once as unrecoverable.
+ */
+export interface RetryPolicy {
+  attempts: number | 'BACKUP_ATTEMPTS';
+  backoffMs: number;
+}
+const backupRetry: RetryPolicy = { attempts: 'BACKUP_ATTEMPTS', backoffMs: 30_000 };
+const defaultRetry: RetryPolicy = { attempts: 3, backoffMs: 10_000 };
+
+/** What a log line about a finished scheduled run says: its fields and its message. */
+export interface RunLine {
+  fields: Record<string, unknown>;
+  message: string;
+}
+
+/**
+ * Each job: its queue; whether it is destructive (the cluster-wide exclusive lock); its retries;
+ * whether its end is announced (`notified`: the jobs an operator must hear about when they
+ * fail); whether completing it is a success of its target (`countsTargetSuccess`: not for a
+ * discovery run, which only queues the targets' jobs, though its failure is the target's); the
+ * log line of a scheduled run that completed; its payload and result schemas.
+ */
 export const jobCatalog = {
   backup: {
     queue: queueNames.backups,
     destructive: false,
+    retry: backupRetry,
+    notified: true,
+    countsTargetSuccess: true,
+    scheduledRunLine: (result: { filename?: string }): RunLine => ({
+      fields: { filename: result.filename },
+      message: 'scheduled backup completed',
+    }),
     payload: z.object({
       tables: tableListSchema.nullable(),
       format: backupFormatSchema,
@@ -82,6 +124,14 @@ export const jobCatalog = {
   verify: {
     queue: queueNames.backups,
     destructive: false,
+    retry: defaultRetry,
+    notified: true,
+    countsTargetSuccess: true,
+    // A verify that finds the backup bad fails, and is logged as a failed scheduled verify.
+    scheduledRunLine: (result: { backupId?: string }): RunLine => ({
+      fields: { backupId: result.backupId, ok: true },
+      message: 'scheduled verify completed',
+    }),
     payload: z.object({
       /** `latest`: the newest completed backup when the job runs (scheduled test restores). */
       backupId: z.union([z.string().regex(backupIdRegex), z.literal('latest')]),
@@ -98,6 +148,10 @@ export const jobCatalog = {
   restore: {
     queue: queueNames.maintenance,
     destructive: true,
+    retry: defaultRetry,
+    notified: true,
+    countsTargetSuccess: true,
+    scheduledRunLine: null,
     payload: z.object({
       backupId: z.string().regex(backupIdRegex),
       target: databaseNameSchema,
@@ -118,6 +172,10 @@ export const jobCatalog = {
   delete: {
     queue: queueNames.maintenance,
     destructive: true,
+    retry: defaultRetry,
+    notified: false,
+    countsTargetSuccess: true,
+    scheduledRunLine: null,
     payload: z.object({ backupId: z.string().regex(backupIdRegex), ...requester }),
     result: z.object({
       deletedCount: z.number().int().nonnegative(),
@@ -128,6 +186,13 @@ export const jobCatalog = {
   cleanup: {
     queue: queueNames.maintenance,
     destructive: true,
+    retry: defaultRetry,
+    notified: false,
+    countsTargetSuccess: true,
+    scheduledRunLine: (result: { deletedCount?: number }): RunLine => ({
+      fields: { deletedCount: result.deletedCount },
+      message: 'scheduled cleanup completed',
+    }),
     payload: z.object({
       retention: retentionSchema,
       /** Calendar periods of a GFS policy are taken in this time zone. */
@@ -158,8 +223,15 @@ export const jobCatalog = {
   discover: {
     queue: queueNames.backups,
     destructive: false,
+    retry: defaultRetry,
+    notified: false,
+    countsTargetSuccess: false,
+    scheduledRunLine: (result: unknown): RunLine => ({
+      fields: { result },
+      message: 'scheduled discovery run queued its jobs',
+    }),
     payload: z.object({
-      job: z.enum(['backup', 'cleanup', 'verify']),
+      job: z.enum(scheduleJobs),
       /** The payload each database's job gets, its target name filled in. */
       template: z.record(z.string(), z.unknown()),
       ...requester,
@@ -176,6 +248,13 @@ export const jobCatalog = {
   basebackup: {
     queue: queueNames.backups,
     destructive: false,
+    retry: defaultRetry,
+    notified: false,
+    countsTargetSuccess: true,
+    scheduledRunLine: (result: { id?: string }): RunLine => ({
+      fields: { baseBackupId: result.id },
+      message: 'scheduled base backup completed',
+    }),
     payload: z.object({
       server: z.string().regex(/^[a-z0-9_-]{1,63}$/),
       checkpoint: z.enum(['fast', 'spread']),
@@ -194,6 +273,19 @@ export const jobCatalog = {
   'pitr-cleanup': {
     queue: queueNames.maintenance,
     destructive: true,
+    retry: defaultRetry,
+    notified: false,
+    countsTargetSuccess: true,
+    scheduledRunLine: (result: {
+      deletedBaseBackups?: string[];
+      deletedSegments?: number;
+    }): RunLine => ({
+      fields: {
+        deletedBaseBackups: result.deletedBaseBackups?.length,
+        deletedSegments: result.deletedSegments,
+      },
+      message: 'scheduled archive clean-up completed',
+    }),
     payload: z.object({
       server: z.string().regex(/^[a-z0-9_-]{1,63}$/),
       retention: retentionSchema,
@@ -224,6 +316,10 @@ export const jobCatalog = {
   'pitr-restore': {
     queue: queueNames.maintenance,
     destructive: true,
+    retry: defaultRetry,
+    notified: false,
+    countsTargetSuccess: true,
+    scheduledRunLine: null,
     payload: z.object({
       /** RFC 3339 with a time zone, or `latest`: all the WAL the archive holds. */
       pointInTime: z.union([z.iso.datetime({ offset: true }), z.literal('latest')]),
@@ -292,13 +388,27 @@ export function derivedJobId(name: JobName, parentJobId: string, target: string)
   return `${name}-${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-/**
- * Schedules, each running one job. BullMQ names a scheduled run `repeat:<scheduler id>:<time>`;
- * the scheduler id `schedule-<name>` says which job it is.
- */
-export const scheduleJobs = { backup: 'backup', cleanup: 'cleanup', verify: 'verify' } as const;
-export type ScheduleName = keyof typeof scheduleJobs;
-export const scheduleNames = Object.keys(scheduleJobs) as ScheduleName[];
+/** What the scheduler says at start about each schedule that is on, given its target's settings. */
+export const scheduleStartLines: Record<
+  ScheduleName,
+  (target: { retention: Retention; verifyRestore: boolean }) => RunLine
+> = {
+  backup: () => ({ fields: {}, message: 'backup schedule: backups run at this cron' }),
+  cleanup: ({ retention }) => ({
+    fields: {
+      retention,
+      ...(retention.kind === 'keep-last' ? { keepLast: retention.keepLast } : {}),
+    },
+    message:
+      retention.kind === 'keep-last'
+        ? `cleanup schedule: keeps the last ${retention.keepLast} backups`
+        : 'cleanup schedule: keeps backups by GFS policy',
+  }),
+  verify: ({ verifyRestore }) => ({
+    fields: { restore: verifyRestore },
+    message: 'verify schedule: verifies the newest backup',
+  }),
+};
 
 export function isScheduleName(value: string): value is ScheduleName {
   return Object.hasOwn(scheduleJobs, value);
@@ -327,6 +437,14 @@ const discoveryJobIdPattern = new RegExp(
 /** A server's archive schedules: `pitr-basebackup.<server>`, `pitr-cleanup.<server>`. */
 export const pitrScheduleJobs = { basebackup: 'basebackup', cleanup: 'pitr-cleanup' } as const;
 export type PitrScheduleName = keyof typeof pitrScheduleJobs;
+/** How logs name them. */
+export const pitrScheduleLabels: Record<PitrScheduleName, string> = {
+  basebackup: 'base backup',
+  cleanup: 'archive clean-up',
+};
+export const pitrScheduleNameSchema = z.enum(
+  Object.keys(pitrScheduleJobs) as [PitrScheduleName, ...PitrScheduleName[]],
+);
 
 export function pitrSchedulerId(name: PitrScheduleName, server: string): string {
   return `pitr-${name}.${server}`;

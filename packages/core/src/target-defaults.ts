@@ -23,20 +23,20 @@ export function retentionFromConfig(config: Config): Retention {
     : { kind: 'keep-last', keepLast: config.BACKUP_KEEP_LAST };
 }
 
-/** Each schedule as the environment has it (`off` keeps a pattern to turn back on with). */
-export function scheduleSpecsFromConfig(config: Config): Record<ScheduleName, ScheduleSpec> {
-  const onOff = (value: string, fallback: string): ScheduleSpec =>
-    value === 'off' ? { pattern: fallback, enabled: false } : { pattern: value, enabled: true };
-  return {
-    backup: { pattern: config.BACKUP_SCHEDULE, enabled: config.AUTO_BACKUP_ENABLED },
-    cleanup: onOff(config.BACKUP_CLEANUP_SCHEDULE, offPatterns.cleanup),
-    verify: onOff(config.VERIFY_SCHEDULE, offPatterns.verify),
-  };
+/** A schedule's pattern or `off`: `off` keeps `fallback`, to be turned back on with. */
+export function scheduleSpecOf(value: string, fallback: string): ScheduleSpec {
+  return value === 'off'
+    ? { pattern: fallback, enabled: false }
+    : { pattern: value, enabled: true };
 }
 
-/** A schedule a targets file turns off keeps the environment's pattern (or the fallback). */
-export function offSchedule(config: Config, name: ScheduleName): ScheduleSpec {
-  return { pattern: scheduleSpecsFromConfig(config)[name].pattern, enabled: false };
+/** Each schedule as the environment has it (`off` keeps a pattern to turn back on with). */
+export function scheduleSpecsFromConfig(config: Config): Record<ScheduleName, ScheduleSpec> {
+  return {
+    backup: { pattern: config.BACKUP_SCHEDULE, enabled: config.AUTO_BACKUP_ENABLED },
+    cleanup: scheduleSpecOf(config.BACKUP_CLEANUP_SCHEDULE, offPatterns.cleanup),
+    verify: scheduleSpecOf(config.VERIFY_SCHEDULE, offPatterns.verify),
+  };
 }
 
 export function encryptionConfigured(config: Config): boolean {

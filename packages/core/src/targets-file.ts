@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { type Config, ConfigError } from './config.js';
 import { interpolateEnv } from './env-interpolation.js';
-import type { Retention } from './job-catalog.js';
+import { type Retention, scheduleNames } from './job-catalog.js';
 import { type PitrSettings, pitrDefaults, slotNameFor } from './pitr-settings.js';
 import {
   lockServerFor,
@@ -11,7 +11,11 @@ import {
   serverSettings,
   urlWithDatabase,
 } from './server-settings.js';
-import { encryptionConfigured, offSchedule, targetDefaultsFromConfig } from './target-defaults.js';
+import {
+  encryptionConfigured,
+  scheduleSpecOf,
+  targetDefaultsFromConfig,
+} from './target-defaults.js';
 import type { ServerSettings, TargetSettings, TargetsConfig } from './targets.js';
 import { FileIssues, type FilePath, readTargetsDocument } from './targets-document.js';
 import {
@@ -126,9 +130,7 @@ export function resolvePitr(
     );
   }
   const schedule = (value: string | undefined, fallback: string) =>
-    value === 'off'
-      ? { pattern: fallback, enabled: false }
-      : { pattern: value ?? fallback, enabled: true };
+    scheduleSpecOf(value ?? fallback, fallback);
   return {
     slot: slotNameFor(name),
     destinations: entry.destinations ?? defaults.destinations,
@@ -192,11 +194,11 @@ function resolveTarget(
     if (entry[key] !== undefined && !discovery) issue([key], 'only with database "*"');
   }
   const schedules = { ...defaults.schedules };
-  for (const schedule of ['backup', 'cleanup', 'verify'] as const) {
+  for (const schedule of scheduleNames) {
     const value = entry.schedules?.[schedule];
-    if (value === undefined) continue;
-    schedules[schedule] =
-      value === 'off' ? offSchedule(config, schedule) : { pattern: value, enabled: true };
+    // `off` keeps the environment's pattern (or its fallback), to be turned back on with.
+    if (value !== undefined)
+      schedules[schedule] = scheduleSpecOf(value, schedules[schedule].pattern);
   }
   const retention = resolveRetention(entry.retention, defaults.retention, issue);
   // `local` (BACKUP_DIR) is always there: the catalog lives in it.

@@ -6,7 +6,6 @@ import type { FinishedJob, JobNotification } from './notification.js';
 import {
   type DeliveryOutcome,
   type NotificationCounter,
-  notificationMetricsKey,
   redisNotificationCounter,
 } from './notification-counter.js';
 import { type NotificationChannel, NotificationError, type Notifier } from './notifier.js';
@@ -281,7 +280,6 @@ describe('redisNotificationCounter', () => {
     );
     await counter.count('failed', 'webhook');
     await counter.count('sent', 'email');
-    expect(notificationMetricsKey('pgkeep')).toBe('pgkeep:pgkeep-metrics');
     expect(calls).toEqual([
       ['pgkeep:pgkeep-metrics', 'notifications_failed_total:webhook', 1],
       ['pgkeep:pgkeep-metrics', 'notifications_sent_total:email', 1],

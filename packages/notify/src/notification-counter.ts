@@ -1,12 +1,11 @@
+import { metricsHashKey } from '@pgkeep/core';
 import type { NotificationChannel } from './notifier.js';
 
 /**
- * Delivery counts live in one Redis hash per deployment, `{<QUEUE_PREFIX>}:pgkeep-metrics`,
- * shared by every worker, with one field per outcome and channel:
- * `notifications_sent_total:webhook`, `notifications_failed_total:email`, … A notification is
- * counted once, after its last attempt.
+ * Delivery counts live in the deployment's metrics hash (metricsHashKey), shared by every
+ * worker, with one field per outcome and channel: `notifications_sent_total:webhook`,
+ * `notifications_failed_total:email`, … A notification is counted once, after its last attempt.
  */
-export const notificationMetricsKey = (prefix: string) => `${prefix}:pgkeep-metrics`;
 
 export type DeliveryOutcome = 'sent' | 'failed';
 
@@ -27,7 +26,7 @@ export function redisNotificationCounter(
   redis: HashIncrementer,
   prefix: string,
 ): NotificationCounter {
-  const key = notificationMetricsKey(prefix);
+  const key = metricsHashKey(prefix);
   return {
     async count(outcome, channel) {
       await redis.hincrby(key, notificationMetricField(outcome, channel), 1);

@@ -1,8 +1,12 @@
-import { decodeJobError } from '@pgkeep/core';
+import { decodeJobError, type JobName, jobCatalog, jobNames } from '@pgkeep/core';
 
-/** Jobs whose outcome is announced: the ones an operator must hear about when they fail. */
-export const notifiedJobs = ['backup', 'restore', 'verify'] as const;
-export type NotifiedJob = (typeof notifiedJobs)[number];
+/** Jobs whose outcome is announced (`notified` in the job catalog). */
+export type NotifiedJob = {
+  [N in JobName]: (typeof jobCatalog)[N]['notified'] extends true ? N : never;
+}[JobName];
+export const notifiedJobs = jobNames.filter(
+  (name): name is NotifiedJob => jobCatalog[name].notified,
+);
 
 export type NotifyOn = 'failure' | 'always';
 

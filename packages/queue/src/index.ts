@@ -1,4 +1,5 @@
 export * from './cancellation.js';
+export * from './final-failure.js';
 export * from './job-metrics.js';
 export * from './legacy-prefix.js';
 export * from './pitr-status.js';

@@ -1,18 +1,19 @@
-import { decodeJobError, type JobName, jobCatalog, jobNames } from '@pgkeep/core';
+import { decodeJobError, type JobName, jobCatalog, jobNames, metricsHashKey } from '@pgkeep/core';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { failedForGood } from './final-failure.js';
 
-/**
- * Job outcomes and histogram buckets, counted in one Redis hash that every worker on every
- * host adds to (HINCRBY is atomic) and that the API reads when Prometheus scrapes it. Counters
- * therefore survive restarts of any process and add up across all of them; they restart from
- * zero only when the hash is deleted, which Prometheus' rate() treats as a counter reset.
+/*
+ * Job outcomes and histogram buckets, counted in the deployment's metrics hash (metricsHashKey)
+ * that every worker on every host adds to (HINCRBY is atomic) and that the API reads when
+ * Prometheus scrapes it. Counters therefore survive restarts of any process and add up across
+ * all of them; they restart from zero only when the hash is deleted, which Prometheus' rate()
+ * treats as a counter reset.
  *
  * Fields: `jobs_total:<job>:<outcome>`; histograms `<name>[:<job>]:le:<bound>` (cumulative,
  * as Prometheus wants them), `<name>[:<job>]:sum`, `<name>[:<job>]:count`. Other writers may
  * add `notifications_sent_total:<channel>` and `notifications_failed_total:<channel>`.
  */
-export const jobMetricsKey = (prefix: string) => `${prefix}:pgkeep-metrics`;
 
 export const jobOutcomes = ['completed', 'failed', 'cancelled'] as const;
 export type JobOutcome = (typeof jobOutcomes)[number];
@@ -75,15 +76,13 @@ export interface HashIncrement {
 
 /**
  * For BullMQ's `failed` event (after the failure was recorded): null while the job will be
- * tried again, else how it ended (a verify that found its backup bad fails as VERIFY_FAILED). Mirrors BullMQ's own rule: an UnrecoverableError (a
- * non-retryable error, a cancel, a job that stalled too often) or the last attempt is final.
+ * tried again, else how it ended (a verify that found its backup bad fails as VERIFY_FAILED).
  */
 export function finalOutcomeOfFailure(
   job: Pick<Job, 'attemptsMade' | 'opts'>,
   error: Pick<Error, 'name' | 'message'>,
 ): JobOutcome | null {
-  const final = error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-  if (!final) return null;
+  if (!failedForGood(job, error)) return null;
   return decodeJobError(error.message).code === 'JOB_CANCELLED' ? 'cancelled' : 'failed';
 }
 
@@ -134,7 +133,7 @@ export async function recordJobOutcome(
   outcome: JobOutcome,
   result?: unknown,
 ): Promise<void> {
-  const key = jobMetricsKey(prefix);
+  const key = metricsHashKey(prefix);
   const transaction = redis.multi();
   for (const { field, by, float } of jobOutcomeIncrements(name, outcome, result)) {
     if (float) transaction.hincrbyfloat(key, field, by);
@@ -200,5 +199,5 @@ export function parseJobMetrics(hash: Record<string, string>): JobMetricsSnapsho
 }
 
 export async function readJobMetrics(redis: Redis, prefix: string): Promise<JobMetricsSnapshot> {
-  return parseJobMetrics(await redis.hgetall(jobMetricsKey(prefix)));
+  return parseJobMetrics(await redis.hgetall(metricsHashKey(prefix)));
 }

@@ -40,16 +40,12 @@ export function jobOptions(name: JobName, config: Config): JobsOptions {
     removeOnComplete: { count: config.JOB_KEEP_COMPLETED },
     removeOnFail: { count: config.JOB_KEEP_FAILED },
   };
-  if (name === 'backup') {
-    return {
-      ...keep,
-      attempts: config.BACKUP_ATTEMPTS,
-      backoff: { type: 'exponential', delay: 30_000 },
-    };
-  }
-  // Destructive jobs retry only what is worth retrying (a lock timeout, a lost connection);
-  // anything else fails at once as unrecoverable.
-  return { ...keep, attempts: 3, backoff: { type: 'exponential', delay: 10_000 } };
+  const { attempts, backoffMs } = jobCatalog[name].retry;
+  return {
+    ...keep,
+    attempts: typeof attempts === 'number' ? attempts : config[attempts],
+    backoff: { type: 'exponential', delay: backoffMs },
+  };
 }
 
 /**

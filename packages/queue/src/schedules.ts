@@ -38,17 +38,11 @@ export function configSchedules(
   config: Config,
   target?: TargetSettings,
 ): Record<ScheduleName, ScheduleSettings> {
-  if (target) {
-    const of = (name: ScheduleName) => ({ ...target.schedules[name], timeZone: target.timeZone });
-    return { backup: of('backup'), cleanup: of('cleanup'), verify: of('verify') };
-  }
-  const specs = scheduleSpecsFromConfig(config);
-  const timeZone = config.BACKUP_TIMEZONE;
-  return {
-    backup: { ...specs.backup, timeZone },
-    cleanup: { ...specs.cleanup, timeZone },
-    verify: { ...specs.verify, timeZone },
-  };
+  const specs = target?.schedules ?? scheduleSpecsFromConfig(config);
+  const timeZone = target?.timeZone ?? config.BACKUP_TIMEZONE;
+  return Object.fromEntries(
+    scheduleNames.map((name) => [name, { ...specs[name], timeZone }]),
+  ) as Record<ScheduleName, ScheduleSettings>;
 }
 
 /**
