@@ -1,17 +1,13 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import {
-  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  ListMultipartUploadsCommand,
   PutObjectCommand,
   paginateListObjectsV2,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import {
   AppError,
   artifactIdOf,
@@ -34,6 +30,8 @@ import type {
   StagedArtifact,
   WriteOptions,
 } from './destination.js';
+import { createS3Client } from './s3-client.js';
+import { abortIncompleteUploads } from './s3-multipart-uploads.js';
 import {
   describeS3Error,
   httpStatusOf,
@@ -43,24 +41,15 @@ import {
   partSizeFor,
   type S3DestinationConfig,
 } from './s3-support.js';
+import { uploadStream } from './s3-upload.js';
 
 export type { S3DestinationConfig } from './s3-support.js';
 export { describeS3Error, normalizePrefix, partSizeFor } from './s3-support.js';
-
-// The SDK warns on Node 20 at every client start; its versions are pinned by package-lock.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const MANIFEST_SUFFIX = '.manifest.json';
 const MANIFEST_FETCH_CONCURRENCY = 8;
 // What pgkeep's own artifacts carry and a foreign `backup-<timestamp>.sql` does not.
 const RANDOM_ID_SUFFIX = /-[0-9a-f]{12}$/;
-// The commands an artifact write consists of: their failure is the copy's failure.
-const WRITE_COMMANDS = new Set([
-  'PutObjectCommand',
-  'CreateMultipartUploadCommand',
-  'UploadPartCommand',
-  'CompleteMultipartUploadCommand',
-]);
 
 /**
  * Copies of backups in an S3-compatible bucket, under a prefix: the artifact and its manifest
@@ -88,40 +77,7 @@ export class S3Destination implements Destination {
     this.required = config.required;
     this.bucket = config.bucket;
     this.prefix = normalizePrefix(config.prefix);
-    const checksums = config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
-    this.client = new S3Client({
-      region: config.region,
-      endpoint: config.endpoint,
-      forcePathStyle: config.forcePathStyle,
-      credentials:
-        config.accessKeyId && config.secretAccessKey
-          ? {
-              accessKeyId: config.accessKeyId,
-              secretAccessKey: config.secretAccessKey,
-              sessionToken: config.sessionToken,
-            }
-          : undefined,
-      requestChecksumCalculation: checksums,
-      responseChecksumValidation: checksums,
-      maxAttempts: config.maxAttempts,
-    });
-    // lib-storage keeps uploading the other parts after one failed and reports the failure only
-    // at the end (or the AbortMultipartUpload error instead, where that fails): this sees the
-    // first failure, after the SDK's retries, so that the write stops at once and says why.
-    this.client.middlewareStack.add(
-      (next, context) => async (args) => {
-        try {
-          return await next(args);
-        } catch (error) {
-          const key = 'Key' in args.input ? args.input.Key : undefined;
-          if (typeof key === 'string' && WRITE_COMMANDS.has(context.commandName ?? '')) {
-            this.writeFailures.get(key)?.(error);
-          }
-          throw error;
-        }
-      },
-      { step: 'initialize', name: 'pgkeepWriteFailure' },
-    );
+    this.client = createS3Client(config, (key, error) => this.writeFailures.get(key)?.(error));
   }
 
   /** Closes the client's idle connections. */
@@ -159,9 +115,8 @@ export class S3Destination implements Destination {
   }
 
   /**
-   * Streams `source` into one multipart upload, holding at most about partSize × (queueSize + 1)
-   * bytes, with sha256 and size computed on exactly the bytes uploaded. On a failure or an abort
-   * it waits for the upload's requests to end, so that nothing is left to appear later.
+   * Streams `source` into one multipart upload (see uploadStream). Aborted once the upload has
+   * completed: the object is removed, and the caller never gets it.
    */
   async writeArtifact(
     filename: string,
@@ -176,60 +131,26 @@ export class S3Destination implements Destination {
       source.destroy();
       throw this.aborted(signal);
     }
-    const hash = createHash('sha256');
-    let size = 0;
-    const body = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk);
-        size += chunk.length;
-        onBytes?.(size);
-        callback(null, chunk);
+    const { size, sha256 } = await uploadStream(
+      {
+        client: this.client,
+        bucket: this.bucket,
+        key,
+        partSize: partSizeFor(sizeHint, this.config.partSizeMinBytes),
+        queueSize: this.config.queueSize,
       },
-    });
-    // Ending the body rather than `upload.abort()`: abort() settles `done()` at once while parts
-    // and even the completing request go on, so an object could appear after the rejection.
-    // An error in the body makes the upload stop and abort its multipart upload itself.
-    let writeError: unknown;
-    this.writeFailures.set(key, (error) => {
-      writeError ??= error;
-      body.destroy(error instanceof Error ? error : new Error(String(error)));
-    });
-    const onAbort = () => body.destroy(new Error('aborted'));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let sourceError: unknown;
-    const feeding = pipeline(source, body).catch((error: unknown) => {
-      sourceError = error;
-    });
-    const upload = new Upload({
-      client: this.client,
-      params: {
-        Bucket: this.bucket,
-        Key: key,
-        Body: body,
-        ContentType: 'application/octet-stream',
+      source,
+      {
+        signal,
+        onBytes,
+        watchWriteFailures: (listener) => {
+          this.writeFailures.set(key, listener);
+          return () => this.writeFailures.delete(key);
+        },
+        aborted: (abortSignal) => this.aborted(abortSignal),
+        failed: (error) => this.failure(`writing ${filename}`, error, 'COPY_FAILED'),
       },
-      partSize: partSizeFor(sizeHint, this.config.partSizeMinBytes),
-      queueSize: this.config.queueSize,
-      leavePartsOnError: false,
-    });
-    try {
-      await upload.done();
-    } catch (error) {
-      // Stops the source if the upload gave up first; a no-op if the source failed first.
-      const ended = new Error('the upload ended');
-      body.destroy(ended);
-      await feeding;
-      if (signal?.aborted) throw this.aborted(signal);
-      if (writeError !== undefined)
-        throw this.failure(`writing ${filename}`, writeError, 'COPY_FAILED');
-      // The source's own failure (pg_dump, compression) says more than the upload's.
-      if (sourceError !== undefined && sourceError !== ended) throw sourceError;
-      throw this.failure(`writing ${filename}`, error, 'COPY_FAILED');
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      this.writeFailures.delete(key);
-    }
-    await feeding;
+    );
     if (signal?.aborted) {
       // Aborted while the last request was on its way: the caller never gets this object.
       await this.removeArtifact(filename);
@@ -238,7 +159,7 @@ export class S3Destination implements Destination {
     return {
       filename,
       size,
-      sha256: hash.digest('hex'),
+      sha256,
       // Visible since the upload completed: S3 has nothing to rename.
       commit: async () => {},
       discard: () => this.removeArtifact(filename),
@@ -431,35 +352,12 @@ export class S3Destination implements Destination {
   /** Incomplete uploads hold storage (and cost) invisibly until aborted. */
   private async abortIncompleteUploads(): Promise<string[]> {
     const aborted: string[] = [];
-    let keyMarker: string | undefined;
-    let uploadIdMarker: string | undefined;
     try {
-      do {
-        const page = await this.client.send(
-          new ListMultipartUploadsCommand({
-            Bucket: this.bucket,
-            Prefix: this.prefix,
-            Delimiter: '/',
-            KeyMarker: keyMarker,
-            UploadIdMarker: uploadIdMarker,
-          }),
-        );
-        for (const upload of page.Uploads ?? []) {
-          const name = upload.Key?.slice(this.prefix.length) ?? '';
-          if (name.includes('/') || this.pgkeepArtifactId(name) === undefined) continue;
-          await this.client.send(
-            new AbortMultipartUploadCommand({
-              Bucket: this.bucket,
-              Key: upload.Key,
-              UploadId: upload.UploadId,
-            }),
-          );
-          aborted.push(name);
-        }
-        const more = page.IsTruncated === true && page.NextKeyMarker !== undefined;
-        keyMarker = more ? page.NextKeyMarker : undefined;
-        uploadIdMarker = more ? page.NextUploadIdMarker : undefined;
-      } while (keyMarker !== undefined);
+      await abortIncompleteUploads(
+        { client: this.client, bucket: this.bucket, prefix: this.prefix },
+        (name) => this.pgkeepArtifactId(name) !== undefined,
+        (name) => aborted.push(name),
+      );
     } catch (error) {
       // Some S3-compatible stores (s3rver among them) do not list multipart uploads.
       if ((error as Error).name === 'NotImplemented' || httpStatusOf(error) === 501) {
