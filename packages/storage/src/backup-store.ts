@@ -1,13 +1,14 @@
 import type { Readable } from 'node:stream';
-import { setTimeout as delay } from 'node:timers/promises';
 import {
   AppError,
   type BackupCopy,
   type BackupManifest,
-  catalogKeyId,
   type Logger,
   toAppError,
 } from '@pgkeep/core';
+import { rebuildCatalog } from './catalog-rebuild.js';
+import { signCatalog } from './catalog-signing.js';
+import { copyFromLocal } from './copy-from-local.js';
 import type { Destination, InvalidManifest, StagedArtifact } from './destination.js';
 import { fanOut } from './fan-out.js';
 import type { LocalStorage } from './local-storage.js';
@@ -186,7 +187,12 @@ export class BackupStore {
       for (const outcome of outcomes) {
         if (!outcome.error) continue;
         const retried = local
-          ? await this.copyFromLocal(local, outcome.destination, filename, first, options.signal)
+          ? await copyFromLocal(local, outcome.destination, filename, first, {
+              signal: options.signal,
+              attempts: this.options.copyAttempts,
+              retryDelayMs: this.options.copyRetryDelayMs,
+              logger: this.logger,
+            })
           : { error: outcome.error };
         if ('staged' in retried) {
           outcome.staged = retried.staged;
@@ -285,50 +291,6 @@ export class BackupStore {
     };
   }
 
-  /** A failed copy written again from the committed local artifact, with a pause between tries. */
-  private async copyFromLocal(
-    local: LocalStorage,
-    destination: Destination,
-    filename: string,
-    expected: { size: number; sha256: string },
-    signal: AbortSignal | undefined,
-  ): Promise<{ staged: StagedArtifact } | { error: AppError }> {
-    let last: AppError = new AppError('COPY_FAILED', 'not attempted');
-    for (let attempt = 1; attempt <= this.options.copyAttempts; attempt += 1) {
-      if (attempt > 1 || this.options.copyRetryDelayMs > 0) {
-        await delay(this.options.copyRetryDelayMs * attempt, undefined, { signal });
-      }
-      try {
-        const staged = await destination.writeArtifact(
-          filename,
-          await local.openArtifact(filename),
-          { signal, sizeHint: expected.size },
-        );
-        if (staged.sha256 !== expected.sha256 || staged.size !== expected.size) {
-          await staged.discard();
-          throw new AppError(
-            'COPY_FAILED',
-            `the copy to ${destination.name} differs from the local one`,
-          );
-        }
-        await staged.commit();
-        this.logger.info(
-          { destination: destination.name, attempt },
-          'copy written again from the local copy',
-        );
-        return { staged };
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        last = toAppError(error);
-        this.logger.warn(
-          { destination: destination.name, attempt, code: last.code, err: last.message },
-          'copy failed',
-        );
-      }
-    }
-    return { error: last };
-  }
-
   /**
    * The manifest beside every copy (remote ones first), then in the catalog: from that moment
    * the backup exists. A required destination that refuses its manifest fails the backup.
@@ -413,93 +375,16 @@ export class BackupStore {
     return removed;
   }
 
-  /**
-   * Once per catalog key, here and beside each remote copy: signs again the manifests signed
-   * with a key that is still accepted but no longer signs (a rotated encryption key, a new
-   * CATALOG_KEY), so that every backup stays listed. The first time any key is in force, it
-   * also signs the manifests without an HMAC that the catalog already held: a deployment that
-   * turns encryption or CATALOG_KEY on keeps the backups it had. The local catalog is this
-   * deployment's own disk and is trusted that once; a bucket never is. From then on an unsigned
-   * manifest is refused wherever it turns up. Call only while no job changes the catalog.
-   */
-  async signCatalog(): Promise<{ signed: string[]; refused: InvalidManifest[] } | undefined> {
-    const { signing } = this.catalog.catalogKeys;
-    if (!signing) return undefined;
-    const keyId = catalogKeyId(signing);
-    const previous = await this.catalog.signedWith();
-    if (previous === keyId) return undefined;
-    await this.catalog.ensureDir();
-    const { manifests, refused } = await this.catalog.manifestsToSign(previous === undefined);
-    for (const manifest of manifests) {
-      for (const copy of manifest.copies) {
-        const destination = this.destination(copy.destination);
-        if (!destination || destination === this.catalog) continue;
-        await destination.writeManifest(manifest).catch((error: unknown) => {
-          this.logger.warn(
-            {
-              backupId: manifest.id,
-              destination: destination.name,
-              err: toAppError(error).message,
-            },
-            'could not sign the manifest beside a remote copy; a catalog rebuild will not bring that copy back',
-          );
-        });
-      }
-      await this.catalog.writeManifest(manifest);
-    }
-    await this.catalog.markSignedWith(keyId);
-    if (refused.length > 0) {
-      this.logger.warn({ refused }, 'catalog: manifests left unsigned, they are not listed');
-    }
-    this.logger.info(
-      { signed: manifests.length, catalogKeyId: keyId },
-      'catalog: manifests signed',
-    );
-    return { signed: manifests.map((manifest) => manifest.id), refused };
+  /** Signs the catalog's manifests with a new catalog key, once (see signCatalog). */
+  signCatalog(): Promise<{ signed: string[]; refused: InvalidManifest[] } | undefined> {
+    return signCatalog(this.catalog, this.destinations, this.logger);
   }
 
   /**
    * Adds to the catalog every backup whose manifest a remote destination holds and the catalog
-   * does not (after the local disk was lost, or on a new machine). A local copy listed in such a
-   * manifest is kept only if its artifact is really there.
+   * does not (see rebuildCatalog).
    */
-  async rebuildCatalog(): Promise<{ added: string[]; unreachable: string[] }> {
-    await this.catalog.ensureDir();
-    const known = new Set((await this.catalog.listManifests()).manifests.map((m) => m.id));
-    const added: string[] = [];
-    const unreachable: string[] = [];
-    for (const destination of this.destinations) {
-      if (destination === this.catalog) continue;
-      let manifests: BackupManifest[];
-      try {
-        manifests = (await destination.listManifests()).manifests;
-      } catch (error) {
-        unreachable.push(destination.name);
-        this.logger.warn(
-          { destination: destination.name, err: toAppError(error).message },
-          'could not read the manifests of a destination',
-        );
-        continue;
-      }
-      for (const manifest of manifests) {
-        if (known.has(manifest.id)) continue;
-        const copies: BackupCopy[] = [];
-        for (const copy of manifest.copies) {
-          if (copy.destination === 'local') {
-            const stat = await this.catalog.statArtifact(manifest.filename);
-            if (stat?.size !== manifest.size) continue;
-          }
-          copies.push(copy);
-        }
-        if (copies.length === 0) continue;
-        await this.catalog.writeManifest({ ...manifest, copies });
-        known.add(manifest.id);
-        added.push(manifest.id);
-      }
-    }
-    if (added.length > 0) {
-      this.logger.info({ added: added.length }, 'catalog: backups added back from destinations');
-    }
-    return { added, unreachable };
+  rebuildCatalog(): Promise<{ added: string[]; unreachable: string[] }> {
+    return rebuildCatalog(this.catalog, this.destinations, this.logger);
   }
 }
