@@ -1,16 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Readable, Transform, Writable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import {
   AppError,
   artifactIdOf,
   type BackupManifest,
   type CatalogKeys,
-  checkManifestSignature,
   isBackupId,
   isStorageFull,
   type Logger,
@@ -29,45 +27,10 @@ import type {
   StagedArtifact,
   WriteOptions,
 } from './destination.js';
+import { fsyncDir, PARTIAL_SUFFIX } from './durable-files.js';
+import { hashFile, hashGrowingFile } from './file-hash.js';
 
-const PARTIAL_SUFFIX = '.partial';
-
-/**
- * sha256 and size of a file another process is appending to, read behind the writer until
- * `finished()` says it is done and nothing is left. Waits 10 ms whenever it has caught up.
- */
-async function hashGrowingFile(
-  file: string,
-  finished: () => boolean,
-  options: WriteOptions,
-): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  const handle = await fs.open(file, 'r');
-  const buffer = Buffer.allocUnsafe(1024 * 1024);
-  let size = 0;
-  try {
-    for (;;) {
-      options.signal?.throwIfAborted();
-      // Read after noting whether the writer had finished: an empty read then means the end.
-      const writerDone = finished();
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
-      if (bytesRead > 0) {
-        hash.update(buffer.subarray(0, bytesRead));
-        size += bytesRead;
-        options.onBytes?.(size);
-        continue;
-      }
-      if (writerDone) break;
-      await delay(10);
-    }
-  } finally {
-    await handle.close();
-  }
-  return { sha256: hash.digest('hex'), size };
-}
 const MANIFEST_SUFFIX = '.manifest.json';
-/** Names the catalog key the manifests were all signed with (see BackupStore.signCatalog). */
-const SIGNED_MARKER = '.catalog-key';
 
 /**
  * Backups in a local directory. Storage is the catalog: an artifact plus a manifest beside it,
@@ -98,13 +61,8 @@ export class LocalStorage implements Destination {
     return path.join(this.dir, filename);
   }
 
-  private async fsyncDir(): Promise<void> {
-    const handle = await fs.open(this.dir, constants.O_RDONLY);
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+  private fsyncDir(): Promise<void> {
+    return fsyncDir(this.dir);
   }
 
   readonly name = 'local';
@@ -290,28 +248,14 @@ export class LocalStorage implements Destination {
     onBytes?: (bytesRead: number) => void,
     signal?: AbortSignal,
   ): Promise<{ sha256: string; size: number }> {
-    const hash = createHash('sha256');
-    let size = 0;
     try {
-      await pipeline(
-        createReadStream(this.pathOf(manifest.filename)),
-        new Writable({
-          write(chunk: Buffer, _encoding, callback) {
-            hash.update(chunk);
-            size += chunk.length;
-            onBytes?.(size);
-            callback();
-          },
-        }),
-        signal ? { signal } : {},
-      );
+      return await hashFile(this.pathOf(manifest.filename), onBytes, signal);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new AppError('CHECKSUM_MISMATCH', `the artifact ${manifest.filename} is missing`);
       }
       throw error;
     }
-    return { sha256: hash.digest('hex'), size };
   }
 
   /**
@@ -356,68 +300,6 @@ export class LocalStorage implements Destination {
       );
     }
     return parsed.manifest;
-  }
-
-  /** The id of the catalog key every manifest here was last signed with, if any. */
-  async signedWith(): Promise<string | undefined> {
-    try {
-      return (await fs.readFile(path.join(this.dir, SIGNED_MARKER), 'utf8')).trim() || undefined;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
-  }
-
-  /** Records that every manifest here is signed with the key of this id (no secret in it). */
-  async markSignedWith(keyId: string): Promise<void> {
-    const finalPath = path.join(this.dir, SIGNED_MARKER);
-    const partialPath = `${finalPath}.${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`;
-    await fs.writeFile(partialPath, `${keyId}\n`, { mode: 0o600 });
-    await fs.rename(partialPath, finalPath);
-    await this.fsyncDir();
-  }
-
-  /**
-   * The manifests here that are sound but not signed with the signing key: signed with a key
-   * still accepted but no longer signing, and (`unsigned`) those without an HMAC, written before
-   * any key was configured. One whose HMAC verifies under no accepted key is never among them:
-   * it was changed, or is not ours.
-   */
-  async manifestsToSign(
-    unsigned: boolean,
-  ): Promise<{ manifests: BackupManifest[]; refused: InvalidManifest[] }> {
-    const { signing, accepted } = this.catalogKeys;
-    const manifests: BackupManifest[] = [];
-    const refused: InvalidManifest[] = [];
-    if (!signing) return { manifests, refused };
-    for (const name of await fs.readdir(this.dir)) {
-      if (!name.startsWith('backup-') || !name.endsWith(MANIFEST_SUFFIX)) continue;
-      const id = name.slice('backup-'.length, -MANIFEST_SUFFIX.length);
-      if (!isBackupId(id)) continue;
-      const text = await fs.readFile(this.pathOf(name), 'utf8').catch(() => undefined);
-      if (text === undefined) continue;
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        refused.push({ file: name, reason: 'not JSON' });
-        continue;
-      }
-      const signature = checkManifestSignature(json, accepted);
-      if (signature.status === 'valid' && signature.key.equals(signing)) continue;
-      if (signature.status === 'mismatch') {
-        refused.push({ file: name, reason: 'HMAC does not match: not signed again' });
-        continue;
-      }
-      if (signature.status === 'missing' && !unsigned) {
-        refused.push({ file: name, reason: 'no HMAC: written after a catalog key was in force' });
-        continue;
-      }
-      const parsed = parseManifestText(text, id);
-      if (parsed.ok) manifests.push(parsed.manifest);
-      else refused.push({ file: name, reason: parsed.reason });
-    }
-    return { manifests, refused };
   }
 
   /** Every valid manifest, newest first. Files that fail validation are reported, not listed. */
