@@ -1,11 +1,7 @@
 import { discoveryPicks, loadConfig, loadTargets } from '@pgkeep/core';
 import { describe, expect, it } from 'vitest';
-import {
-  scratchDatabaseName,
-  scratchDatabasePrefix,
-  settingValueSql,
-  splitSettingList,
-} from './database-admin.js';
+import { scratchDatabaseName, scratchDatabasePrefix } from './database-admin.js';
+import { settingValueSql, splitSettingList } from './database-swap.js';
 
 describe('database settings carried over a swap', () => {
   it('splits a stored list setting the way PostgreSQL wrote it', () => {

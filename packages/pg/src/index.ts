@@ -3,6 +3,7 @@ export * from './catalog-queries.js';
 export * from './child-process.js';
 export * from './connection.js';
 export * from './database-admin.js';
+export * from './database-swap.js';
 export * from './discovery.js';
 export * from './pg-dump.js';
 export * from './pg-restore.js';
