@@ -1,5 +1,9 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
+import { booleanFromEnv, int, webhookUrl } from './env-values.js';
+import { type S3DestinationSettings, s3Destinations, unusedS3Destinations } from './s3-config.js';
+
+export type { S3DestinationSettings } from './s3-config.js';
 
 /**
  * Every setting of every process, parsed once from the environment at start. A bad value
@@ -28,10 +32,6 @@ const redisUrl = z
       return false;
     }
   }, 'must be a redis:// or rediss:// URL');
-
-const booleanFromEnv = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-  .transform((value) => value === 'true' || value === '1' || value === 'yes');
 
 export function isValidTimeZone(value: string): boolean {
   try {
@@ -63,24 +63,9 @@ export const timeZoneSchema = z
 /** A schedule from the environment: a cron pattern, or `off`. */
 const scheduleFromEnv = z.union([z.literal('off'), cronSchema]);
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-
 const prefixName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-" only (at most 64)');
-
-/** An http(s) URL without credentials in it (fetch refuses those; a secret goes in a header). */
-const webhookUrl = z
-  .string()
-  .min(1)
-  .refine((value) => {
-    try {
-      const url = new URL(value);
-      return (url.protocol === 'http:' || url.protocol === 'https:') && !url.username;
-    } catch {
-      return false;
-    }
-  }, 'must be an http:// or https:// URL without user:password');
 
 const emailAddress = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
 /** `backups@example.com` or `pgkeep <backups@example.com>`. */
@@ -354,98 +339,6 @@ export const configSchema = z
     }
   });
 
-/** One S3-compatible destination, from its `S3_<NAME>_*` keys. */
-export interface S3DestinationSettings {
-  name: string;
-  bucket: string;
-  region: string;
-  endpoint?: string;
-  prefix: string;
-  forcePathStyle: boolean;
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  sessionToken?: string;
-  required: boolean;
-  checksums: 'when_supported' | 'when_required';
-  partSizeMinBytes: number;
-  queueSize: number;
-  maxAttempts: number;
-}
-
-const s3Settings = z
-  .object({
-    BUCKET: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 chars)'),
-    REGION: z.string().min(1).max(64).default('us-east-1'),
-    ENDPOINT: webhookUrl.optional(),
-    PREFIX: z
-      .string()
-      .regex(/^[A-Za-z0-9!_.*'()/-]{0,512}$/, "letters, digits and !_.*'()/- only")
-      .refine(
-        (value) => !value.startsWith('/') && !value.includes('..'),
-        'must be a relative key prefix',
-      )
-      .default(''),
-    FORCE_PATH_STYLE: booleanFromEnv.default(false),
-    ACCESS_KEY_ID: z.string().min(1).optional(),
-    SECRET_ACCESS_KEY: z.string().min(1).optional(),
-    SESSION_TOKEN: z.string().min(1).optional(),
-    REQUIRED: booleanFromEnv.default(true),
-    CHECKSUMS: z.enum(['when_supported', 'when_required']).default('when_supported'),
-    PART_SIZE_MB: int(5, 5_120).default(16),
-    QUEUE_SIZE: int(1, 16).default(2),
-    MAX_ATTEMPTS: int(1, 20).default(3),
-  })
-  .refine((value) => Boolean(value.ACCESS_KEY_ID) === Boolean(value.SECRET_ACCESS_KEY), {
-    message: 'ACCESS_KEY_ID and SECRET_ACCESS_KEY go together',
-    path: ['SECRET_ACCESS_KEY'],
-  });
-
-/** Reads `S3_<NAME>_*` for every destination named in BACKUP_DESTINATIONS but `local`. */
-function s3Destinations(
-  names: string[],
-  env: Record<string, string>,
-  issues: string[],
-): S3DestinationSettings[] {
-  const destinations: S3DestinationSettings[] = [];
-  for (const name of names) {
-    if (name === 'local') continue;
-    const prefix = `S3_${name.toUpperCase()}_`;
-    const raw: Record<string, string> = {};
-    for (const [key, value] of Object.entries(env)) {
-      if (key.startsWith(prefix)) raw[key.slice(prefix.length)] = value;
-    }
-    const parsed = s3Settings.safeParse(raw);
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) {
-        issues.push(`${prefix}${issue.path.join('.')}: ${issue.message}`);
-      }
-      continue;
-    }
-    const value = parsed.data;
-    let keyPrefix = value.PREFIX;
-    if (keyPrefix !== '' && !keyPrefix.endsWith('/')) keyPrefix = `${keyPrefix}/`;
-    destinations.push({
-      name,
-      bucket: value.BUCKET,
-      region: value.REGION,
-      ...(value.ENDPOINT ? { endpoint: value.ENDPOINT } : {}),
-      prefix: keyPrefix,
-      forcePathStyle: value.FORCE_PATH_STYLE,
-      ...(value.ACCESS_KEY_ID ? { accessKeyId: value.ACCESS_KEY_ID } : {}),
-      ...(value.SECRET_ACCESS_KEY ? { secretAccessKey: value.SECRET_ACCESS_KEY } : {}),
-      ...(value.SESSION_TOKEN ? { sessionToken: value.SESSION_TOKEN } : {}),
-      required: value.REQUIRED,
-      checksums: value.CHECKSUMS,
-      partSizeMinBytes: value.PART_SIZE_MB * 1024 * 1024,
-      queueSize: value.QUEUE_SIZE,
-      maxAttempts: value.MAX_ATTEMPTS,
-    });
-  }
-  return destinations;
-}
-
 export type Config = z.output<typeof configSchema> & {
   LOCK_NAMESPACE: string;
   /**
@@ -493,10 +386,7 @@ export function loadConfig(
   }
   const s3 = parsed.success ? s3Destinations(parsed.data.BACKUP_DESTINATIONS, cleaned, issues) : [];
   if (!parsed.success || issues.length > 0) throw new ConfigError(issues);
-  const listed = new Set(parsed.data.BACKUP_DESTINATIONS);
-  const unused = Object.keys(cleaned)
-    .map((key) => /^S3_([A-Z][A-Z0-9]{0,31})_BUCKET$/.exec(key)?.[1]?.toLowerCase())
-    .filter((name): name is string => name !== undefined && !listed.has(name));
+  const unused = unusedS3Destinations(parsed.data.BACKUP_DESTINATIONS, cleaned);
   return {
     ...parsed.data,
     LOCK_NAMESPACE: parsed.data.LOCK_NAMESPACE ?? parsed.data.QUEUE_PREFIX,
