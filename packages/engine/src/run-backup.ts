@@ -17,6 +17,7 @@ import {
 } from '@pgkeep/core';
 import {
   ChildProcessError,
+  CustomArchiveRowCounter,
   clientConfig,
   countRows,
   estimateDumpBytes,
@@ -31,7 +32,7 @@ import {
 import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
 import { takeServerSlot } from './caps.js';
-import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
+import { compressionStage, zstdFedFrom, zstdIntoFile, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { assertRoom, backupSpaceNeeded, previousOfKind } from './free-space.js';
 
@@ -201,8 +202,25 @@ export async function runBackup(
     let stages: [Readable, ...Duplex[]] | null = null;
     let compressed: Promise<void> = Promise.resolve();
     let onWritten: () => void = () => {};
-    // The common case, local disk only, unencrypted zstd: `pg_dump | zstd` writes the file
-    // itself, as the raw pipeline does; this process only hashes it behind zstd.
+    // A custom-format archive is read on its way to the compressor, and its COPY data gives
+    // the exact row counts: no second scan of every table competes with pg_dump for the cores.
+    // Plain SQL is not parsed; its rows are counted in the dump's snapshot while it streams.
+    const counter = payload.format === 'custom' ? new CustomArchiveRowCounter() : null;
+    const tap = counter
+      ? new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            counter.push(chunk);
+            bytesRead += chunk.length;
+            callback(null, chunk);
+          },
+        })
+      : null;
+    // pipeline, not pipe: when the reader behind the tap fails, pg_dump's pipe is closed too
+    // and pg_dump ends on the broken pipe instead of waiting on a full one.
+    if (tap) pipeline(stdout, tap).catch(() => {});
+    const input: Readable = tap ?? stdout;
+    // The common case, local disk only, unencrypted zstd: zstd writes the file itself, as the
+    // raw pipeline does; this process only hashes it behind zstd.
     const direct = payload.compression === 'zstd' && !encryption && storage.localOnly;
     const progressFromProc = () => {
       let lastRead = 0;
@@ -210,6 +228,10 @@ export async function runBackup(
         const now = Date.now();
         if (now - lastRead < 500) return;
         lastRead = now;
+        if (counter) {
+          report();
+          return;
+        }
         void bytesWrittenBy(dump.child.pid).then((written) => {
           if (written !== undefined) bytesRead = written;
           report();
@@ -219,9 +241,13 @@ export async function runBackup(
     if (direct) {
       onWritten = progressFromProc();
     } else if (payload.compression === 'zstd') {
-      // pg_dump | zstd through a kernel pipe; what pg_dump has written so far is read from
-      // /proc for the progress, at most twice a second.
-      const zstd = zstdReading(stdout, config.BACKUP_ZSTD_LEVEL, signal);
+      // pg_dump | zstd: through a kernel pipe for plain SQL (what pg_dump has written so far
+      // is read from /proc for the progress, at most twice a second), through the counter
+      // for a custom archive.
+      const zstd = counter
+        ? zstdFedFrom(input, config.BACKUP_ZSTD_LEVEL, signal)
+        : zstdReading(input, config.BACKUP_ZSTD_LEVEL, signal);
+      if (!zstd.output) throw new Error('zstd was started without a stdout pipe');
       stages = [zstd.output];
       compressed = zstd.done;
       onWritten = progressFromProc();
@@ -233,18 +259,19 @@ export async function runBackup(
       );
       const countInput = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
-          bytesRead += chunk.length;
+          if (!counter) bytesRead += chunk.length;
           report();
           callback(null, chunk);
         },
       });
-      stages = [stdout, countInput, compressor.stream];
+      stages = [input, countInput, compressor.stream];
       compressed = compressor.done;
       onWritten = () => {};
     }
-    // Counted while pg_dump streams, in the same snapshot: the counts match the dump's data.
-    const counting = countRows(snapshotClient, counted);
-    counting.catch(() => {});
+    // Plain SQL: counted while pg_dump streams, in the same snapshot, so the counts match the
+    // dump's data.
+    const counting = counter ? null : countRows(snapshotClient, counted);
+    counting?.catch(() => {});
 
     // Encryption, when configured, is the last stage: every destination gets the same bytes.
     let source: Readable | null = null;
@@ -270,7 +297,9 @@ export async function runBackup(
       beforeCommit: async () => {
         await dump.done;
         await compressed;
-        rowCounts = await counting;
+        rowCounts = counting
+          ? await counting
+          : await rowsFromArchive(counter, snapshotClient, counted, log);
       },
     };
     try {
@@ -279,7 +308,9 @@ export async function runBackup(
         : await storage.writeLocalFrom(
             filename,
             (fd) => {
-              compressed = zstdIntoFile(stdout, config.BACKUP_ZSTD_LEVEL, fd, signal);
+              compressed = counter
+                ? zstdFedFrom(input, config.BACKUP_ZSTD_LEVEL, signal, fd).done
+                : zstdIntoFile(input, config.BACKUP_ZSTD_LEVEL, fd, signal);
               return compressed;
             },
             writeOptions,
@@ -400,6 +431,42 @@ export async function runBackup(
     await databaseLock?.release();
     await writeLock.release();
   }
+}
+
+/**
+ * Each counted table's rows, from the archive's COPY data. A table with no data block in the
+ * archive, or an archive the reader could not follow, is counted in the dump's snapshot
+ * instead (still open): the counts stay exact either way, only slower.
+ */
+async function rowsFromArchive(
+  counter: CustomArchiveRowCounter | null,
+  client: pg.Client,
+  counted: readonly QualifiedTable[],
+  log: RunContext['logger'],
+): Promise<Record<string, number>> {
+  const result = counter?.result();
+  if (!result?.ok) {
+    log.warn(
+      { reason: result?.reason ?? 'no archive' },
+      'row counts taken by count(*): the archive could not be read',
+    );
+    return countRows(client, counted);
+  }
+  const counts: Record<string, number> = {};
+  const missing: QualifiedTable[] = [];
+  for (const table of counted) {
+    const found = result.rows.get(tableKey(table));
+    if (found) counts[tableKey(table)] = found.rows;
+    else missing.push(table);
+  }
+  if (missing.length > 0) {
+    log.warn(
+      { tables: missing.map(tableKey) },
+      'row counts taken by count(*): no data in the archive for these tables',
+    );
+    Object.assign(counts, await countRows(client, missing));
+  }
+  return counts;
 }
 
 /**

@@ -4,6 +4,7 @@ export * from './child-process.js';
 export * from './connection.js';
 export * from './database-admin.js';
 export * from './discovery.js';
+export * from './dump-archive.js';
 export * from './pg-dump.js';
 export * from './pg-restore.js';
 export * from './pg-tools.js';
