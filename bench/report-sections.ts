@@ -282,6 +282,20 @@ export function startTables(section: StartSection): string {
     ),
     '',
     'Each sample is a full backup, cancelled through the API once its first byte is on disk. The first byte is what zstd writes, so it includes pg_dump reading the catalog and zstd filling its first block.',
+    ...(section.pgDumpFirstByteMs?.length && section.rawFirstByteMs?.length
+      ? [
+          '',
+          table(
+            ['to pg_dump’s first byte', 'median', 'p90', 'max'],
+            [
+              row('pgkeep: from the job’s start on the worker', section.pgDumpFirstByteMs),
+              row('raw: from `pg_dump -Fc -Z0` started', section.rawFirstByteMs),
+            ],
+          ),
+          '',
+          `The fixed cost of a backup: the job's locks, its snapshot session, the catalog reads that size and check the backup, then pg_dump's own start (connecting, reading the catalog, writing its table of contents). pgkeep's less the raw figure is what pgkeep adds: ${(median(section.pgDumpFirstByteMs) - median(section.rawFirstByteMs)).toFixed(0)} ms (medians).`,
+        ]
+      : []),
   ].join('\n');
 }
 

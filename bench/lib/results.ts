@@ -137,6 +137,10 @@ export interface StartSection extends SectionMeta {
   pickedUpMs: number[];
   /** POST sent → 202 received (ms). */
   acceptedMs: number[];
+  /** The job's start on the worker → pg_dump's first byte read by the worker (its progress). */
+  pgDumpFirstByteMs?: number[];
+  /** The same, by the raw tool: `pg_dump -Fc -Z0` started → its first byte on stdout (ms). */
+  rawFirstByteMs?: number[];
 }
 
 /** One backup of a pgkeep nightly run; times in ms after the run's scheduled time. */

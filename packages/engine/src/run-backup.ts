@@ -21,6 +21,7 @@ import {
   clientConfig,
   countRows,
   estimateDumpBytes,
+  type HeldLock,
   listUserTables,
   lockResources,
   pgDumpSupportsServer,
@@ -96,12 +97,16 @@ export async function runBackup(
   }
   const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
-  const writeLock = await locks.acquire(lockResources.storageWrite, 'shared', lockOptions);
-  let databaseLock: Awaited<ReturnType<typeof locks.acquire>> | undefined;
-  let slot: Awaited<ReturnType<typeof locks.acquire>> | undefined;
+  // The snapshot's session connects while the locks are taken: its BEGIN waits for them.
   const snapshotClient = new pg.Client(clientConfig(target, 'pgkeep-backup'));
   snapshotClient.on('error', () => {});
+  const connecting = snapshotClient.connect();
+  connecting.catch(() => {});
+  let writeLock: HeldLock | undefined;
+  let databaseLock: HeldLock | undefined;
+  let slot: HeldLock | undefined;
   try {
+    writeLock = await locks.acquire(lockResources.storageWrite, 'shared', lockOptions);
     databaseLock = await locks.acquire(
       lockResources.database(target.database, targetInfo.server),
       'shared',
@@ -112,14 +117,16 @@ export async function runBackup(
     // Dated from here, not from the request: a backup that waited for a restore to finish
     // holds the restored data, and its time must say so.
     const started = new Date();
+    // Aborted by this job itself when a check made while pg_dump starts refuses the backup.
+    const refused = new AbortController();
     const signal = AbortSignal.any(
-      [run.signal, writeLock.lost, databaseLock.lost, slot.lost].filter(
+      [run.signal, writeLock.lost, databaseLock.lost, slot.lost, refused.signal].filter(
         (s): s is AbortSignal => !!s,
       ),
     );
     run.onProgress?.({ phase: 'preparing', percent: 0 });
     try {
-      await snapshotClient.connect();
+      await connecting;
     } catch (error) {
       throw new AppError('DATABASE_UNAVAILABLE', `cannot connect to database ${target.database}`, {
         retryable: true,
@@ -146,28 +153,6 @@ export async function runBackup(
         ? await existingTables(snapshotClient, payload.excludeTables)
         : [];
     const excludedKeys = new Set(excluded.map(tableKey));
-    // Rows are counted where they live: a partitioned table's are its partitions' (listed with
-    // it), so none is counted twice. A full backup's list holds no partitioned table either.
-    const counted =
-      tables?.filter((table) => !table.partitioned) ??
-      (await listUserTables(snapshotClient)).filter((table) => !excludedKeys.has(tableKey(table)));
-    const estimate = await estimateDumpBytes(snapshotClient, tables);
-    const local = storage.local;
-    if (local) {
-      // Refused now, before pg_dump starts, when it surely cannot fit (see free-space.ts).
-      const previous = previousOfKind((await storage.listManifests()).manifests, {
-        database: target.database,
-        tables: tables ? tables.map(tableKey) : null,
-        format: payload.format,
-        compression: payload.compression,
-      });
-      assertRoom(
-        'this backup',
-        local.where,
-        backupSpaceNeeded(estimate, payload.compression, previous),
-        await local.freeBytes(),
-      );
-    }
 
     const id = newBackupId(started);
     const encryption =
@@ -178,6 +163,8 @@ export async function runBackup(
     const log = run.logger.child({ backupId: id });
     log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
 
+    // pg_dump starts now: it spends its first tenths of a second reading the catalog, which
+    // is when the checks below run. Nothing is written before they pass.
     const dump = startPgDump({
       target,
       format: payload.format,
@@ -186,12 +173,47 @@ export async function runBackup(
       snapshot,
       signal,
     });
+    let estimate = 0;
+    let counted: QualifiedTable[];
+    try {
+      // Rows are counted where they live: a partitioned table's are its partitions' (listed
+      // with it), so none is counted twice. A full backup's list holds no partitioned table.
+      counted =
+        tables?.filter((table) => !table.partitioned) ??
+        (await listUserTables(snapshotClient)).filter(
+          (table) => !excludedKeys.has(tableKey(table)),
+        );
+      estimate = await estimateDumpBytes(snapshotClient, tables);
+      const local = storage.local;
+      if (local) {
+        // Refused before a byte is written when it surely cannot fit (see free-space.ts).
+        const previous = previousOfKind((await storage.listManifests()).manifests, {
+          database: target.database,
+          tables: tables ? tables.map(tableKey) : null,
+          format: payload.format,
+          compression: payload.compression,
+        });
+        assertRoom(
+          'this backup',
+          local.where,
+          backupSpaceNeeded(estimate, payload.compression, previous),
+          await local.freeBytes(),
+        );
+      }
+    } catch (error) {
+      refused.abort(error);
+      await dump.done.catch(() => {});
+      throw error;
+    }
     const { stdout } = dump.child;
     if (!stdout) throw new Error('pg_dump was started without a stdout pipe');
     let bytesRead = 0;
     let bytesWritten = 0;
+    const spawnedMs = run.startedAt === undefined ? undefined : Date.now() - run.startedAt;
+    let firstByteMs: number | undefined;
     const report = () =>
       run.onProgress?.({
+        ...(firstByteMs === undefined ? {} : { firstByteMs }),
         phase: 'dumping',
         // The dump of a database is smaller than its files (no indexes), so this stays below
         // 100 until the end; it is an estimate, capped at 99 until the manifest is written.
@@ -209,6 +231,10 @@ export async function runBackup(
     const tap = counter
       ? new Transform({
           transform(chunk: Buffer, _encoding, callback) {
+            if (bytesRead === 0 && run.startedAt !== undefined) {
+              firstByteMs = Date.now() - run.startedAt;
+              report();
+            }
             counter.push(chunk);
             bytesRead += chunk.length;
             callback(null, chunk);
@@ -407,6 +433,9 @@ export async function runBackup(
           ? { failedCopies: artifact.failedCopies.map((copy) => copy.destination) }
           : {}),
         encrypted: manifest.encryption !== null,
+        // From the job's start: pg_dump started, and its first byte arrived.
+        ...(spawnedMs === undefined ? {} : { spawnedMs }),
+        ...(firstByteMs === undefined ? {} : { firstByteMs }),
       },
       'backup completed',
     );
@@ -429,7 +458,7 @@ export async function runBackup(
       );
     }
     await databaseLock?.release();
-    await writeLock.release();
+    await writeLock?.release();
   }
 }
 
