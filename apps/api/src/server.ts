@@ -56,7 +56,7 @@ export async function closeServices(services: ApiServices): Promise<void> {
 
 export async function buildServer(config: Config, services: ApiServices): Promise<FastifyInstance> {
   const server = Fastify({
-    logger: loggerOptions(config.LOG_LEVEL, 'pgkeep-api'),
+    logger: loggerOptions(config.LOG_LEVEL, 'pgkeep-api', { format: config.LOG_FORMAT }),
     bodyLimit: BODY_LIMIT,
     // Long parameters reach validation, which answers 400 with a code instead of a bare 404.
     routerOptions: { maxParamLength: 20_000 },

@@ -24,7 +24,10 @@ try {
 const logger = createLogger(
   config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL,
   'pgkeep-catalog',
-  'stderr',
+  {
+    format: config.LOG_FORMAT,
+    to: 'stderr',
+  },
 );
 const registry = new TargetRegistry(config, logger, targetsConfig);
 const locks = new AdvisoryLocks(
