@@ -1,5 +1,5 @@
 import { createLogger, loadConfig } from '@pgkeep/core';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildServer, closeServices, createServices } from '../apps/api/src/server.js';
 import type { ApiServices } from '../apps/api/src/services/api-services.js';
@@ -55,9 +55,7 @@ afterAll(async () => {
  * by the time a later request's completion line is: each call ends with a plain request whose
  * completion it waits for, so an absent line is really absent, not late.
  */
-async function linesOf(
-  request: Parameters<FastifyInstance['inject']>[0] & object,
-): Promise<{ status: number; lines: Line[] }> {
+async function linesOf(request: InjectOptions): Promise<{ status: number; lines: Line[] }> {
   const from = lines.length;
   const response = await app.inject(request);
   const marker = await app.inject({ method: 'GET', url: '/marker-after-request' });
