@@ -134,6 +134,12 @@ export const configSchema = z
     LOG_LEVEL: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
+    LOG_FORMAT: z
+      .enum(['json', 'pretty'], { message: 'must be json or pretty' })
+      .default('json')
+      .describe(
+        'How log lines are written: `json` (one JSON object a line, for a log collector) or `pretty` (coloured, human-readable lines, for a person at a terminal; `npm run dev` uses it unless this is set). Secrets are redacted in both.',
+      ),
     // One database (the target `default`), or a targets file naming many: at least one of the
     // two. With both, the file alone says what is backed up; see targets.ts.
     DATABASE_URL: postgresUrl.optional(),

@@ -461,10 +461,14 @@ export class BackupStore {
   /**
    * Adds to the catalog every backup whose manifest a remote destination holds and the catalog
    * does not (after the local disk was lost, or on a new machine). A local copy listed in such a
-   * manifest is kept only if its artifact is really there.
+   * manifest is kept only if its artifact is really there. `dryRun`: reads all the same and
+   * returns what it would add, writing nothing (not even the catalog directory).
    */
-  async rebuildCatalog(): Promise<{ added: string[]; unreachable: string[] }> {
-    await this.catalog.ensureDir();
+  async rebuildCatalog(
+    options: { dryRun?: boolean } = {},
+  ): Promise<{ added: string[]; unreachable: string[] }> {
+    const dryRun = options.dryRun === true;
+    if (!dryRun) await this.catalog.ensureDir();
     const known = new Set((await this.catalog.listManifests()).manifests.map((m) => m.id));
     const added: string[] = [];
     const unreachable: string[] = [];
@@ -492,12 +496,12 @@ export class BackupStore {
           copies.push(copy);
         }
         if (copies.length === 0) continue;
-        await this.catalog.writeManifest({ ...manifest, copies });
+        if (!dryRun) await this.catalog.writeManifest({ ...manifest, copies });
         known.add(manifest.id);
         added.push(manifest.id);
       }
     }
-    if (added.length > 0) {
+    if (added.length > 0 && !dryRun) {
       this.logger.info({ added: added.length }, 'catalog: backups added back from destinations');
     }
     return { added, unreachable };

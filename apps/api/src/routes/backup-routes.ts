@@ -4,6 +4,7 @@ import { AppError } from '@pgkeep/core';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
 import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { quietLogLevel } from '../plugins/app/request-log.js';
 import {
   backupIdParams,
   cleanQuery,
@@ -54,6 +55,8 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
   app.get(
     '/api/backup/health',
     {
+      // Probed every few seconds: a line only when it fails (RequestLogController).
+      logLevel: quietLogLevel,
       schema: {
         description:
           'No token. Whether each dependency passes, the names of those that fail and pg_dump’s version; no error text or other detail (see /api/backup/health/detail). Answers are reused for HEALTH_CACHE_MS.',
@@ -81,7 +84,10 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
     // check above is the probe whose status code a load balancer reads.
     adminApp.get(
       '/api/backup/health/detail',
-      { schema: { response: { 200: okEnvelope(healthDetailSchema), ...errorResponses } } },
+      {
+        logLevel: quietLogLevel,
+        schema: { response: { 200: okEnvelope(healthDetailSchema), ...errorResponses } },
+      },
       async () => ({ success: true as const, data: await checkHealthDetail(services) }),
     );
 
