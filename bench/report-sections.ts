@@ -262,6 +262,52 @@ export function apiTables(section: ApiSection, checks: TargetCheck[]): string {
     table(['endpoint', 'req/s (median)', 'runs', 'p50', 'p99', '÷ bare', 'non-2xx + errors'], rows),
     '',
     `autocannon in the bench process, ${section.connections} connections, ${section.durationSec} s per run after a 3 s warm-up of each; the API at LOG_LEVEL=warn with a real admin token (HS256).${kept}`,
+    ...(section.panel ? ['', panelTable(section.panel, checks)] : []),
+  ].join('\n');
+}
+
+/** The panel-like load: clients polling their own queued job once a second, step by step. */
+function panelTable(panel: NonNullable<ApiSection['panel']>, checks: TargetCheck[]): string {
+  const rows = panel.steps.map((step) => [
+    String(step.clients),
+    step.pollsPerSec.toFixed(0),
+    `${step.p50Ms.toFixed(1)} ms`,
+    `${step.p99Ms.toFixed(1)} ms`,
+    `${step.maxMs.toFixed(0)} ms`,
+    step.apiCores.toFixed(2),
+    step.pollsPerCoreSec.toFixed(0),
+    String(step.errors + step.non2xx),
+    String(step.late),
+  ]);
+  const sustained = panel.sustained;
+  checks.push({
+    section: 'api',
+    target: `panel-like load: 200 clients polling their own queued job once a second, p99 ≤ ${panel.p99LimitMs} ms, no errors`,
+    measured: sustained
+      ? `up to ${sustained.clients} clients (p99 ${sustained.p99Ms.toFixed(1)} ms)`
+      : 'not sustained',
+    ok: (sustained?.clients ?? 0) >= 200,
+    miss: panel.stoppedBy ?? 'below 200 clients',
+  });
+  return [
+    '#### Panel-like load: each client polls its own queued job once a second',
+    '',
+    table(
+      [
+        'clients (= queued jobs)',
+        'polls/s',
+        'p50',
+        'p99',
+        'max',
+        'API cores used',
+        'polls/s per API core',
+        'errors + non-2xx',
+        'late polls',
+      ],
+      rows,
+    ),
+    '',
+    `Each step: as many queued backups as clients (the backups queue paused, so every poll reads Redis), the clients' first polls spread over the first second, ${panel.stepSeconds} s per step; a client whose poll is still out when its next is due skips it (late). Latency from request sent to body read, in the bench process (\`fetch\`, keep-alive), which shares the 2 cores with the API and Redis. API cores: the API process's CPU time over the step (/proc/<pid>/stat) divided by the wall time. ${sustained ? `Sustained: ${sustained.clients} clients, ${sustained.pollsPerSec.toFixed(0)} polls/s at ${sustained.pollsPerCoreSec.toFixed(0)} polls/s per API core` : 'No step stayed within the limit'}${panel.stoppedBy ? `; stopped: ${panel.stoppedBy}` : `; the limit (p99 ${panel.p99LimitMs} ms, no errors) was not reached at the last step`}.`,
   ].join('\n');
 }
 

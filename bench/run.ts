@@ -67,6 +67,9 @@ const { values } = parseArgs({
     'api-duration': { type: 'string', default: '5' },
     'api-connections': { type: 'string', default: '10' },
     'api-cpu-prof': { type: 'boolean', default: false },
+    'api-panel-steps': { type: 'string', default: '200,400,800,1600,3200' },
+    'api-panel-seconds': { type: 'string', default: '10' },
+    'api-panel-p99-ms': { type: 'string', default: '100' },
     'results-file': { type: 'string', default: path.join(ROOT, 'bench/results.json') },
     'markdown-file': { type: 'string', default: path.join(ROOT, 'BENCHMARKS.md') },
     'render-only': { type: 'boolean', default: false },
@@ -82,6 +85,8 @@ if (values.help) {
       '                 [--keep-dataset] [--db NAME] [--start-samples 20] [--targets-databases 20]',
       '                 [--pitr-scale 0.33] [--pitr-load-seconds 60] [--pitr-runs 1]',
       '                 [--api-duration 5] [--api-connections 10] [--api-cpu-prof]',
+      '                 [--api-panel-steps 200,400,800,1600,3200] [--api-panel-seconds 10]',
+      '                 [--api-panel-p99-ms 100]',
       'npm run bench -- --render-only   (BENCHMARKS.md again from bench/results.json)',
       '(memory is measured during backup and restore; "memory" in --sections is accepted)',
       '',
@@ -94,7 +99,8 @@ if (values.help) {
       '            pg_dump -Z0 and COPY of the largest table to /dev/null, pg_restore -j 2 of the',
       "            uncompressed dump; BENCHMARKS.md sets pgkeep's backup and restore against them.",
       '            api: also a panel-like load (clients polling their own queued job once a',
-      '            second, more clients each step until p99 > 100 ms or errors): --api-panel-steps.',
+      '            second, more clients each step until p99 > --api-panel-p99-ms or errors):',
+      '            --api-panel-steps (client counts; "" skips it), --api-panel-seconds per step.',
       '',
     ].join('\n'),
   );
@@ -143,6 +149,15 @@ if (!(Number.isInteger(pitrLoadSeconds) && pitrLoadSeconds >= 5)) {
 if (!(Number.isInteger(pitrRuns) && pitrRuns >= 1)) {
   throw new Error('--pitr-runs must be a whole number ≥ 1');
 }
+const panelSteps = values['api-panel-steps']
+  .split(',')
+  .filter((step) => step.trim() !== '')
+  .map((step) => Number(step));
+if (!panelSteps.every((step) => Number.isInteger(step) && step >= 1 && step <= 20_000)) {
+  throw new Error('--api-panel-steps must be whole numbers from 1 to 20000, comma-separated');
+}
+if (!(Number(values['api-panel-seconds']) >= 2)) throw new Error('--api-panel-seconds must be ≥ 2');
+if (!(Number(values['api-panel-p99-ms']) > 0)) throw new Error('--api-panel-p99-ms must be > 0');
 const requested = values.sections.split(',').map((name) => name.trim());
 for (const name of requested) {
   if (name !== 'memory' && !SECTIONS.includes(name as SectionName)) {
@@ -315,6 +330,9 @@ try {
       run.sections.api = await benchApi(main(), {
         connections: Number(values['api-connections']),
         durationSec: Number(values['api-duration']),
+        panelSteps,
+        panelStepSeconds: Number(values['api-panel-seconds']),
+        panelP99LimitMs: Number(values['api-panel-p99-ms']),
       });
     },
     start: async () => {

@@ -183,6 +183,38 @@ export interface ApiSection extends SectionMeta {
    * job, measured since the API keeps finished jobs' answers (absent from older runs).
    */
   variants: Record<'job' | 'list' | 'bare', ApiVariant> & { jobActive?: ApiVariant };
+  /** The panel-like load (bench/sections/api-panel.ts); absent from older runs. */
+  panel?: ApiPanelLoad;
+}
+
+/** One step of the panel-like load: `clients` polling their own queued job once a second. */
+export interface ApiPanelStep {
+  clients: number;
+  polls: number;
+  pollsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  non2xx: number;
+  /** Polls skipped because the previous one of the same client was still out. */
+  late: number;
+  /** CPU time the API process used over the step (ms), and that over the wall time. */
+  apiCpuMs: number;
+  apiCores: number;
+  /** polls/s ÷ apiCores: what one core of API sustains at this load. */
+  pollsPerCoreSec: number;
+}
+
+export interface ApiPanelLoad {
+  pollIntervalMs: number;
+  stepSeconds: number;
+  p99LimitMs: number;
+  steps: ApiPanelStep[];
+  /** Why the steps stopped before the last one planned, or null. */
+  stoppedBy: string | null;
+  /** The largest step within the p99 limit and without errors. */
+  sustained: ApiPanelStep | null;
 }
 
 export interface ApiVariant {

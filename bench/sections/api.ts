@@ -7,6 +7,7 @@ import { type BenchContext, datasetTables, ensureArtifacts, sectionMeta } from '
 import { freePort, REDIS_URL, ROOT, startNodeApp, stopChild } from '../lib/pgkeep.js';
 import type { ApiRun, ApiSection } from '../lib/results.js';
 import { sleep } from '../lib/util.js';
+import { panelLoad } from './api-panel.js';
 
 async function load(
   url: string,
@@ -47,16 +48,22 @@ async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
 async function holdUnfinishedJob(
   stack: BenchContext['stack'],
   table: string,
-): Promise<{ jobId: string; release: () => Promise<void> }> {
+): Promise<{ jobId: string; release: () => Promise<void>; more: () => Promise<string> }> {
   const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   connection.on('error', () => {});
   const backups = new Queue(queueNames.backups, { connection, prefix: stack.prefix });
   backups.on('error', () => {});
   await backups.pause();
   let jobId: string | undefined;
+  const held: string[] = [];
+  const more = async () => {
+    const id = await stack.enqueue('/api/backup', { tables: [table], label: 'api bench (panel)' });
+    held.push(id);
+    return id;
+  };
   const release = async () => {
     try {
-      if (jobId) await backups.remove(jobId);
+      for (const id of [...(jobId ? [jobId] : []), ...held]) await backups.remove(id);
       await backups.resume();
     } finally {
       await backups.close();
@@ -66,7 +73,7 @@ async function holdUnfinishedJob(
   try {
     jobId = await stack.enqueue('/api/backup', { tables: [table], label: 'api bench (queued)' });
     await expectState(stack, jobId, 'queued');
-    return { jobId, release };
+    return { jobId, release, more };
   } catch (error) {
     await release();
     throw error;
@@ -87,7 +94,14 @@ async function expectState(stack: BenchContext['stack'], jobId: string, state: s
  */
 export async function benchApi(
   ctx: BenchContext,
-  options: { connections: number; durationSec: number },
+  options: {
+    connections: number;
+    durationSec: number;
+    /** The panel-like load's client counts (empty: not run), seconds per step, p99 limit. */
+    panelSteps: number[];
+    panelStepSeconds: number;
+    panelP99LimitMs: number;
+  },
 ): Promise<ApiSection> {
   await ensureArtifacts(ctx, { pgkeep: true });
   const { stack } = ctx;
@@ -129,6 +143,7 @@ export async function benchApi(
     list: { label: targets.list.label, runs: [] as ApiRun[] },
     bare: { label: targets.bare.label, runs: [] as ApiRun[] },
   } satisfies ApiSection['variants'];
+  let panel: ApiSection['panel'];
   try {
     await waitForHttp(targets.bare.url);
     // Warm-up: JIT and connections, not counted.
@@ -157,6 +172,15 @@ export async function benchApi(
         `${(((rps[key] ?? 0) / (rps.bare ?? Number.NaN)) * 100).toFixed(0)} %`;
       ctx.log(`  ÷ bare this round: finished ${ofBare('job')}, unfinished ${ofBare('jobActive')}`);
     }
+    if (options.panelSteps.length > 0) {
+      ctx.log(' panel-like load: clients polling their own queued job once a second');
+      panel = await panelLoad(ctx, {
+        enqueue: unfinished.more,
+        steps: options.panelSteps,
+        stepSeconds: options.panelStepSeconds,
+        p99LimitMs: options.panelP99LimitMs,
+      });
+    }
     // Polled as what it was meant to be throughout: still queued.
     await expectState(stack, unfinished.jobId, 'queued');
   } finally {
@@ -169,5 +193,6 @@ export async function benchApi(
     durationSec: options.durationSec,
     backupsListed: listed.body.count,
     variants,
+    ...(panel ? { panel } : {}),
   };
 }
