@@ -51,7 +51,8 @@ async function holdUnfinishedJob(
 ): Promise<{ jobId: string; release: () => Promise<void>; more: () => Promise<string> }> {
   const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   connection.on('error', () => {});
-  const backups = new Queue(queueNames.backups, { connection, prefix: stack.prefix });
+  // pgkeep's BullMQ prefix is `{QUEUE_PREFIX}` (a Redis Cluster hash tag; see REDIS_PREFIX).
+  const backups = new Queue(queueNames.backups, { connection, prefix: `{${stack.prefix}}` });
   backups.on('error', () => {});
   await backups.pause();
   let jobId: string | undefined;
