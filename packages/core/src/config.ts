@@ -259,6 +259,7 @@ export const configSchema = z
       .transform((value) =>
         value === 'auto' ? ('auto' as const) : value === 'true' || value === '1' || value === 'yes',
       )
+      .meta({ valueType: '`auto` or boolean' })
       .default('auto')
       .describe(
         "The board's sign-in cookie is `Secure`: `auto` when the request came over https; `true` behind a proxy that ends TLS.",
