@@ -538,7 +538,7 @@ export const configSchema = z
       .describe('Writes of a copy that failed while the dump streamed, again from the local copy.'),
     BACKUP_COPY_RETRY_DELAY_MS: int(0, 600_000)
       .default(2_000)
-      .describe('Wait between those writes.'),
+      .describe('Wait before the first of those writes; the n-th waits n times this.'),
     // At worker start: manifests found in a destination but not in BACKUP_DIR are added back.
     CATALOG_REBUILD_ON_START: booleanFromEnv
       .default(true)
