@@ -86,3 +86,16 @@ describe('environment keys', () => {
     ).toEqual([]);
   });
 });
+
+describe('.env.example', () => {
+  it('lists every configuration key (S3 keys for the example destination OFFSITE)', () => {
+    const example = read('.env.example');
+    const keys = [
+      ...Object.keys(configSchema.shape),
+      ...Object.keys(s3DestinationSchema.shape).map((key) => `S3_OFFSITE_${key}`),
+    ];
+    // A key's line, set or commented out: `KEY=` or `# KEY=`.
+    const missing = keys.filter((key) => !new RegExp(`^(# )?${key}=`, 'm').test(example));
+    expect(missing, 'keys missing from .env.example (every key, with its default)').toEqual([]);
+  });
+});
