@@ -99,3 +99,25 @@ describe('.env.example', () => {
     expect(missing, 'keys missing from .env.example (every key, with its default)').toEqual([]);
   });
 });
+
+describe('docs/configuration.md', () => {
+  it('places every configuration key under a subject of its map', () => {
+    const page = read('docs/configuration.md');
+    const map = page.slice(
+      page.indexOf('## The settings by subject'),
+      page.indexOf('## With Docker'),
+    );
+    // Each `KEY` or `PATTERN_*` in the map's rows, as a regular expression.
+    const patterns = [...map.matchAll(/`([A-Z][A-Z0-9_<>*]*)`/g)].map(
+      (match) => new RegExp(`^${(match[1] ?? '').replaceAll('*', '[A-Z0-9_]*')}$`),
+    );
+    expect(patterns.length).toBeGreaterThan(10);
+    const unplaced = Object.keys(configSchema.shape).filter(
+      (key) => !patterns.some((pattern) => pattern.test(key)),
+    );
+    expect(
+      unplaced,
+      'keys missing from the map in docs/configuration.md ("The settings by subject")',
+    ).toEqual([]);
+  });
+});
