@@ -214,7 +214,7 @@ export const errorCodes = {
   JOB_ABORTED: info(
     500,
     'yes',
-    "A job interrupted by its worker's shutdown, or by the loss of what it waited on.",
+    "A job interrupted by its worker's shutdown, also while it waited for a lock or a slot.",
   ),
   INTERNAL_ERROR: info(
     500,
