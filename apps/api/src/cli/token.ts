@@ -5,7 +5,7 @@ import { createSigner } from 'fast-jwt';
 import { z } from 'zod';
 
 /**
- * Prints a signed admin token for operators and the README's curl examples:
+ * Prints a signed admin token for operators and the curl examples of the docs:
  *   npm run token -- --role SUPER_ADMIN --sub ops@example.com --expires 1h
  */
 const usage = `usage: npm run token -- [options]
