@@ -4,10 +4,12 @@ import fastifySwagger, {
   type SwaggerTransformObject,
 } from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import { errorStatus } from '@pgkeep/core';
+import { type ErrorCode, errorStatus } from '@pgkeep/core';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import type { OpenAPIV3_1 } from 'openapi-types';
+import { apiExamples, exampleKey } from '../../api-examples.js';
+import { type ResolvedRouteDoc, ROUTE_DOC_KEY } from '../../route-docs.js';
 import { ADMIN_COOKIE } from '../app/admin-session.js';
 
 export const DOCS_PATH = '/docs';
@@ -31,35 +33,87 @@ const tagOf = (url: string) =>
 
 const ERROR_ENVELOPE_REF = '#/components/schemas/ErrorEnvelope';
 
-/** An error response's description: the codes that come with its status (core's one table). */
-const errorDescription = (status: string) => {
-  const codes = Object.entries(errorStatus)
-    .filter(([, code]) => String(code) === status)
-    .map(([name]) => name);
-  return `Error envelope; error.code: ${codes.join(', ') || 'ROUTE_NOT_FOUND'}`;
-};
+/** The codes that come with a status: the route's own, else every one of core's table. */
+const codesOf = (
+  status: string,
+  codes: readonly ErrorCode[] = Object.keys(errorStatus) as ErrorCode[],
+) => codes.filter((code) => String(errorStatus[code]) === status);
+
+const errorDescription = (status: string, codes?: readonly ErrorCode[]) =>
+  `Error envelope; error.code: ${codesOf(status, codes).join(', ') || 'ROUTE_NOT_FOUND'}`;
 
 const successDescriptions: Record<string, string> = {
   200: 'OK',
   202: 'Accepted: a job was queued; poll GET /api/jobs/{jobId}',
 };
 
+type JsonObject = Record<string, unknown>;
+
+/** The recorded examples of an operation, named, on its request body and its responses. */
+function addExamples(
+  operationId: string,
+  body: JsonObject | undefined,
+  responses: Record<string, JsonObject>,
+) {
+  for (const example of apiExamples.operations[operationId] ?? []) {
+    const key = exampleKey(example.title);
+    const named = (value: unknown) => ({ [key]: { summary: example.title, value } });
+    if (body && example.request.body !== undefined) {
+      body['x-examples'] = { ...(body['x-examples'] as object), ...named(example.request.body) };
+    }
+    const response = responses[String(example.response.status)];
+    if (!response) continue;
+    const content = response.content as Record<string, JsonObject> | undefined;
+    if (!content) {
+      response['x-examples'] = {
+        ...(response['x-examples'] as object),
+        ...named(example.response.body),
+      };
+      continue;
+    }
+    // Bytes have no example value; text and JSON do, under their own content type.
+    if (example.response.body === null) continue;
+    for (const media of Object.values(content)) {
+      media.examples = { ...(media.examples as object), ...named(example.response.body) };
+    }
+  }
+}
+
 /**
  * The zod schemas become JSON Schema; then what every route would otherwise repeat: a tag from
- * its path, a description per status (an error's lists its codes), and bearer auth on every
- * route that can answer 401 (the health check cannot, so it stays open; a route that takes its
- * token another way says `security: []`).
+ * its path, a description per status (an error's lists the codes the route can answer with,
+ * from its RouteDoc), the body fields it requires, its response headers, the examples recorded
+ * from the real API (docs/api-examples.json), and bearer auth on every route that can answer
+ * 401 (the health check cannot, so it stays open; a route that takes its token another way says
+ * `security: []`).
  */
 const transform: SwaggerTransform = (input) => {
-  const { schema = {}, url } = jsonSchemaTransform(input);
-  if (schema.hide) return { schema, url };
-  const responses = (schema.response ?? {}) as Record<string, Record<string, unknown>>;
+  const { schema: transformed = {}, url } = jsonSchemaTransform(input);
+  if (transformed.hide) return { schema: transformed, url };
+  const { [ROUTE_DOC_KEY]: rawDoc, ...schema } = transformed as JsonObject;
+  const doc = rawDoc as ResolvedRouteDoc | undefined;
+  const responses = (schema.response ?? {}) as Record<string, JsonObject>;
   for (const [status, response] of Object.entries(responses)) {
     if (response.description !== undefined) continue;
     const description =
-      response.$ref === ERROR_ENVELOPE_REF ? errorDescription(status) : successDescriptions[status];
+      response.$ref === ERROR_ENVELOPE_REF
+        ? errorDescription(status, doc?.allErrors)
+        : successDescriptions[status];
     if (description) response.description = description;
   }
+  const body = schema.body as JsonObject | undefined;
+  if (doc?.requiredBody && body) {
+    body.required = [...new Set([...((body.required as string[]) ?? []), ...doc.requiredBody])];
+  }
+  if (doc?.requestHeaders) {
+    // As a JSON Schema object: fastify-swagger makes each property a header parameter.
+    schema.headers = { type: 'object', properties: doc.requestHeaders };
+  }
+  for (const [status, headers] of Object.entries(doc?.responseHeaders ?? {})) {
+    const response = responses[status];
+    if (response) response.headers = { ...(response.headers as object), ...headers };
+  }
+  if (doc) addExamples(doc.operationId, body, responses);
   const needsToken = schema.security === undefined && '401' in responses;
   return {
     schema: {
