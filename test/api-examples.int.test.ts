@@ -87,7 +87,10 @@ async function call(
     },
     response: {
       status: response.statusCode,
-      ...(contentType.startsWith('application/json') ? {} : { headers: shown }),
+      // JSON answers show only the headers that say more than their body (a 416's range).
+      ...(contentType.startsWith('application/json')
+        ? pick(shown, ['content-range', 'retry-after'])
+        : { headers: shown }),
       body: responseBody,
     },
   };
@@ -98,6 +101,13 @@ async function call(
   operations[operationId] = [...(operations[operationId] ?? []), example];
   return response;
 }
+
+const pick = (headers: Record<string, string>, names: string[]) => {
+  const picked = Object.fromEntries(
+    Object.entries(headers).filter(([name]) => names.includes(name)),
+  );
+  return Object.keys(picked).length > 0 ? { headers: picked } : {};
+};
 
 /** A long text answer (a scrape) shown by its first lines. */
 const SHOWN_LINES = 24;

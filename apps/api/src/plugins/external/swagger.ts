@@ -49,43 +49,12 @@ const successDescriptions: Record<string, string> = {
 
 type JsonObject = Record<string, unknown>;
 
-/** The recorded examples of an operation, named, on its request body and its responses. */
-function addExamples(
-  operationId: string,
-  body: JsonObject | undefined,
-  responses: Record<string, JsonObject>,
-) {
-  for (const example of apiExamples.operations[operationId] ?? []) {
-    const key = exampleKey(example.title);
-    const named = (value: unknown) => ({ [key]: { summary: example.title, value } });
-    if (body && example.request.body !== undefined) {
-      body['x-examples'] = { ...(body['x-examples'] as object), ...named(example.request.body) };
-    }
-    const response = responses[String(example.response.status)];
-    if (!response) continue;
-    const content = response.content as Record<string, JsonObject> | undefined;
-    if (!content) {
-      response['x-examples'] = {
-        ...(response['x-examples'] as object),
-        ...named(example.response.body),
-      };
-      continue;
-    }
-    // Bytes have no example value; text and JSON do, under their own content type.
-    if (example.response.body === null) continue;
-    for (const media of Object.values(content)) {
-      media.examples = { ...(media.examples as object), ...named(example.response.body) };
-    }
-  }
-}
-
 /**
  * The zod schemas become JSON Schema; then what every route would otherwise repeat: a tag from
  * its path, a description per status (an error's lists the codes the route can answer with,
- * from its RouteDoc), the body fields it requires, its response headers, the examples recorded
- * from the real API (docs/api-examples.json), and bearer auth on every route that can answer
- * 401 (the health check cannot, so it stays open; a route that takes its token another way says
- * `security: []`).
+ * from its RouteDoc), the body fields it requires, its request and response headers, and bearer
+ * auth on every route that can answer 401 (the health check cannot, so it stays open; a route
+ * that takes its token another way says `security: []`).
  */
 const transform: SwaggerTransform = (input) => {
   const { schema: transformed = {}, url } = jsonSchemaTransform(input);
@@ -113,7 +82,6 @@ const transform: SwaggerTransform = (input) => {
     const response = responses[status];
     if (response) response.headers = { ...(response.headers as object), ...headers };
   }
-  if (doc) addExamples(doc.operationId, body, responses);
   const needsToken = schema.security === undefined && '401' in responses;
   return {
     schema: {
@@ -125,15 +93,96 @@ const transform: SwaggerTransform = (input) => {
   };
 };
 
-/** Only the named schemas a route refers to (zod's registry also holds unused input twins). */
+type Operation = OpenAPIV3_1.OperationObject;
+type Media = OpenAPIV3_1.MediaTypeObject;
+
+/**
+ * The examples recorded from the real API (docs/api-examples.json), named by their titles: the
+ * request bodies on the request body, the answers on the response of their status (JSON and
+ * text as content examples, the download's headers as header examples; bytes have none).
+ */
+function withExamples(operation: Operation): Operation {
+  const examples = apiExamples.operations[operation.operationId ?? ''] ?? [];
+  const requestBody = operation.requestBody as OpenAPIV3_1.RequestBodyObject | undefined;
+  const responses = (operation.responses ?? {}) as Record<string, OpenAPIV3_1.ResponseObject>;
+  const withExample = (
+    media: Media | undefined,
+    title: string,
+    value: unknown,
+  ): Media | undefined =>
+    media && {
+      ...media,
+      examples: { ...media.examples, [exampleKey(title)]: { summary: title, value } },
+    };
+  let json = requestBody?.content?.['application/json'];
+  const byStatus: Record<string, OpenAPIV3_1.ResponseObject> = { ...responses };
+  for (const { title, request, response } of examples) {
+    if (request.body !== undefined) json = withExample(json, title, request.body);
+    const documented = byStatus[String(response.status)];
+    if (!documented) continue;
+    const headers = Object.fromEntries(
+      Object.entries(documented.headers ?? {}).map(([name, header]) => [
+        name,
+        {
+          ...header,
+          example: (header as { example?: unknown }).example ?? response.headers?.[name],
+        },
+      ]),
+    );
+    const content =
+      response.body === null
+        ? documented.content
+        : Object.fromEntries(
+            Object.entries(documented.content ?? {}).map(([type, media]) => [
+              type,
+              withExample(media, title, response.body) as Media,
+            ]),
+          );
+    byStatus[String(response.status)] = {
+      ...documented,
+      ...(documented.headers ? { headers } : {}),
+      ...(content ? { content } : {}),
+    };
+  }
+  return {
+    ...operation,
+    ...(requestBody && json
+      ? {
+          requestBody: {
+            ...requestBody,
+            content: { ...requestBody.content, 'application/json': json },
+          },
+        }
+      : {}),
+    responses: byStatus,
+  };
+}
+
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const;
+
+/**
+ * Every operation with its examples, and only the named schemas a route refers to (zod's
+ * registry also holds unused input twins).
+ */
 const transformObject: SwaggerTransformObject = (document) => {
   const openapi = jsonSchemaTransformObject(document) as OpenAPIV3_1.Document;
-  const used = JSON.stringify(openapi.paths ?? {});
+  const paths = Object.fromEntries(
+    Object.entries(openapi.paths ?? {}).map(([path, item]) => {
+      const withOperations: Record<string, unknown> = { ...item };
+      for (const method of METHODS) {
+        const operation = item?.[method] as Operation | undefined;
+        if (operation) withOperations[method] = withExamples(operation);
+      }
+      return [path, withOperations];
+    }),
+  );
+  const used = JSON.stringify(paths);
   const schemas = Object.entries(openapi.components?.schemas ?? {}).filter(([name]) =>
     used.includes(`"#/components/schemas/${name}"`),
   );
   return {
     ...openapi,
+    paths,
     components: { ...openapi.components, schemas: Object.fromEntries(schemas) },
   };
 };
