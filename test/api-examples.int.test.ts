@@ -94,7 +94,11 @@ async function call(
       body: responseBody,
     },
   };
-  if (example.response.headers && !contentType.startsWith('application/octet-stream')) {
+  if (
+    example.response.headers &&
+    !contentType.startsWith('application/octet-stream') &&
+    !contentType.startsWith('application/json')
+  ) {
     // Text and pages: their type is what matters, not their length.
     example.response.headers = { 'content-type': contentType };
   }

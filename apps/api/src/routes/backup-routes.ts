@@ -124,7 +124,9 @@ export const backupRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
         {
           response: {
             200: okEnvelope(healthSchema),
-            503: okEnvelope(healthSchema).extend({ success: z.literal(false) }),
+            503: okEnvelope(healthSchema)
+              .extend({ success: z.literal(false) })
+              .describe('A check fails: the same body, with success false'),
           },
         },
       ),

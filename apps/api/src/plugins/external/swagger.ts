@@ -19,7 +19,7 @@ const { version } = JSON.parse(
 ) as { version: string };
 
 const tagOf = (url: string) =>
-  /^\/api\/targets\/:target\/pitr(\/|$)/.test(url)
+  /^\/api\/targets\/:target\/(pitr(\/|$)|restore$)/.test(url)
     ? 'pitr'
     : url.startsWith('/api/backup')
       ? 'backups'
@@ -27,9 +27,11 @@ const tagOf = (url: string) =>
         ? 'jobs'
         : url.startsWith('/api/schedules')
           ? 'schedules'
-          : url.startsWith('/admin')
-            ? 'operators'
-            : 'other';
+          : url.startsWith('/api/targets')
+            ? 'targets'
+            : url.startsWith('/admin')
+              ? 'operators'
+              : 'other';
 
 const ERROR_ENVELOPE_REF = '#/components/schemas/ErrorEnvelope';
 
@@ -216,6 +218,11 @@ export default fp(
             description: 'Point-in-time recovery: the recoverable window, base backups, clean-up',
           },
           { name: 'schedules', description: 'Schedules of backups, clean-up and verification' },
+          {
+            name: 'targets',
+            description:
+              'Targets, and the backup routes of each under /api/targets/{target}/backups',
+          },
           { name: 'operators', description: 'Signing in to the Bull Board at /admin/queues' },
         ],
         components: {
