@@ -17,11 +17,13 @@ export interface ErrorCodeInfo {
   description: string;
 }
 
-const info = (
-  status: number,
+// Generic in the status, so each code's status stays a literal type (the OpenAPI responses are
+// keyed by it).
+const info = <S extends number>(
+  status: S,
   retried: ErrorCodeInfo['retried'],
   description: string,
-): ErrorCodeInfo => ({ status, retried, description });
+): ErrorCodeInfo & { status: S } => ({ status, retried, description });
 
 export const errorCodes = {
   VALIDATION_ERROR: info(
@@ -234,7 +236,7 @@ export type ErrorCode = keyof typeof errorCodes;
 /** The HTTP status of every code, from the one table above. */
 export const errorStatus = Object.fromEntries(
   Object.entries(errorCodes).map(([code, entry]) => [code, entry.status]),
-) as { readonly [Code in ErrorCode]: number };
+) as { readonly [Code in ErrorCode]: (typeof errorCodes)[Code]['status'] };
 
 export function isErrorCode(value: string): value is ErrorCode {
   return Object.hasOwn(errorStatus, value);
