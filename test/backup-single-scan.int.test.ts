@@ -5,10 +5,11 @@ import { createTestEngine, testRun } from './support/engine.js';
 import { createTestEnv, type TestEnv, withClient } from './support/test-env.js';
 
 /**
- * A custom-format backup's exact row counts come from the COPY data pg_dump writes: each table
- * is read once, by pg_dump, and not a second time by a count(*) in the dump's snapshot. The
- * server's own statistics say how many sequential scans each table had; plain SQL, which is
- * still counted by count(*), is the control that shows the statistic sees a second scan.
+ * A custom-format backup this process reads on its way to gzip (or to no compression) takes its
+ * exact row counts from the COPY data pg_dump writes: each table is read once, by pg_dump, and
+ * not a second time by a count(*) in the dump's snapshot. The server's own statistics say how
+ * many scans each table had. zstd reads pg_dump's pipe itself, so a zstd backup (and plain
+ * SQL) still counts by count(*): the control that shows the statistic sees a second scan.
  */
 let env: TestEnv;
 let engine: EngineContext;
@@ -85,8 +86,8 @@ const expectedCounts = { 'public.alpha': 1000, 'public.beta': 2000, 'public.gamm
 
 describe('the rows of a backup', () => {
   it.each([
-    ['custom', 'zstd'],
     ['custom', 'gzip'],
+    ['custom', 'none'],
   ] as const)(
     'of a %s/%s backup are counted from its COPY data: one scan per table',
     async (format, compression) => {
@@ -96,9 +97,15 @@ describe('the rows of a backup', () => {
     },
   );
 
-  it('of a plain backup are counted by count(*) in its snapshot: two scans per table', async () => {
-    const { rowCounts, scans } = await scansOfOneBackup('plain', 'zstd');
-    expect(rowCounts).toEqual(expectedCounts);
-    expect(scans).toEqual({ alpha: 2, beta: 2, gamma: 2 });
-  });
+  it.each([
+    ['custom', 'zstd'],
+    ['plain', 'gzip'],
+  ] as const)(
+    'of a %s/%s backup are counted by count(*) in its snapshot: two scans per table',
+    async (format, compression) => {
+      const { rowCounts, scans } = await scansOfOneBackup(format, compression);
+      expect(rowCounts).toEqual(expectedCounts);
+      expect(scans).toEqual({ alpha: 2, beta: 2, gamma: 2 });
+    },
+  );
 });

@@ -1,5 +1,4 @@
 import { Duplex, PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Compression } from '@pgkeep/core';
 import { type RunningChild, startChild } from '@pgkeep/pg';
@@ -55,33 +54,6 @@ export function zstdIntoFile(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   return zstdFrom(input, level, signal, fd).done;
-}
-
-/**
- * zstd fed by this process (a stream that is no child's pipe, such as a tap reading pg_dump's
- * output), writing to a pipe or straight into `into`. `done` also waits for the feeding: a
- * write that failed is an error even if zstd exited 0 on what it got.
- */
-export function zstdFedFrom(
-  input: Readable,
-  level: number,
-  signal: AbortSignal | undefined,
-  into?: number,
-): { output: Readable | null; done: Promise<void> } {
-  const zstd = startChild('zstd', [`-${level}`, '-T0', '-q', '-c'], {
-    env: { PATH: process.env.PATH },
-    signal,
-    stdin: 'pipe',
-    ...(into === undefined ? {} : { stdout: into }),
-  });
-  const { stdin, stdout } = zstd.child;
-  if (!stdin) throw new Error('zstd was started without a stdin pipe');
-  const fed = pipeline(input, stdin);
-  fed.catch(() => {});
-  return {
-    output: into === undefined ? stdout : null,
-    done: Promise.all([zstd.done, fed]).then(() => {}),
-  };
 }
 
 /** zstd as a stream stage: its stdin and stdout as one Duplex, `done` its exit status. */

@@ -33,7 +33,7 @@ import {
 import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
 import { takeServerSlot } from './caps.js';
-import { compressionStage, zstdFedFrom, zstdIntoFile, zstdReading } from './compression.js';
+import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { assertRoom, backupSpaceNeeded, previousOfKind } from './free-space.js';
 
@@ -163,6 +163,13 @@ export async function runBackup(
     const log = run.logger.child({ backupId: id });
     log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
 
+    // Where this process reads pg_dump's output anyway (gzip, none), a custom archive's COPY
+    // data gives the exact row counts as it passes: no second scan of every table. Where zstd
+    // reads pg_dump's pipe itself (the fast path), passing the archive through this process
+    // would cost more CPU than the count(*) it saves (2-3 s against 0.2-0.5 s a run at scale
+    // 0.3, bench/experiments/row-count-cost.ts), so there, as for plain SQL, the rows are
+    // counted in the dump's snapshot while it streams.
+    const readsArchive = payload.format === 'custom' && payload.compression !== 'zstd';
     // pg_dump starts now: it spends its first tenths of a second reading the catalog, which
     // is when the checks below run. Nothing is written before they pass.
     const dump = startPgDump({
@@ -172,6 +179,7 @@ export async function runBackup(
       excludeTables: excluded,
       snapshot,
       signal,
+      readHere: readsArchive,
     });
     let estimate = 0;
     let counted: QualifiedTable[];
@@ -224,27 +232,7 @@ export async function runBackup(
     let stages: [Readable, ...Duplex[]] | null = null;
     let compressed: Promise<void> = Promise.resolve();
     let onWritten: () => void = () => {};
-    // A custom-format archive is read on its way to the compressor, and its COPY data gives
-    // the exact row counts: no second scan of every table competes with pg_dump for the cores.
-    // Plain SQL is not parsed; its rows are counted in the dump's snapshot while it streams.
-    const counter = payload.format === 'custom' ? new CustomArchiveRowCounter() : null;
-    const tap = counter
-      ? new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            if (bytesRead === 0 && run.startedAt !== undefined) {
-              firstByteMs = Date.now() - run.startedAt;
-              report();
-            }
-            counter.push(chunk);
-            bytesRead += chunk.length;
-            callback(null, chunk);
-          },
-        })
-      : null;
-    // pipeline, not pipe: when the reader behind the tap fails, pg_dump's pipe is closed too
-    // and pg_dump ends on the broken pipe instead of waiting on a full one.
-    if (tap) pipeline(stdout, tap).catch(() => {});
-    const input: Readable = tap ?? stdout;
+    const counter = readsArchive ? new CustomArchiveRowCounter() : null;
     // The common case, local disk only, unencrypted zstd: zstd writes the file itself, as the
     // raw pipeline does; this process only hashes it behind zstd.
     const direct = payload.compression === 'zstd' && !encryption && storage.localOnly;
@@ -254,26 +242,39 @@ export async function runBackup(
         const now = Date.now();
         if (now - lastRead < 500) return;
         lastRead = now;
-        if (counter) {
-          report();
-          return;
-        }
         void bytesWrittenBy(dump.child.pid).then((written) => {
           if (written !== undefined) bytesRead = written;
           report();
         });
       };
     };
+    const firstByte = () => {
+      if (firstByteMs === undefined && run.startedAt !== undefined) {
+        firstByteMs = Date.now() - run.startedAt;
+        report();
+      }
+    };
+    if (direct || payload.compression === 'zstd') {
+      // zstd reads pg_dump's pipe: its first write shows in /proc/<pid>/io (libpq's socket
+      // sends do not count there), looked at every 10 ms until it comes.
+      const watch = setInterval(() => {
+        if (firstByteMs !== undefined || signal.aborted) {
+          clearInterval(watch);
+          return;
+        }
+        void bytesWrittenBy(dump.child.pid).then((written) => {
+          if (written) firstByte();
+        });
+      }, 10);
+      watch.unref();
+      void dump.done.finally(() => clearInterval(watch)).catch(() => {});
+    }
     if (direct) {
       onWritten = progressFromProc();
     } else if (payload.compression === 'zstd') {
-      // pg_dump | zstd: through a kernel pipe for plain SQL (what pg_dump has written so far
-      // is read from /proc for the progress, at most twice a second), through the counter
-      // for a custom archive.
-      const zstd = counter
-        ? zstdFedFrom(input, config.BACKUP_ZSTD_LEVEL, signal)
-        : zstdReading(input, config.BACKUP_ZSTD_LEVEL, signal);
-      if (!zstd.output) throw new Error('zstd was started without a stdout pipe');
+      // pg_dump | zstd through a kernel pipe; what pg_dump has written so far is read from
+      // /proc for the progress, at most twice a second.
+      const zstd = zstdReading(stdout, config.BACKUP_ZSTD_LEVEL, signal);
       stages = [zstd.output];
       compressed = zstd.done;
       onWritten = progressFromProc();
@@ -285,16 +286,18 @@ export async function runBackup(
       );
       const countInput = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
-          if (!counter) bytesRead += chunk.length;
+          if (bytesRead === 0) firstByte();
+          counter?.push(chunk);
+          bytesRead += chunk.length;
           report();
           callback(null, chunk);
         },
       });
-      stages = [input, countInput, compressor.stream];
+      stages = [stdout, countInput, compressor.stream];
       compressed = compressor.done;
       onWritten = () => {};
     }
-    // Plain SQL: counted while pg_dump streams, in the same snapshot, so the counts match the
+    // Otherwise counted while pg_dump streams, in the same snapshot, so the counts match the
     // dump's data.
     const counting = counter ? null : countRows(snapshotClient, counted);
     counting?.catch(() => {});
@@ -334,9 +337,7 @@ export async function runBackup(
         : await storage.writeLocalFrom(
             filename,
             (fd) => {
-              compressed = counter
-                ? zstdFedFrom(input, config.BACKUP_ZSTD_LEVEL, signal, fd).done
-                : zstdIntoFile(input, config.BACKUP_ZSTD_LEVEL, fd, signal);
+              compressed = zstdIntoFile(stdout, config.BACKUP_ZSTD_LEVEL, fd, signal);
               return compressed;
             },
             writeOptions,

@@ -200,31 +200,48 @@ const MARKER = [0x5c, 0x2e, 0x0a, 0x0a, 0x0a]; // "\\.\n\n\n"
 export class CopyRowTally {
   private newlines = 0;
   private bytes = 0;
-  /** The last (up to) 6 bytes seen: the marker and the byte before it. */
+  /** The last piece when it held 6 bytes or more (kept by reference: no copy per row). */
+  private lastBuf: Buffer | null = null;
+  private lastEnd = 0;
+  /** Otherwise the last (up to) 6 bytes, copied. */
   private readonly tail = Buffer.alloc(6);
   private tailLength = 0;
 
   push(buf: Buffer, start = 0, end = buf.length): void {
     if (end <= start) return;
-    this.newlines += countNewlines(buf, start, end);
-    this.bytes += end - start;
-    const length = end - start;
-    if (length >= 6) {
-      buf.copy(this.tail, 0, end - 6, end);
-      this.tailLength = 6;
-    } else {
-      const keep = Math.min(this.tailLength, 6 - length);
-      this.tail.copy(this.tail, 0, this.tailLength - keep, this.tailLength);
-      buf.copy(this.tail, keep, start, end);
-      this.tailLength = keep + length;
+    // A row is mostly one piece ending in its newline: one search finds it.
+    const first = buf.indexOf(10, start);
+    if (first !== -1 && first < end) {
+      this.newlines += first === end - 1 ? 1 : countNewlines(buf, start, end);
     }
+    this.bytes += end - start;
+    if (end - start >= 6) {
+      this.lastBuf = buf;
+      this.lastEnd = end;
+      return;
+    }
+    // A short piece: the tail is made of it and what came before.
+    const length = end - start;
+    const keep = 6 - length;
+    const previous = this.lastBytes();
+    const carried = previous.subarray(Math.max(0, previous.length - keep));
+    carried.copy(this.tail, 0);
+    buf.copy(this.tail, carried.length, start, end);
+    this.tailLength = carried.length + length;
+    this.lastBuf = null;
+  }
+
+  private lastBytes(): Buffer {
+    if (this.lastBuf) return this.lastBuf.subarray(this.lastEnd - 6, this.lastEnd);
+    return Buffer.from(this.tail.subarray(0, this.tailLength));
   }
 
   rows(): number {
-    const n = this.tailLength;
+    const tail = this.lastBytes();
+    const n = tail.length;
     if (n < 5) return this.newlines;
-    for (let i = 0; i < 5; i++) if (this.tail[n - 5 + i] !== MARKER[i]) return this.newlines;
-    const atLineStart = this.bytes === 5 || (n === 6 && this.tail[0] === 0x0a);
+    for (let i = 0; i < 5; i++) if (tail[n - 5 + i] !== MARKER[i]) return this.newlines;
+    const atLineStart = this.bytes === 5 || (n === 6 && tail[0] === 0x0a);
     return atLineStart ? this.newlines - 3 : this.newlines;
   }
 }
