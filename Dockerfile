@@ -21,6 +21,8 @@ COPY tsconfig.json ./
 COPY scripts ./scripts
 COPY packages ./packages
 COPY apps ./apps
+# The API's OpenAPI document takes its examples from here (bundled into apps/api/dist).
+COPY docs/api-examples.json ./docs/
 # Writes apps/*/dist afresh (and removes whatever else a dist copied from the host held).
 RUN node scripts/build.mjs
 

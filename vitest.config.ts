@@ -8,6 +8,7 @@ export default defineConfig({
           name: 'unit',
           // Unit tests first, then integration tests (which run two files at a time).
           sequence: { groupOrder: 0 },
+          // test/*.test.ts: checks of the repository itself (docs against the code).
           include: ['apps/*/src/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'test/*.test.ts'],
           exclude: ['**/*.int.test.ts', '**/node_modules/**'],
         },

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { createAndFill, MANY_TABLES_MARKER_TABLE, manyTables } from './lib/dataset-many-tables.js';
 import { serverUrl, withClient } from './lib/db.js';
 import { isMain } from './lib/util.js';
 
@@ -11,9 +12,38 @@ import { isMain } from './lib/util.js';
  * texts are drawn from a sentence table built by a seeded PRNG. The same scale gives the same
  * rows on any run.
  *
- * Scale 1 ≈ 3 GB on disk with its indexes (6 M messages of 100–300 characters).
+ * Three datasets (`--dataset`):
+ * - `panel`: scale 1 ≈ 3 GB on disk with its indexes (5.3 M messages of 100–300 characters).
+ * - `long-bodies`: the panel's tables with fewer messages of 300–900 characters each, so the
+ *   messages' heap is large against their row count; about the panel's size at the same scale
+ *   (scale 0.3 ≈ 0.9 GB).
+ * - `many-tables`: 200 tables of four shapes, none larger than about 1 % of the whole, about
+ *   the panel's size at the same scale (bench/lib/dataset-many-tables.ts).
+ * Each carries a marker (a table comment, which survives dumps) naming the dataset and its
+ * scale, so that a database is reused only when it holds the same rows.
  */
 export const DATASET_VERSION = 2;
+/** The marker versions of the other datasets (bumped when their rows change). */
+const LONG_BODIES_VERSION = 1;
+const MANY_TABLES_VERSION = 1;
+
+export const DATASETS = ['panel', 'long-bodies', 'many-tables'] as const;
+export type DatasetKind = (typeof DATASETS)[number];
+
+export function isDatasetKind(value: string): value is DatasetKind {
+  return (DATASETS as readonly string[]).includes(value);
+}
+
+/**
+ * The bench's database for a dataset and scale: `pgkeep_bench_s0_3` for the panel dataset
+ * (the name it always had), `pgkeep_bench_long_bodies_s0_3` and so on for the others.
+ */
+export function datasetDatabaseName(kind: DatasetKind, scale: number): string {
+  const scaleTag = `s${String(scale).replace('.', '_')}`;
+  return kind === 'panel'
+    ? `pgkeep_bench_${scaleTag}`
+    : `pgkeep_bench_${kind.replace('-', '_')}_${scaleTag}`;
+}
 
 export interface DatasetCounts {
   users: number;
@@ -22,20 +52,40 @@ export interface DatasetCounts {
   messages: number;
 }
 
-export function datasetCounts(scale: number): DatasetCounts {
+/** Rows of the panel's tables (`panel` and `long-bodies`). */
+export function datasetCounts(scale: number, kind: DatasetKind = 'panel'): DatasetCounts {
   const n = (base: number, min: number) => Math.max(min, Math.round(base * scale));
   return {
     users: n(200_000, 100),
     subscriptions: n(300_000, 150),
     payments: n(1_000_000, 500),
-    messages: n(5_300_000, 2_000),
+    // Long bodies: ≈ 880 B a message with its indexes against ≈ 480 B, for about the same size.
+    messages: kind === 'long-bodies' ? n(2_900_000, 1_000) : n(5_300_000, 2_000),
   };
 }
 
-/** The marker that says which dataset a database holds (a table comment survives dumps). */
-export function datasetMarker(scale: number): string {
-  return `pgkeep bench dataset v${DATASET_VERSION} scale ${scale} messages ${datasetCounts(scale).messages}`;
+/** What the results record of a dataset's rows: the panel's tables, or the many tables'. */
+export function datasetRowCounts(scale: number, kind: DatasetKind): Record<string, number> {
+  if (kind !== 'many-tables') return { ...datasetCounts(scale, kind) };
+  const tables = manyTables(scale);
+  return { tables: tables.length, rows: tables.reduce((sum, table) => sum + table.rows, 0) };
 }
+
+/** The marker that says which dataset a database holds (a table comment survives dumps). */
+export function datasetMarker(scale: number, kind: DatasetKind = 'panel'): string {
+  if (kind === 'many-tables') {
+    const counts = datasetRowCounts(scale, kind);
+    return `pgkeep bench dataset many-tables v${MANY_TABLES_VERSION} scale ${scale} tables ${counts.tables} rows ${counts.rows}`;
+  }
+  const messages = datasetCounts(scale, kind).messages;
+  return kind === 'long-bodies'
+    ? `pgkeep bench dataset long-bodies v${LONG_BODIES_VERSION} scale ${scale} messages ${messages}`
+    : `pgkeep bench dataset v${DATASET_VERSION} scale ${scale} messages ${messages}`;
+}
+
+/** The table whose comment holds the marker. */
+const markerTable = (kind: DatasetKind) =>
+  kind === 'many-tables' ? MANY_TABLES_MARKER_TABLE : 'WhatsappMessage';
 
 const WORDS = (
   'olá bom dia boa tarde noite obrigado obrigada por favor pedido entrega pagamento boleto ' +
@@ -98,6 +148,18 @@ async function prepareSession(client: pg.Client, texts: string[]): Promise<void>
     [texts],
   );
   await client.query('ANALYZE s');
+  // Paragraphs of five sentences (305–505 characters), for the long bodies.
+  await client.query(`
+    CREATE TEMP TABLE p AS
+    SELECT g.n, s1.t || s2.t || s3.t || s4.t || s5.t AS t
+    FROM generate_series(0, ${SENTENCE_COUNT - 1}) g(n)
+    JOIN s s1 ON s1.n = pg_temp.h(g.n * 5 + 900001) % ${SENTENCE_COUNT}
+    JOIN s s2 ON s2.n = pg_temp.h(g.n * 5 + 900002) % ${SENTENCE_COUNT}
+    JOIN s s3 ON s3.n = pg_temp.h(g.n * 5 + 900003) % ${SENTENCE_COUNT}
+    JOIN s s4 ON s4.n = pg_temp.h(g.n * 5 + 900004) % ${SENTENCE_COUNT}
+    JOIN s s5 ON s5.n = pg_temp.h(g.n * 5 + 900005) % ${SENTENCE_COUNT}`);
+  await client.query('ALTER TABLE p ADD PRIMARY KEY (n)');
+  await client.query('ANALYZE p');
   // The inserts are large and single: give them room, and skip the fsync per commit.
   await client.query("SET work_mem = '64MB'");
   await client.query('SET synchronous_commit = off');
@@ -205,8 +267,11 @@ const insertPayments = `
          CASE WHEN i % 7 < 4 THEN timestamptz '2023-03-01 00:00:00+00' + i * interval '23 seconds' + interval '90 seconds' END
   FROM generate_series(1, $1::int) i`;
 
-/** Body: five sentences (drawn by hash) cut to 100–300 characters. */
-const insertMessages = `
+/**
+ * Body: five sentences (drawn by hash) cut to 100–300 characters; with long bodies, three
+ * paragraphs of five sentences (table p, see prepareSession) cut to 300–900 characters.
+ */
+const insertMessages = (kind: DatasetKind) => `
   INSERT INTO "WhatsappMessage" (id, "userId", direction, status, "fromNumber", "toNumber", body, metadata, "createdAt", "deliveredAt", "readAt")
   SELECT g.i,
          g.u,
@@ -214,7 +279,7 @@ const insertMessages = `
          (ARRAY['SENT','DELIVERED','READ','READ','READ','READ','FAILED','QUEUED']::"MessageStatus"[])[1 + pg_temp.h(g.i + 307) % 8],
          '+55' || (11900000000 + pg_temp.h(g.u + 11) % 89999999)::text,
          '+5511' || (30000000 + g.i % 1000)::text,
-         left(s1.t || s2.t || s3.t || s4.t || s5.t, 100 + (pg_temp.h(g.i + 311) % 201)::int),
+         ${kind === 'long-bodies' ? 'left(s1.t || s2.t || s3.t, 300 + (pg_temp.h(g.i + 311) % 601)::int)' : 'left(s1.t || s2.t || s3.t || s4.t || s5.t, 100 + (pg_temp.h(g.i + 311) % 201)::int)'},
          jsonb_build_object('waId', 'wamid.' || lpad(to_hex(pg_temp.h(g.i + 313)), 8, '0') || lpad(to_hex(pg_temp.h(g.i + 317)), 8, '0'),
                             'type', 'text', 'session', g.i / 40,
                             'agent', CASE WHEN g.i % 2 = 1 THEN 'agent' || (g.i % 37) END),
@@ -229,8 +294,12 @@ const insertMessages = `
            pg_temp.h(i * 5 + 5) % ${SENTENCE_COUNT} AS k5
     FROM generate_series($1::bigint, $2::bigint) i
   ) g
-  JOIN s s1 ON s1.n = g.k1 JOIN s s2 ON s2.n = g.k2 JOIN s s3 ON s3.n = g.k3
-  JOIN s s4 ON s4.n = g.k4 JOIN s s5 ON s5.n = g.k5`;
+  ${
+    kind === 'long-bodies'
+      ? 'JOIN p s1 ON s1.n = g.k1 JOIN p s2 ON s2.n = g.k2 JOIN p s3 ON s3.n = g.k3'
+      : `JOIN s s1 ON s1.n = g.k1 JOIN s s2 ON s2.n = g.k2 JOIN s s3 ON s3.n = g.k3
+  JOIN s s4 ON s4.n = g.k4 JOIN s s5 ON s5.n = g.k5`
+  }`;
 
 /** Keys, foreign keys and indexes come after the data (as pg_restore does), split in two lanes. */
 const afterData: string[][] = [
@@ -251,7 +320,7 @@ const afterData: string[][] = [
   ],
 ];
 
-const finishing = (scale: number, counts: DatasetCounts) => `
+const finishing = (scale: number, counts: DatasetCounts, kind: DatasetKind) => `
   ALTER TABLE "Subscription" ADD CONSTRAINT "Subscription_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"(id);
   ALTER TABLE "Payment" ADD CONSTRAINT "Payment_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"(id);
   ALTER TABLE "Payment" ADD CONSTRAINT "Payment_subscriptionId_fkey" FOREIGN KEY ("subscriptionId") REFERENCES "Subscription"(id);
@@ -265,13 +334,17 @@ const finishing = (scale: number, counts: DatasetCounts) => `
     SELECT s.id, s."userId", u.email, s.plan, s."endsAt"
     FROM "Subscription" s JOIN "User" u ON u.id = s."userId"
     WHERE s.status IN ('ACTIVE', 'TRIAL');
-  COMMENT ON TABLE "WhatsappMessage" IS '${datasetMarker(scale)}';
+  COMMENT ON TABLE "WhatsappMessage" IS '${datasetMarker(scale, kind)}';
 `;
 
 export interface GeneratedDataset {
   database: string;
+  kind: DatasetKind;
   scale: number;
-  counts: DatasetCounts;
+  /** The panel's tables' rows, or `tables` and `rows` of the many tables. */
+  counts: Record<string, number>;
+  /** Tables of the dataset (what a parallel dump or restore can spread over). */
+  tables: number;
   sizeBytes: number;
   generatedMs: number | null;
   reused: boolean;
@@ -280,10 +353,14 @@ export interface GeneratedDataset {
 /** A database's connection URL on the server the dataset goes to (default: the bench's). */
 export type DatabaseUrl = (database: string) => string;
 
-/** The scale of the dataset in `database`, from its marker; null when there is none. */
+/**
+ * The scale of the `kind` dataset in `database`, from its marker; null when there is none or
+ * it names another dataset, or counts that this generator would not make at that scale.
+ */
 export async function existingDatasetScale(
   database: string,
   url: DatabaseUrl = serverUrl,
+  kind: DatasetKind = 'panel',
 ): Promise<number | null> {
   const exists = await withClient(url('postgres'), async (client) => {
     const { rows } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
@@ -292,15 +369,15 @@ export async function existingDatasetScale(
   if (!exists) return null;
   return withClient(url(database), async (client) => {
     const { rows } = await client.query<{ c: string | null }>(
-      `SELECT obj_description(to_regclass('public."WhatsappMessage"'), 'pg_class') AS c`,
+      `SELECT obj_description(to_regclass($1), 'pg_class') AS c`,
+      [`public."${markerTable(kind)}"`],
     );
-    const match = new RegExp(
-      `^pgkeep bench dataset v${DATASET_VERSION} scale ([0-9.]+) messages ([0-9]+)$`,
-    ).exec(rows[0]?.c ?? '');
+    const comment = rows[0]?.c ?? '';
+    const match = / scale ([0-9.]+) /.exec(comment);
     if (!match?.[1]) return null;
     const scale = Number(match[1]);
-    // Same generator, same counts: the rows are the same.
-    return datasetCounts(scale).messages === Number(match[2]) ? scale : null;
+    // Same generator, same marker (dataset, version, counts): the rows are the same.
+    return datasetMarker(scale, kind) === comment ? scale : null;
   });
 }
 
@@ -316,24 +393,35 @@ export async function databaseSize(
   });
 }
 
+const tableCount = (kind: DatasetKind) => (kind === 'many-tables' ? manyTables(1).length : 4);
+
 /**
- * Makes `database` hold the dataset of `scale`: reused when its marker says so (unless
- * `force`), otherwise dropped and generated anew.
+ * Makes `database` hold the `kind` dataset (default `panel`) of `scale`: reused when its marker
+ * says so (unless `force`), otherwise dropped and generated anew.
  */
 export async function generateDataset(
   database: string,
   scale: number,
-  options: { force?: boolean; log?: (line: string) => void; url?: DatabaseUrl } = {},
+  options: {
+    force?: boolean;
+    log?: (line: string) => void;
+    url?: DatabaseUrl;
+    kind?: DatasetKind;
+  } = {},
 ): Promise<GeneratedDataset> {
   const log = options.log ?? (() => {});
   const url = options.url ?? serverUrl;
-  const counts = datasetCounts(scale);
-  if (!options.force && (await existingDatasetScale(database, url)) === scale) {
-    log(`dataset: reusing ${database} (scale ${scale})`);
+  const kind = options.kind ?? 'panel';
+  const counts = datasetRowCounts(scale, kind);
+  const tables = tableCount(kind);
+  if (!options.force && (await existingDatasetScale(database, url, kind)) === scale) {
+    log(`dataset: reusing ${database} (${kind}, scale ${scale})`);
     return {
       database,
+      kind,
       scale,
       counts,
+      tables,
       sizeBytes: await databaseSize(database, url),
       generatedMs: null,
       reused: true,
@@ -346,72 +434,137 @@ export async function generateDataset(
   });
   const texts = sentences();
   const lanes = [new pg.Client(url(database)), new pg.Client(url(database))] as const;
+  const step = (label: string, work: Promise<unknown>) =>
+    work.then(() =>
+      log(`dataset: ${label} (${((performance.now() - started) / 1000).toFixed(1)} s)`),
+    );
   try {
     await Promise.all(lanes.map((lane) => lane.connect()));
     await Promise.all(lanes.map((lane) => prepareSession(lane, texts)));
-    const [a, b] = lanes;
-    await a.query(SCHEMA);
-    const half = Math.floor(counts.messages / 2);
-    const step = (label: string, work: Promise<unknown>) =>
-      work.then(() =>
-        log(`dataset: ${label} (${((performance.now() - started) / 1000).toFixed(1)} s)`),
-      );
-    // Two lanes, one per core: half the messages each; the small tables ride on lane b.
-    await Promise.all([
-      step(`messages 1..${half}`, a.query(insertMessages, [1, half, counts.users])),
-      step(
-        'users, subscriptions, payments',
-        (async () => {
-          await b.query(insertUsers, [counts.users]);
-          await b.query(insertSubscriptions, [counts.subscriptions, counts.users]);
-          await b.query(insertPayments, [counts.payments, counts.users, counts.subscriptions]);
-        })(),
-      ).then(() =>
-        step(
-          `messages ${half + 1}..${counts.messages}`,
-          b.query(insertMessages, [half + 1, counts.messages, counts.users]),
-        ),
-      ),
-    ]);
-    await Promise.all(
-      afterData.map((statements, lane) =>
-        (async () => {
-          const client = lanes[lane] as pg.Client;
-          await client.query("SET maintenance_work_mem = '512MB'");
-          for (const statement of statements) await client.query(statement);
-        })(),
-      ),
-    );
-    log(`dataset: keys and indexes (${((performance.now() - started) / 1000).toFixed(1)} s)`);
-    await a.query(finishing(scale, counts));
-    await Promise.all([
-      a.query('VACUUM (ANALYZE, FREEZE) "WhatsappMessage"'),
-      b.query('VACUUM (ANALYZE, FREEZE) "User", "Subscription", "Payment"'),
-    ]);
-    await a.query('CHECKPOINT');
+    if (kind === 'many-tables') await fillManyTables(lanes, scale, step);
+    else await fillPanel(lanes, scale, kind, step);
+    await lanes[0].query('CHECKPOINT');
   } finally {
     await Promise.all(lanes.map((lane) => lane.end().catch(() => {})));
   }
   const generatedMs = performance.now() - started;
   const sizeBytes = await databaseSize(database, url);
   log(
-    `dataset: ${database} scale ${scale}: ${(sizeBytes / 1e9).toFixed(2)} GB in ${(generatedMs / 1000).toFixed(1)} s`,
+    `dataset: ${database} (${kind}) scale ${scale}: ${(sizeBytes / 1e9).toFixed(2)} GB in ${(generatedMs / 1000).toFixed(1)} s`,
   );
-  return { database, scale, counts, sizeBytes, generatedMs, reused: false };
+  return { database, kind, scale, counts, tables, sizeBytes, generatedMs, reused: false };
+}
+
+type Step = (label: string, work: Promise<unknown>) => Promise<void>;
+
+/** The panel's tables (`panel`, `long-bodies`), on two lanes (one per core). */
+async function fillPanel(
+  lanes: readonly [pg.Client, pg.Client],
+  scale: number,
+  kind: DatasetKind,
+  step: Step,
+): Promise<void> {
+  const counts = datasetCounts(scale, kind);
+  const [a, b] = lanes;
+  await a.query(SCHEMA);
+  const half = Math.floor(counts.messages / 2);
+  const messages = insertMessages(kind);
+  // Two lanes, one per core: half the messages each; the small tables ride on lane b.
+  await Promise.all([
+    step(`messages 1..${half}`, a.query(messages, [1, half, counts.users])),
+    step(
+      'users, subscriptions, payments',
+      (async () => {
+        await b.query(insertUsers, [counts.users]);
+        await b.query(insertSubscriptions, [counts.subscriptions, counts.users]);
+        await b.query(insertPayments, [counts.payments, counts.users, counts.subscriptions]);
+      })(),
+    ).then(() =>
+      step(
+        `messages ${half + 1}..${counts.messages}`,
+        b.query(messages, [half + 1, counts.messages, counts.users]),
+      ),
+    ),
+  ]);
+  await step(
+    'keys and indexes',
+    Promise.all(
+      afterData.map(async (statements, lane) => {
+        const client = lanes[lane] as pg.Client;
+        await client.query("SET maintenance_work_mem = '512MB'");
+        for (const statement of statements) await client.query(statement);
+      }),
+    ),
+  );
+  await a.query(finishing(scale, counts, kind));
+  await Promise.all([
+    a.query('VACUUM (ANALYZE, FREEZE) "WhatsappMessage"'),
+    b.query('VACUUM (ANALYZE, FREEZE) "User", "Subscription", "Payment"'),
+  ]);
+}
+
+/** The 200 tables, each made whole (create, fill, keys) by one of two lanes in turn. */
+async function fillManyTables(
+  lanes: readonly [pg.Client, pg.Client],
+  scale: number,
+  step: Step,
+): Promise<void> {
+  const tables = manyTables(scale);
+  await step(
+    `${tables.length} tables`,
+    Promise.all(
+      lanes.map(async (client, lane) => {
+        await client.query("SET maintenance_work_mem = '256MB'");
+        for (const [index, table] of tables.entries()) {
+          if (index % lanes.length !== lane) continue;
+          for (const statement of createAndFill(table, index)) await client.query(statement);
+        }
+      }),
+    ),
+  );
+  await lanes[0].query(
+    `COMMENT ON TABLE "${MANY_TABLES_MARKER_TABLE}" IS '${datasetMarker(scale, 'many-tables')}'`,
+  );
+  await Promise.all(
+    lanes.map((client, lane) =>
+      client.query(
+        `VACUUM (ANALYZE, FREEZE) ${tables
+          .filter((_, index) => index % lanes.length === lane)
+          .map((table) => `"${table.name}"`)
+          .join(', ')}`,
+      ),
+    ),
+  );
 }
 
 if (isMain(import.meta.url)) {
   const { values } = parseArgs({
     options: {
       scale: { type: 'string', default: '0.03' },
+      dataset: { type: 'string', default: 'panel' },
       db: { type: 'string' },
       force: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(
+      [
+        'npx tsx bench/generate-dataset.ts [--scale 0.03] [--dataset panel|long-bodies|many-tables]',
+        '                                  [--db NAME] [--force]',
+        '(default database: pgkeep_bench_s0_03 for panel, pgkeep_bench_<dataset>_s0_03 otherwise)',
+        '',
+      ].join('\n'),
+    );
+    process.exit(0);
+  }
   const scale = Number(values.scale);
   if (!(scale > 0)) throw new Error('--scale must be a positive number');
-  const database = values.db ?? `pgkeep_bench_s${String(scale).replace('.', '_')}`;
+  const kind = values.dataset;
+  if (!isDatasetKind(kind)) throw new Error(`--dataset must be one of ${DATASETS.join(', ')}`);
+  const database = values.db ?? datasetDatabaseName(kind, scale);
   const result = await generateDataset(database, scale, {
+    kind,
     force: values.force,
     log: (line) => process.stdout.write(`${line}\n`),
   });

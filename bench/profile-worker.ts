@@ -24,7 +24,17 @@ const stack = await startPgkeep({
 });
 try {
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const ctx: BenchContext = { scale: 0, runs: 1, database: values.db, workDir, stack, log };
+  const ctx: BenchContext = {
+    scale: 0,
+    kind: 'panel',
+    sizeBytes: 0,
+    dumpBytes: 0,
+    runs: 1,
+    database: values.db,
+    workDir,
+    stack,
+    log,
+  };
   const pid = stack.worker.pid ?? 0;
   let cpu = cpuMs(pid);
   const backup = await pgkeepBackup(ctx);

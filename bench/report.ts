@@ -1,4 +1,5 @@
 import type { BenchResults, ScaleResults } from './lib/results.js';
+import { limitsTables, projectionTables } from './report-limits.js';
 import { pitrTables } from './report-pitr.js';
 import {
   apiTables,
@@ -22,10 +23,16 @@ export { renderMemory, type TargetCheck };
  * baseline and pass/fail against the targets of issue 7 (report-sections.ts renders the
  * sections). Pure: numbers in, markdown out.
  */
+/** `Scale 0.3` for the panel dataset, `many-tables dataset, scale 0.3` for the others. */
+export function runTitle(run: ScaleResults): string {
+  const kind = run.dataset.kind ?? 'panel';
+  return kind === 'panel' ? `Scale ${run.scale}` : `${kind} dataset, scale ${run.scale}`;
+}
+
 export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
   const { dataset } = run;
   const parts = [
-    `## Scale ${run.scale}`,
+    `## ${runTitle(run)}`,
     '',
     `Database \`${dataset.database}\`: ${(dataset.sizeBytes / 1e9).toFixed(2)} GB on disk with indexes; ${Object.entries(
       dataset.counts,
@@ -36,7 +43,7 @@ export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
       )}; \`pg_dump -Fc -Z0\` writes ${mb(dataset.dumpBytes)}.${dataset.generatedMs ? ` Generated in ${s(dataset.generatedMs)}.` : ''}`,
   ];
   const scaleChecks: TargetCheck[] = [];
-  const { backup, restore, downtime, api, start, targets, pitr } = run.sections;
+  const { backup, restore, limits, downtime, api, start, targets, pitr } = run.sections;
   if (backup)
     parts.push('', '### 1. Backup', '', backupTables(backup, dataset.dumpBytes, scaleChecks));
   if (restore) parts.push('', '### 2. Restore', '', restoreTables(restore, scaleChecks));
@@ -55,11 +62,15 @@ export function renderScale(run: ScaleResults, checks: TargetCheck[]): string {
   if (pitr) {
     parts.push('', '### 8. Point-in-time recovery (pitr)', '', pitrTables(pitr));
   }
+  if (limits) {
+    parts.push('', '### 9. Physical limits (limits)', '', limitsTables(run, limits));
+  }
+  const where = runTitle(run).replace(/^Scale/, 'scale');
   if (scaleChecks.length > 0) {
-    parts.push('', `### Targets at scale ${run.scale}`, '', checksTable(scaleChecks));
+    parts.push('', `### Targets at ${where}`, '', checksTable(scaleChecks));
   }
   for (const check of scaleChecks)
-    checks.push({ ...check, section: `${check.section} (scale ${run.scale})` });
+    checks.push({ ...check, section: `${check.section} (${where})` });
   return parts.join('\n');
 }
 
@@ -76,7 +87,11 @@ export function checksTable(checks: TargetCheck[]): string {
 }
 
 export function renderMarkdown(results: BenchResults, analysis: string | null): string {
-  const runs = Object.values(results.scales).sort((a, b) => a.scale - b.scale);
+  const kindOrder = (run: ScaleResults) =>
+    ['panel', 'long-bodies', 'many-tables'].indexOf(run.dataset.kind ?? 'panel');
+  const runs = Object.values(results.scales).sort(
+    (a, b) => kindOrder(a) - kindOrder(b) || a.scale - b.scale,
+  );
   const latest = runs.at(-1);
   const checks: TargetCheck[] = [];
   const scaleParts = runs.map((run) => renderScale(run, checks));
@@ -97,13 +112,15 @@ export function renderMarkdown(results: BenchResults, analysis: string | null): 
     'npm run bench -- --sections targets --runs 3   # 20 small databases, nightly run: ≈ 10 min on a busy machine',
     'npm run bench -- --sections pitr               # PITR of a ≈ 1 GB database on a cluster of its own (--pitr-scale 0.33)',
     'npm run bench -- --scale 1 --keep-dataset      # keep the generated database for the next run',
+    'npm run bench -- --scale 0.3 --dataset many-tables --sections backup,restore,limits   # 200 tables',
+    'npm run bench -- --scale 0.3 --dataset long-bodies   # messages of 300–900 characters, same size',
     'npx tsx bench/generate-dataset.ts --scale 1    # only the dataset',
     'npm run bench -- --render-only                 # BENCHMARKS.md again from bench/results.json',
     '```',
     '',
     'Profiling aids (not part of the run): `bench/profile-worker.ts` (the worker under `--cpu-prof` for one backup and one restore), `bench/backup-datapath.ts` (the backup and restore data paths alone), `bench/api-breakdown.ts` (the pieces of one job poll), `bench/api-variants.ts` (the job route with proposed changes, over HTTP), `bench/profile-summary.ts` (self time by package and function of a `.cpuprofile`; `--api-cpu-prof` writes one for the API during a run).',
     '',
-    "Sections: `backup`, `restore`, `downtime`, `api`, `start`, `targets`, `pitr` (memory is sampled during backup and restore). A run replaces the sections it ran at its scale in results.json and keeps the others. `targets` makes its own small databases (`--targets-databases 20`), the same at every scale; it is filed under the scale of the run. `pitr` starts a PostgreSQL cluster of its own with the dataset at `--pitr-scale` (0.33 ≈ 1 GB), a paced write load of `--pitr-load-seconds` (60), and `--pitr-runs` (1) restores each way; it too is filed under the scale of the run, and run alone it neither makes nor drops the shared server's dataset.",
+    "Datasets (`--dataset`): `panel` (the panel's tables; filed by scale), `long-bodies` (the same tables, fewer messages of 300–900 characters, about the same size) and `many-tables` (200 tables of four shapes, none above about 1 % of the whole, about the same size), each in a database of its own (`pgkeep_bench_s<scale>` for `panel`, `pgkeep_bench_<dataset>_s<scale>` for the others) and filed as `<dataset>@<scale>`. Sections: `backup`, `restore`, `limits`, `downtime`, `api`, `start`, `targets`, `pitr` (memory is sampled during backup and restore). `limits` measures the machine's own rates on the same dataset (disk write and O_DIRECT read, zstd alone, `pg_dump -Z0` and `COPY` to /dev/null, `pg_restore -j 2` of the uncompressed dump) and sets pgkeep's backup and restore against them. A run replaces the sections it ran at its scale in results.json and keeps the others. `targets` makes its own small databases (`--targets-databases 20`), the same at every scale; it is filed under the scale of the run. `pitr` starts a PostgreSQL cluster of its own with the dataset at `--pitr-scale` (0.33 ≈ 1 GB), a paced write load of `--pitr-load-seconds` (60), and `--pitr-runs` (1) restores each way; it too is filed under the scale of the run, and run alone it neither makes nor drops the shared server's dataset.",
     '',
     '## Machine',
     '',
@@ -130,6 +147,10 @@ export function renderMarkdown(results: BenchResults, analysis: string | null): 
     '## 4. Memory (worker and children) across scales',
     '',
     memory,
+    '',
+    '## Projections: 100 GB and 1 TB',
+    '',
+    projectionTables(results),
     '',
     '## All targets',
     '',

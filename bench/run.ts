@@ -4,7 +4,12 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateDataset } from './generate-dataset.js';
+import {
+  DATASETS,
+  datasetDatabaseName,
+  generateDataset,
+  isDatasetKind,
+} from './generate-dataset.js';
 import { type BenchContext, codeVersion } from './lib/context.js';
 import { dropDatabase, listDatabases, toolEnv } from './lib/db.js';
 import { loadAverage, machineInfo } from './lib/machine.js';
@@ -21,6 +26,7 @@ import {
 import { benchApi } from './sections/api.js';
 import { benchBackup } from './sections/backup.js';
 import { benchDowntime } from './sections/downtime.js';
+import { benchLimits } from './sections/limits.js';
 import { benchPitr } from './sections/pitr.js';
 import { benchRestore } from './sections/restore.js';
 import { benchStart } from './sections/start.js';
@@ -32,12 +38,22 @@ import { benchTargets } from './sections/targets.js';
  */
 /** Where --api-cpu-prof leaves the API's .cpuprofile (outside the work tree, kept). */
 const API_PROFILE_DIR = path.join(os.tmpdir(), 'pgkeep-bench-profiles');
-const SECTIONS = ['backup', 'restore', 'downtime', 'api', 'start', 'targets', 'pitr'] as const;
+const SECTIONS = [
+  'backup',
+  'restore',
+  'limits',
+  'downtime',
+  'api',
+  'start',
+  'targets',
+  'pitr',
+] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
   options: {
     scale: { type: 'string', default: '0.1' },
+    dataset: { type: 'string', default: 'panel' },
     runs: { type: 'string', default: '3' },
     sections: { type: 'string', default: SECTIONS.join(',') },
     db: { type: 'string' },
@@ -51,6 +67,9 @@ const { values } = parseArgs({
     'api-duration': { type: 'string', default: '5' },
     'api-connections': { type: 'string', default: '10' },
     'api-cpu-prof': { type: 'boolean', default: false },
+    'api-panel-steps': { type: 'string', default: '200,400,800,1600,3200' },
+    'api-panel-seconds': { type: 'string', default: '10' },
+    'api-panel-p99-ms': { type: 'string', default: '100' },
     'results-file': { type: 'string', default: path.join(ROOT, 'bench/results.json') },
     'markdown-file': { type: 'string', default: path.join(ROOT, 'BENCHMARKS.md') },
     'render-only': { type: 'boolean', default: false },
@@ -61,12 +80,27 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      'npm run bench -- [--scale 0.1] [--runs 3] [--sections backup,restore,downtime,api,start,targets,pitr]',
+      'npm run bench -- [--scale 0.1] [--runs 3] [--dataset panel|long-bodies|many-tables]',
+      '                 [--sections backup,restore,limits,downtime,api,start,targets,pitr]',
       '                 [--keep-dataset] [--db NAME] [--start-samples 20] [--targets-databases 20]',
       '                 [--pitr-scale 0.33] [--pitr-load-seconds 60] [--pitr-runs 1]',
       '                 [--api-duration 5] [--api-connections 10] [--api-cpu-prof]',
+      '                 [--api-panel-steps 200,400,800,1600,3200] [--api-panel-seconds 10]',
+      '                 [--api-panel-p99-ms 100]',
       'npm run bench -- --render-only   (BENCHMARKS.md again from bench/results.json)',
       '(memory is measured during backup and restore; "memory" in --sections is accepted)',
+      '',
+      "--dataset   panel: the panel's tables, messages of 100–300 characters (default);",
+      '            long-bodies: the same tables, fewer messages of 300–900 characters (same size);',
+      '            many-tables: 200 tables of four shapes, about the same size (parallel dumps).',
+      '            Database pgkeep_bench_s<scale> (panel) or pgkeep_bench_<dataset>_s<scale>;',
+      '            results filed under "<scale>" (panel) or "<dataset>@<scale>".',
+      '--sections  limits: the disk (dd write with fdatasync, O_DIRECT read), zstd alone,',
+      '            pg_dump -Z0 and COPY of the largest table to /dev/null, pg_restore -j 2 of the',
+      "            uncompressed dump; BENCHMARKS.md sets pgkeep's backup and restore against them.",
+      '            api: also a panel-like load (clients polling their own queued job once a',
+      '            second, more clients each step until p99 > --api-panel-p99-ms or errors):',
+      '            --api-panel-steps (client counts; "" skips it), --api-panel-seconds per step.',
       '',
     ].join('\n'),
   );
@@ -115,6 +149,15 @@ if (!(Number.isInteger(pitrLoadSeconds) && pitrLoadSeconds >= 5)) {
 if (!(Number.isInteger(pitrRuns) && pitrRuns >= 1)) {
   throw new Error('--pitr-runs must be a whole number ≥ 1');
 }
+const panelSteps = values['api-panel-steps']
+  .split(',')
+  .filter((step) => step.trim() !== '')
+  .map((step) => Number(step));
+if (!panelSteps.every((step) => Number.isInteger(step) && step >= 1 && step <= 20_000)) {
+  throw new Error('--api-panel-steps must be whole numbers from 1 to 20000, comma-separated');
+}
+if (!(Number(values['api-panel-seconds']) >= 2)) throw new Error('--api-panel-seconds must be ≥ 2');
+if (!(Number(values['api-panel-p99-ms']) > 0)) throw new Error('--api-panel-p99-ms must be > 0');
 const requested = values.sections.split(',').map((name) => name.trim());
 for (const name of requested) {
   if (name !== 'memory' && !SECTIONS.includes(name as SectionName)) {
@@ -126,7 +169,15 @@ const selected = SECTIONS.filter(
     requested.includes(name) ||
     (requested.includes('memory') && (name === 'backup' || name === 'restore')),
 );
-const database = values.db ?? `pgkeep_bench_s${String(scale).replace('.', '_')}`;
+const kind = values.dataset;
+if (!isDatasetKind(kind)) throw new Error(`--dataset must be one of ${DATASETS.join(', ')}`);
+if (kind === 'many-tables' && selected.includes('downtime')) {
+  // Its probe reads the panel's newest user and message.
+  throw new Error('the downtime section needs the panel tables: --dataset panel or long-bodies');
+}
+const database = values.db ?? datasetDatabaseName(kind, scale);
+/** Where the run's results are filed in results.json (see ScaleResults). */
+const resultsKey = kind === 'panel' ? String(scale) : `${kind}@${scale}`;
 const benchStarted = Date.now();
 const log = (line: string) => {
   const elapsed = ((Date.now() - benchStarted) / 1000).toFixed(0).padStart(5);
@@ -151,7 +202,7 @@ async function cleanup(): Promise<void> {
     // the scratch databases of its own lock namespace (never another deployment's).
     const tag = stack ? createHash('sha256').update(stack.prefix).digest('hex').slice(0, 8) : null;
     const leftovers = [
-      ...(usesMainDataset ? [`${database}_raw`] : []),
+      ...(usesMainDataset ? [`${database}_raw`, `${database}_limits`] : []),
       ...(usesMainDataset ? await listDatabases(`${database}\\_pre\\_restore\\_%`) : []),
       ...(tag ? await listDatabases(`pgkeep\\_restore\\_${tag}\\_%`) : []),
       ...(tag ? await listDatabases(`pgkeep\\_verify\\_${tag}\\_%`) : []),
@@ -180,10 +231,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 try {
-  log(`pgkeep bench: scale ${scale}, ${runs} runs, sections ${selected.join(', ')}`);
+  log(
+    `pgkeep bench: ${kind} dataset, scale ${scale}, ${runs} runs, sections ${selected.join(', ')}`,
+  );
   log(`load average ${loadAverage().join(' / ')}; work dir ${workDir}`);
   const resultsFile = values['results-file'];
-  const previous = (await loadResults(resultsFile)).scales[String(scale)];
+  const previous = (await loadResults(resultsFile)).scales[resultsKey];
   const machine = await machineInfo();
   const code = await codeVersion();
   log(`pgkeep code: ${code}`);
@@ -194,7 +247,7 @@ try {
   let datasetRecord: ScaleResults['dataset'];
   if (mainNeeded) {
     usesMainDataset = true;
-    const dataset = await generateDataset(database, scale, { log });
+    const dataset = await generateDataset(database, scale, { log, kind });
     // Also the warm-up: every table read once before anything is timed.
     const dumpBytes = await countOutputBytes(
       'pg_dump',
@@ -215,8 +268,22 @@ try {
     if (values['api-cpu-prof']) {
       log(`the API's CPU profile goes to ${API_PROFILE_DIR} when it stops`);
     }
-    ctx = { scale, runs, database, workDir, stack, log, code, cleanups };
+    ctx = {
+      scale,
+      kind,
+      sizeBytes: dataset.sizeBytes,
+      dumpBytes,
+      runs,
+      database,
+      workDir,
+      stack,
+      log,
+      code,
+      cleanups,
+    };
     datasetRecord = {
+      kind,
+      tables: dataset.tables,
       database,
       sizeBytes: dataset.sizeBytes,
       counts: { ...dataset.counts },
@@ -241,7 +308,7 @@ try {
     const results = await loadResults(resultsFile);
     results.note =
       'Raw numbers of `npm run bench` (bench/run.ts), by scale; times in ms, sizes in bytes, memory in MB. BENCHMARKS.md is rendered from this file.';
-    results.scales[String(scale)] = run;
+    results.scales[resultsKey] = run;
     await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
     await writeMarkdown(results);
   };
@@ -253,6 +320,9 @@ try {
     restore: async () => {
       run.sections.restore = await benchRestore(main());
     },
+    limits: async () => {
+      run.sections.limits = await benchLimits(main());
+    },
     downtime: async () => {
       run.sections.downtime = await benchDowntime(main());
     },
@@ -260,6 +330,9 @@ try {
       run.sections.api = await benchApi(main(), {
         connections: Number(values['api-connections']),
         durationSec: Number(values['api-duration']),
+        panelSteps,
+        panelStepSeconds: Number(values['api-panel-seconds']),
+        panelP99LimitMs: Number(values['api-panel-p99-ms']),
       });
     },
     start: async () => {

@@ -2,7 +2,8 @@
 // On first run it creates .env from .env.example with a random JWT_SECRET.
 //
 //   node scripts/start.mjs         builds (scripts/build.mjs, about a second), runs apps/*/dist
-//   node scripts/start.mjs --dev   runs the TypeScript sources through tsx, no build
+//   node scripts/start.mjs --dev   runs the TypeScript sources through tsx, no build, and
+//                                  writes readable log lines (LOG_FORMAT=pretty unless set)
 //   node scripts/start.mjs --env-file <file>   reads <file> instead of .env (never created)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,6 +33,9 @@ if (!values['env-file'] && !existsSync(envFile)) {
 }
 // Variables already set in the environment win over the file's.
 process.loadEnvFile(envFile);
+// A person reads the logs of `npm run dev`; `npm start` keeps the JSON lines a collector reads.
+// An empty value counts as unset, as everywhere in the configuration.
+if (values.dev && !process.env.LOG_FORMAT?.trim()) process.env.LOG_FORMAT = 'pretty';
 
 const apps = ['worker', 'api'];
 if (!values.dev) {

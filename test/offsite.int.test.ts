@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -59,6 +59,19 @@ async function objectBytes(key: string): Promise<Buffer> {
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** Every file under `dir` (directories too), with its bytes' checksum and its mtime. */
+async function catalogFiles(dir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const file = path.join(entry.parentPath, entry.name);
+    const { mtimeMs } = await stat(file);
+    files[path.relative(dir, file)] = entry.isFile()
+      ? `${sha256(await readFile(file))} ${mtimeMs}`
+      : `dir ${mtimeMs}`;
+  }
+  return files;
+}
 
 async function backup(body: Record<string, unknown> = {}): Promise<BackupManifest> {
   const jobId = await postJob(api, '/api/backup', body);
@@ -281,6 +294,20 @@ describe('catalog rebuild', () => {
         ).json() as { data: BackupManifest[] }
       ).data.map((manifest) => manifest.id);
     expect(await listed()).not.toContain(made.id);
+
+    // --dry-run: says what it would add, and the catalog stays as it is, file for file.
+    const before = await catalogFiles(env.backupDir);
+    const dryRun = await execFileAsync(
+      process.execPath,
+      ['--enable-source-maps', 'apps/worker/dist/cli/catalog.js', '--dry-run'],
+      { cwd: root, env: { PATH: process.env.PATH, ...env.env }, encoding: 'utf8', timeout: 60_000 },
+    );
+    const report = JSON.parse(dryRun.stdout);
+    expect(report).toMatchObject({ dryRun: true, wouldAdd: [made.id], unreachable: [] });
+    expect(report.added).toBeUndefined();
+    expect(await catalogFiles(env.backupDir)).toEqual(before);
+    expect(await listed()).not.toContain(made.id);
+
     // Asynchronously: the S3 server it talks to runs in this process. Rejects on a non-zero exit.
     const run = await execFileAsync(
       process.execPath,

@@ -1,6 +1,7 @@
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { dropDatabase, toolEnv } from './db.js';
+import type { DatasetKind } from '../generate-dataset.js';
+import { dropDatabase, serverUrl, toolEnv, withClient } from './db.js';
 import { loadAverage } from './machine.js';
 import { statusKb } from './memory.js';
 import type { PgkeepStack } from './pgkeep.js';
@@ -11,6 +12,11 @@ import { runPipeline, runTool } from './tools.js';
 /** What the sections share: the dataset, the running pgkeep, and artifacts made on the way. */
 export interface BenchContext {
   scale: number;
+  /** Which generated dataset the database holds (bench/generate-dataset.ts). */
+  kind: DatasetKind;
+  /** pg_database_size of the dataset, and the bytes `pg_dump -Fc -Z0` writes for it. */
+  sizeBytes: number;
+  dumpBytes: number;
   runs: number;
   database: string;
   workDir: string;
@@ -131,3 +137,22 @@ export const workerHwmMb = (ctx: BenchContext) =>
 
 export const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 export const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+/** The dataset's tables (schema public), largest first, with their size (heap and TOAST). */
+export async function datasetTables(database: string): Promise<{ name: string; bytes: number }[]> {
+  return withClient(serverUrl(database), async (client) => {
+    const { rows } = await client.query<{ name: string; bytes: string }>(
+      `SELECT c.relname AS name, pg_table_size(c.oid)::text AS bytes
+       FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+       ORDER BY pg_table_size(c.oid) DESC, c.relname`,
+    );
+    return rows.map((row) => ({ name: row.name, bytes: Number(row.bytes) }));
+  });
+}
+
+/** SQL of exact row counts of every table, as a backup's manifest records them. */
+export function rowCountsSql(tables: { name: string }[]): string {
+  return tables
+    .map((table) => `SELECT count(*) FROM "${table.name.replaceAll('"', '""')}"`)
+    .join('; ');
+}

@@ -123,3 +123,28 @@ export class RssSampler {
     return this.peaks;
   }
 }
+
+/** Peaks over several sampled runs, as a section records them (see WorkerMemory). */
+export interface SectionPeaks {
+  selfPeakMb: number;
+  childrenPeakMb: number;
+  treePeakMb: number;
+  byCommandMb: Record<string, number>;
+}
+
+export const emptyPeaks = (): SectionPeaks => ({
+  selfPeakMb: 0,
+  childrenPeakMb: 0,
+  treePeakMb: 0,
+  byCommandMb: {},
+});
+
+/** `into` raised to one more run's peaks. */
+export function mergePeaks(into: SectionPeaks, peaks: RssPeaks): void {
+  into.selfPeakMb = Math.max(into.selfPeakMb, peaks.selfPeakMb);
+  into.childrenPeakMb = Math.max(into.childrenPeakMb, peaks.childrenPeakMb);
+  into.treePeakMb = Math.max(into.treePeakMb, peaks.totalPeakMb);
+  for (const [name, mb] of Object.entries(peaks.byCommandMb)) {
+    into.byCommandMb[name] = Math.max(into.byCommandMb[name] ?? 0, mb);
+  }
+}

@@ -19,10 +19,18 @@ export interface MachineInfo {
   redis: string;
 }
 
+/**
+ * One run's results, filed under `results.scales[key]`: the key is the scale (`"0.3"`) for the
+ * panel dataset and `<dataset>@<scale>` (`"many-tables@0.3"`) for the others.
+ */
 export interface ScaleResults {
   scale: number;
   machine: MachineInfo;
   dataset: {
+    /** Which generated dataset (bench/generate-dataset.ts); absent in older runs: `panel`. */
+    kind?: 'panel' | 'long-bodies' | 'many-tables';
+    /** Its tables (what a parallel dump or restore spreads over); absent in older runs. */
+    tables?: number;
     database: string;
     sizeBytes: number;
     counts: Record<string, number>;
@@ -38,6 +46,7 @@ export interface ScaleResults {
     start: StartSection;
     targets: TargetsSection;
     pitr: PitrSection;
+    limits: LimitsSection;
   }>;
 }
 
@@ -62,9 +71,20 @@ export interface TimedRun {
   phases?: Record<string, number>;
 }
 
+/**
+ * How a backup was taken: one pg_dump stream (custom format) or a parallel dump
+ * (`format: 'directory'`, `jobs` pg_dump workers). Absent: single, custom, 1 job.
+ */
+export interface BackupShape {
+  variant: 'single' | 'parallel';
+  jobs: number;
+  format: 'custom' | 'directory';
+}
+
 export interface Variant {
   label: string;
   runs: TimedRun[];
+  shape?: BackupShape;
 }
 
 export interface WorkerMemory {
@@ -76,13 +96,53 @@ export interface WorkerMemory {
   hwmMb: number;
   /** Peak summed RSS of the worker's children (pg_dump, zstd, pg_restore…) (MB). */
   childrenPeakMb: number;
+  /** Peak of worker + children at one instant (MB); absent in older runs. */
+  treePeakMb?: number;
   byCommandMb: RssPeaks['byCommandMb'];
 }
 
 export interface BackupSection extends SectionMeta {
-  /** `zstdChecked` (added later): absent from older results files. */
-  variants: Record<'pgkeep' | 'zstd' | 'fc' | 'plain', Variant> & { zstdChecked?: Variant };
+  /**
+   * `zstdChecked` (added later): absent from older results files. `pgkeepParallel`: pgkeep's
+   * parallel backup (its `shape` says the format and jobs), when the run measured one.
+   */
+  variants: Record<'pgkeep' | 'zstd' | 'fc' | 'plain', Variant> & {
+    zstdChecked?: Variant;
+    pgkeepParallel?: Variant;
+  };
   memory: WorkerMemory;
+}
+
+/** One physical limit: `bytes` went through in each run's `ms`. */
+export interface LimitMeasure {
+  label: string;
+  bytes: number;
+  /** Wall time of each run (ms). */
+  runs: number[];
+  /** What the bytes are (dump bytes, the table's size…), or why the measure is missing. */
+  note?: string;
+}
+
+export type LimitKey =
+  | 'diskWrite'
+  | 'diskRead'
+  | 'zstdCompress'
+  | 'zstdDecompress'
+  | 'pgDumpRead'
+  | 'copyLargest'
+  | 'pgRestoreLoad';
+
+/**
+ * The machine's own limits on the backup and restore paths, measured in the same run on the
+ * same dataset: the disk (sequential write with fdatasync, O_DIRECT read), zstd alone, and
+ * PostgreSQL's read and load rates without compression in the path.
+ */
+export interface LimitsSection extends SectionMeta {
+  /** The directory the disk was measured in (the backups' directory). */
+  diskDir: string;
+  /** Bytes of the artifact whose decompression was measured (pgkeep's backup). */
+  artifactBytes: number;
+  measures: Partial<Record<LimitKey, LimitMeasure>>;
 }
 
 export interface RestoreSection extends SectionMeta {
@@ -123,6 +183,38 @@ export interface ApiSection extends SectionMeta {
    * job, measured since the API keeps finished jobs' answers (absent from older runs).
    */
   variants: Record<'job' | 'list' | 'bare', ApiVariant> & { jobActive?: ApiVariant };
+  /** The panel-like load (bench/sections/api-panel.ts); absent from older runs. */
+  panel?: ApiPanelLoad;
+}
+
+/** One step of the panel-like load: `clients` polling their own queued job once a second. */
+export interface ApiPanelStep {
+  clients: number;
+  polls: number;
+  pollsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  non2xx: number;
+  /** Polls skipped because the previous one of the same client was still out. */
+  late: number;
+  /** CPU time the API process used over the step (ms), and that over the wall time. */
+  apiCpuMs: number;
+  apiCores: number;
+  /** polls/s ÷ apiCores: what one core of API sustains at this load. */
+  pollsPerCoreSec: number;
+}
+
+export interface ApiPanelLoad {
+  pollIntervalMs: number;
+  stepSeconds: number;
+  p99LimitMs: number;
+  steps: ApiPanelStep[];
+  /** Why the steps stopped before the last one planned, or null. */
+  stoppedBy: string | null;
+  /** The largest step within the p99 limit and without errors. */
+  sustained: ApiPanelStep | null;
 }
 
 export interface ApiVariant {
@@ -137,6 +229,10 @@ export interface StartSection extends SectionMeta {
   pickedUpMs: number[];
   /** POST sent → 202 received (ms). */
   acceptedMs: number[];
+  /** The job's start on the worker → pg_dump's first byte read by the worker (its progress). */
+  pgDumpFirstByteMs?: number[];
+  /** The same, by the raw tool: `pg_dump -Fc -Z0` started → its first byte on stdout (ms). */
+  rawFirstByteMs?: number[];
 }
 
 /** One backup of a pgkeep nightly run; times in ms after the run's scheduled time. */

@@ -3,10 +3,11 @@ import { queueNames } from '@pgkeep/core';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { type BenchContext, ensureArtifacts, sectionMeta } from '../lib/context.js';
+import { type BenchContext, datasetTables, ensureArtifacts, sectionMeta } from '../lib/context.js';
 import { freePort, REDIS_URL, ROOT, startNodeApp, stopChild } from '../lib/pgkeep.js';
 import type { ApiRun, ApiSection } from '../lib/results.js';
 import { sleep } from '../lib/util.js';
+import { panelLoad } from './api-panel.js';
 
 async function load(
   url: string,
@@ -46,16 +47,24 @@ async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
  */
 async function holdUnfinishedJob(
   stack: BenchContext['stack'],
-): Promise<{ jobId: string; release: () => Promise<void> }> {
+  table: string,
+): Promise<{ jobId: string; release: () => Promise<void>; more: () => Promise<string> }> {
   const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   connection.on('error', () => {});
-  const backups = new Queue(queueNames.backups, { connection, prefix: stack.prefix });
+  // pgkeep's BullMQ prefix is `{QUEUE_PREFIX}` (a Redis Cluster hash tag; see REDIS_PREFIX).
+  const backups = new Queue(queueNames.backups, { connection, prefix: `{${stack.prefix}}` });
   backups.on('error', () => {});
   await backups.pause();
   let jobId: string | undefined;
+  const held: string[] = [];
+  const more = async () => {
+    const id = await stack.enqueue('/api/backup', { tables: [table], label: 'api bench (panel)' });
+    held.push(id);
+    return id;
+  };
   const release = async () => {
     try {
-      if (jobId) await backups.remove(jobId);
+      for (const id of [...(jobId ? [jobId] : []), ...held]) await backups.remove(id);
       await backups.resume();
     } finally {
       await backups.close();
@@ -63,9 +72,9 @@ async function holdUnfinishedJob(
     }
   };
   try {
-    jobId = await stack.enqueue('/api/backup', { tables: ['User'], label: 'api bench (queued)' });
+    jobId = await stack.enqueue('/api/backup', { tables: [table], label: 'api bench (queued)' });
     await expectState(stack, jobId, 'queued');
-    return { jobId, release };
+    return { jobId, release, more };
   } catch (error) {
     await release();
     throw error;
@@ -86,17 +95,26 @@ async function expectState(stack: BenchContext['stack'], jobId: string, state: s
  */
 export async function benchApi(
   ctx: BenchContext,
-  options: { connections: number; durationSec: number },
+  options: {
+    connections: number;
+    durationSec: number;
+    /** The panel-like load's client counts (empty: not run), seconds per step, p99 limit. */
+    panelSteps: number[];
+    panelStepSeconds: number;
+    panelP99LimitMs: number;
+  },
 ): Promise<ApiSection> {
   await ensureArtifacts(ctx, { pgkeep: true });
   const { stack } = ctx;
-  const jobId = await stack.enqueue('/api/backup', { tables: ['User'], label: 'api bench' });
+  // The jobs back up the dataset's smallest table: cheap to run, the same on every dataset.
+  const table = (await datasetTables(ctx.database)).at(-1)?.name as string;
+  const jobId = await stack.enqueue('/api/backup', { tables: [table], label: 'api bench' });
   await stack.waitForJob(jobId);
   const listed = await stack.request<{ count: number }>('GET', '/api/backup');
   const meta = sectionMeta(ctx.runs, ctx.code);
   const auth = { authorization: `Bearer ${stack.token}` };
   const port = await freePort();
-  const unfinished = await holdUnfinishedJob(stack);
+  const unfinished = await holdUnfinishedJob(stack, table);
   const bare = startNodeApp(
     path.join(ROOT, 'bench/bare-server.ts'),
     { PORT: String(port) },
@@ -126,6 +144,7 @@ export async function benchApi(
     list: { label: targets.list.label, runs: [] as ApiRun[] },
     bare: { label: targets.bare.label, runs: [] as ApiRun[] },
   } satisfies ApiSection['variants'];
+  let panel: ApiSection['panel'];
   try {
     await waitForHttp(targets.bare.url);
     // Warm-up: JIT and connections, not counted.
@@ -154,6 +173,15 @@ export async function benchApi(
         `${(((rps[key] ?? 0) / (rps.bare ?? Number.NaN)) * 100).toFixed(0)} %`;
       ctx.log(`  ÷ bare this round: finished ${ofBare('job')}, unfinished ${ofBare('jobActive')}`);
     }
+    if (options.panelSteps.length > 0) {
+      ctx.log(' panel-like load: clients polling their own queued job once a second');
+      panel = await panelLoad(ctx, {
+        enqueue: unfinished.more,
+        steps: options.panelSteps,
+        stepSeconds: options.panelStepSeconds,
+        p99LimitMs: options.panelP99LimitMs,
+      });
+    }
     // Polled as what it was meant to be throughout: still queued.
     await expectState(stack, unfinished.jobId, 'queued');
   } finally {
@@ -166,5 +194,6 @@ export async function benchApi(
     durationSec: options.durationSec,
     backupsListed: listed.body.count,
     variants,
+    ...(panel ? { panel } : {}),
   };
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { BaseBackupManifest } from '@pgkeep/core';
 import pg from 'pg';
 import { startTestCluster, type TestCluster } from '../../test/support/pg-cluster.js';
-import { generateDataset } from '../generate-dataset.js';
+import { datasetCounts, generateDataset } from '../generate-dataset.js';
 import { type BenchContext, megabytes, seconds, sectionMeta } from '../lib/context.js';
 import { loadAverage } from '../lib/machine.js';
 import { PanelWriter, pacedWrites, walWritten, writeWalVolume } from '../lib/panel-writes.js';
@@ -170,7 +170,7 @@ export async function benchPitr(ctx: PitrContext, options: PitrOptions): Promise
     );
 
     // The paced load, and what the archive got meanwhile.
-    const writer = await PanelWriter.connect(url, dataset.counts.users, 0);
+    const writer = await PanelWriter.connect(url, datasetCounts(options.scale).users, 0);
     writers.push(writer);
     const loadFrom = await walWritten(control, writers);
     const loadStarted = new Date();
@@ -207,7 +207,9 @@ export async function benchPitr(ctx: PitrContext, options: PitrOptions): Promise
       Math.round((loadWal / paced.ms) * SWITCH_WAL_SECONDS * 1000),
     );
     for (let i = 1; i < MORE.writers; i += 1) {
-      writers.push(await PanelWriter.connect(url, dataset.counts.users, i * 1_000_000_000));
+      writers.push(
+        await PanelWriter.connect(url, datasetCounts(options.scale).users, i * 1_000_000_000),
+      );
     }
     // As fast as it goes: no commit waits for the disk (the WAL itself is the same).
     for (const each of writers) await each.synchronousCommit(false);

@@ -13,7 +13,7 @@ import {
   workerRssMb,
 } from '../lib/context.js';
 import { dropDatabase, toolEnv } from '../lib/db.js';
-import { cpuMs, RssSampler } from '../lib/memory.js';
+import { cpuMs, emptyPeaks, mergePeaks, RssSampler } from '../lib/memory.js';
 import type { RestoreSection, Variant } from '../lib/results.js';
 import { runPipeline } from '../lib/tools.js';
 
@@ -83,7 +83,7 @@ export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
   };
   const swapMs: number[] = [];
   const idleMb = workerRssMb(ctx);
-  const memory = { selfPeakMb: 0, childrenPeakMb: 0, byCommandMb: {} as Record<string, number> };
+  const memory = emptyPeaks();
   const record = (variant: Variant, ms: number) => {
     variant.runs.push({ ms });
     ctx.log(`  ${variant.label}: ${seconds(ms)}`);
@@ -96,11 +96,7 @@ export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
     const pgkeep = await pgkeepRestore(ctx);
     const workerCpuMs = cpuMs(pid) - cpuBefore;
     const peaks = sampler.stop();
-    memory.selfPeakMb = Math.max(memory.selfPeakMb, peaks.selfPeakMb);
-    memory.childrenPeakMb = Math.max(memory.childrenPeakMb, peaks.childrenPeakMb);
-    for (const [name, mb] of Object.entries(peaks.byCommandMb)) {
-      memory.byCommandMb[name] = Math.max(memory.byCommandMb[name] ?? 0, mb);
-    }
+    mergePeaks(memory, peaks);
     variants.pgkeep.runs.push({
       ms: pgkeep.ms,
       jobMs: pgkeep.jobMs,

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { type FSWatcher, statSync, watch } from 'node:fs';
 import path from 'node:path';
 import { type BenchContext, sectionMeta } from '../lib/context.js';
+import { toolEnv } from '../lib/db.js';
 import type { JobView } from '../lib/pgkeep.js';
 import type { StartSection } from '../lib/results.js';
 import { sleep, withTimeout } from '../lib/util.js';
@@ -24,6 +26,26 @@ function firstByteIn(dir: string): { when: Promise<number>; close: () => void } 
   return { when, close: () => watcher?.close() };
 }
 
+/** `pg_dump -Fc -Z0` of the bench database started → its first byte on stdout (ms). */
+function rawFirstByte(ctx: BenchContext): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn('pg_dump', ['-Fc', '-Z0', '--no-password'], {
+      env: toolEnv(ctx.database),
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let firstAt: number | undefined;
+    child.stdout.once('data', () => {
+      firstAt = performance.now() - t0;
+      child.kill('SIGTERM');
+    });
+    child.on('error', reject);
+    child.on('close', () =>
+      firstAt === undefined ? reject(new Error('pg_dump wrote nothing')) : resolve(firstAt),
+    );
+  });
+}
+
 /**
  * Section 6. A full backup is requested; the time from the POST to the worker's first byte
  * in the backup's file is taken, then the job is cancelled (the rest of the backup is not
@@ -37,6 +59,8 @@ export async function benchStart(ctx: BenchContext, samples: number): Promise<St
     firstByteMs: [],
     pickedUpMs: [],
     acceptedMs: [],
+    pgDumpFirstByteMs: [],
+    rawFirstByteMs: [],
   };
   for (let i = 0; i < samples; i += 1) {
     const watcher = firstByteIn(stack.backupDir);
@@ -59,6 +83,9 @@ export async function benchStart(ctx: BenchContext, samples: number): Promise<St
       result.firstByteMs.push(firstByte - t0);
       result.acceptedMs.push(accepted - t0);
       result.pickedUpMs.push(Date.parse(job.startedAt ?? '') - t0);
+      const fromPickUp = job.progress?.firstByteMs;
+      if (typeof fromPickUp === 'number') result.pgDumpFirstByteMs?.push(fromPickUp);
+      result.rawFirstByteMs?.push(await rawFirstByte(ctx));
     } finally {
       watcher.close();
     }

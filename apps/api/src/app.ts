@@ -8,6 +8,7 @@ import adminSession from './plugins/app/admin-session.js';
 import authFailures from './plugins/app/auth-failures.js';
 import authorize from './plugins/app/authorize.js';
 import errorHandler from './plugins/app/error-handler.js';
+import requestLog from './plugins/app/request-log.js';
 import bullBoard from './plugins/external/bull-board.js';
 import cookie from './plugins/external/cookie.js';
 import jwt from './plugins/external/jwt.js';
@@ -32,6 +33,7 @@ export async function app(fastify: FastifyInstance, { services }: { services: Ap
   fastify.setValidatorCompiler(validatorCompiler);
   fastify.setSerializerCompiler(serializerCompiler);
   const typed = fastify.withTypeProvider<ZodTypeProvider>();
+  await typed.register(requestLog);
   await typed.register(errorHandler);
   // Before any route: it collects the routes' schemas as they are added (/docs).
   await typed.register(swagger);

@@ -10,7 +10,7 @@ try {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);
 }
-const logger = createLogger(config.LOG_LEVEL, 'pgkeep-api');
+const logger = createLogger(config.LOG_LEVEL, 'pgkeep-api', { format: config.LOG_FORMAT });
 const services = await createServices(config, logger);
 const server = await buildServer(config, services);
 

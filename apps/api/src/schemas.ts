@@ -38,19 +38,6 @@ export function okEnvelope<T extends z.ZodType>(data: T) {
   });
 }
 
-export const errorResponses = {
-  400: errorEnvelope,
-  401: errorEnvelope,
-  403: errorEnvelope,
-  404: errorEnvelope,
-  409: errorEnvelope,
-  413: errorEnvelope,
-  415: errorEnvelope,
-  429: errorEnvelope,
-  500: errorEnvelope,
-  503: errorEnvelope,
-} as const;
-
 export const jobAccepted = okEnvelope(z.object({ jobId: z.string() }));
 
 export const backupIdParams = z.object({

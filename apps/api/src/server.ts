@@ -7,6 +7,7 @@ import { createBackupStore, createKeyRing } from '@pgkeep/storage';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import pg from 'pg';
 import { app, BODY_LIMIT } from './app.js';
+import { RequestLogController } from './plugins/app/request-log.js';
 import type { ApiServices } from './services/api-services.js';
 import { PitrArchives } from './services/pitr-archives.js';
 
@@ -54,9 +55,16 @@ export async function closeServices(services: ApiServices): Promise<void> {
   await services.db.end().catch(() => {});
 }
 
-export async function buildServer(config: Config, services: ApiServices): Promise<FastifyInstance> {
+/** `logStream`: where the request lines go instead of stdout (tests read them). */
+export async function buildServer(
+  config: Config,
+  services: ApiServices,
+  options: { logStream?: { write(line: string): void } } = {},
+): Promise<FastifyInstance> {
+  const logger = loggerOptions(config.LOG_LEVEL, 'pgkeep-api', { format: config.LOG_FORMAT });
   const server = Fastify({
-    logger: loggerOptions(config.LOG_LEVEL, 'pgkeep-api'),
+    logger: options.logStream ? { ...logger, stream: options.logStream } : logger,
+    logController: new RequestLogController(),
     bodyLimit: BODY_LIMIT,
     // Long parameters reach validation, which answers 400 with a code instead of a bare 404.
     routerOptions: { maxParamLength: 20_000 },

@@ -10,7 +10,7 @@ try {
   process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
   process.exit(1);
 }
-const logger = createLogger(config.LOG_LEVEL, 'pgkeep-worker');
+const logger = createLogger(config.LOG_LEVEL, 'pgkeep-worker', { format: config.LOG_FORMAT });
 
 // Handlers go in before anything starts, so a signal during start-up is a clean stop too.
 // First SIGTERM/SIGINT: finish or abandon the running job within SHUTDOWN_TIMEOUT_MS.

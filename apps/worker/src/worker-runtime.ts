@@ -85,11 +85,13 @@ export async function startWorkerRuntime(
     );
   }
   await mkdir(config.BACKUP_DIR, { recursive: true });
-  // One lock server for every worker, whatever servers the targets are on.
+  // One lock server for every worker, whatever servers the targets are on. A backup takes
+  // three locks before pg_dump starts: three sessions kept ready save three connections.
   const locks = new AdvisoryLocks(
     serverConnection(registry.targets.lockServer),
     config.LOCK_NAMESPACE,
     logger,
+    { spares: 3 },
   );
   const base = { config, keyRing, locks, logger, pgDump, pgRestore };
   const engineOf = async (resolved: ResolvedTarget): Promise<EngineContext> => ({
@@ -307,6 +309,7 @@ export async function startWorkerRuntime(
       await notifications.close(config.NOTIFY_SHUTDOWN_TIMEOUT_MS);
       await reloading;
       await closeQueues(scheduleQueues).catch(() => {});
+      await locks.close();
       await removeHeartbeat(connection, config.REDIS_PREFIX, workerId).catch(() => {});
       await subscriber.quit().catch(() => {});
       await connection.quit().catch(() => {});

@@ -30,6 +30,8 @@ describe('loadConfig', () => {
     expect(config.MAINTENANCE_DATABASE).toBe('postgres');
     expect(config.DATABASE_URL).toBe(minimal.DATABASE_URL);
     expect(config.JWT_SECRET).toBe(secret);
+    expect(config.LOG_FORMAT).toBe('json');
+    expect(loadConfig({ ...minimal, LOG_FORMAT: 'pretty' }).LOG_FORMAT).toBe('pretty');
   });
 
   it('requires tokens to expire, limits failed authentications and caches health by default', () => {
@@ -126,6 +128,7 @@ describe('loadConfig', () => {
     ['LOCK_NAMESPACE', 'x'.repeat(65)],
     ['BACKUP_ZSTD_LEVEL', '20'],
     ['LOG_LEVEL', 'loud'],
+    ['LOG_FORMAT', 'yaml'],
     ['JWT_SECRET', 'too-short'],
     ['LOCK_DATABASE_URL', 'mysql://x'],
     ['DESTRUCTIVE_CONCURRENCY', '0'],

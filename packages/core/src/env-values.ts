@@ -4,7 +4,8 @@ import { z } from 'zod';
 
 export const booleanFromEnv = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+  .transform((value) => value === 'true' || value === '1' || value === 'yes')
+  .meta({ valueType: 'boolean' });
 
 export const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -19,4 +20,5 @@ export const webhookUrl = z
     } catch {
       return false;
     }
-  }, 'must be an http:// or https:// URL without user:password');
+  }, 'must be an http:// or https:// URL without user:password')
+  .meta({ valueType: 'http(s) URL without credentials' });

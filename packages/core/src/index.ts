@@ -1,4 +1,5 @@
 export * from './backup-id.js';
+export * from './command-line.js';
 export * from './config.js';
 export * from './errors.js';
 export * from './job-catalog.js';

@@ -473,5 +473,7 @@ export const jobProgressSchema = z.object({
   itemsTotal: z.number().int().nonnegative().optional(),
   /** While a job waits for a cap: what it waits for (`server:<name>`, `destructive`). */
   waitingFor: z.string().optional(),
+  /** A backup: ms from the job's start on a worker to the first byte pg_dump wrote. */
+  firstByteMs: z.number().int().nonnegative().optional(),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;

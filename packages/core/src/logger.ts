@@ -26,26 +26,49 @@ export const redactPaths = [
   'CATALOG_KEY',
 ];
 
-export function loggerOptions(level: string, name: string): LoggerOptions {
+/** `json`: one JSON object a line, for a log collector. `pretty`: readable lines, for a person. */
+export type LogFormat = 'json' | 'pretty';
+
+export interface LoggerSettings {
+  format?: LogFormat;
+  /** `stderr`: for a command whose stdout is its answer (log lines there would corrupt it). */
+  to?: 'stdout' | 'stderr';
+}
+
+/**
+ * Options for pino (or Fastify's `logger`). The format is the configuration's (LOG_FORMAT), not
+ * guessed from a terminal: `npm start` at a terminal still writes the JSON a collector reads.
+ * Pretty lines go through pino-pretty in pino's transport thread; redaction happens before a
+ * line reaches it, so the same paths are hidden in both formats.
+ */
+export function loggerOptions(
+  level: string,
+  name: string,
+  settings: LoggerSettings = {},
+): LoggerOptions {
   const options: LoggerOptions = {
     name,
     level,
     redact: { paths: redactPaths, censor: '[redacted]' },
   };
-  // Pretty output only for a person at a terminal; JSON lines everywhere else.
-  if (process.stdout.isTTY) {
-    options.transport = { target: 'pino-pretty', options: { translateTime: 'SYS:standard' } };
+  if (settings.format === 'pretty') {
+    const to = settings.to ?? 'stdout';
+    options.transport = {
+      target: 'pino-pretty',
+      options: {
+        destination: to === 'stderr' ? 2 : 1,
+        translateTime: 'SYS:standard',
+        ignore: 'pid,hostname',
+        // The transport runs in a worker thread, whose own stdout is never a terminal.
+        colorize: process[to].isTTY === true,
+      },
+    };
   }
   return options;
 }
 
-/** `stderr`: for a command whose stdout is its answer (JSON lines there would corrupt it). */
-export function createLogger(
-  level: string,
-  name: string,
-  to: 'stdout' | 'stderr' = 'stdout',
-): Logger {
-  if (to === 'stdout') return pino(loggerOptions(level, name));
-  const { transport: _pretty, ...options } = loggerOptions(level, name);
+export function createLogger(level: string, name: string, settings: LoggerSettings = {}): Logger {
+  const options = loggerOptions(level, name, settings);
+  if (options.transport || settings.to !== 'stderr') return pino(options);
   return pino(options, pino.destination(2));
 }

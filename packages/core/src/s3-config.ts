@@ -19,13 +19,22 @@ export interface S3DestinationSettings {
   maxAttempts: number;
 }
 
-const s3Settings = z
+/**
+ * The keys of one S3 destination `<NAME>`, each read as `S3_<NAME>_<KEY>` (e.g.
+ * `S3_OFFSITE_BUCKET`) for every name in BACKUP_DESTINATIONS but `local`.
+ */
+export const s3DestinationSchema = z
   .object({
     BUCKET: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 chars)'),
-    REGION: z.string().min(1).max(64).default('us-east-1'),
-    ENDPOINT: webhookUrl.optional(),
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 chars)')
+      .describe(
+        'The bucket; setting it makes `<NAME>` a destination that `BACKUP_DESTINATIONS` may list.',
+      ),
+    REGION: z.string().min(1).max(64).default('us-east-1').describe("The bucket's region."),
+    ENDPOINT: webhookUrl
+      .optional()
+      .describe('Endpoint of an S3-compatible store (MinIO, R2, B2, Wasabi…); unset for AWS.'),
     PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9!_.*'()/-]{0,512}$/, "letters, digits and !_.*'()/- only")
@@ -33,16 +42,40 @@ const s3Settings = z
         (value) => !value.startsWith('/') && !value.includes('..'),
         'must be a relative key prefix',
       )
-      .default(''),
-    FORCE_PATH_STYLE: booleanFromEnv.default(false),
-    ACCESS_KEY_ID: z.string().min(1).optional(),
-    SECRET_ACCESS_KEY: z.string().min(1).optional(),
-    SESSION_TOKEN: z.string().min(1).optional(),
-    REQUIRED: booleanFromEnv.default(true),
-    CHECKSUMS: z.enum(['when_supported', 'when_required']).default('when_supported'),
-    PART_SIZE_MB: int(5, 5_120).default(16),
-    QUEUE_SIZE: int(1, 16).default(2),
-    MAX_ATTEMPTS: int(1, 20).default(3),
+      .default('')
+      .describe('Key prefix of every object (a `/` is added at its end).'),
+    FORCE_PATH_STYLE: booleanFromEnv
+      .default(false)
+      .describe('Path-style URLs (MinIO and most self-hosted stores).'),
+    ACCESS_KEY_ID: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "Access key, with `SECRET_ACCESS_KEY` (both or neither); unset: the AWS SDK's default credentials.",
+      ),
+    SECRET_ACCESS_KEY: z.string().min(1).optional().describe('Secret key, with `ACCESS_KEY_ID`.'),
+    SESSION_TOKEN: z.string().min(1).optional().describe('Session token of temporary credentials.'),
+    REQUIRED: booleanFromEnv
+      .default(true)
+      .describe(
+        '`false`: a copy that fails leaves the backup completed without it (`failedCopies`) instead of failing it.',
+      ),
+    CHECKSUMS: z
+      .enum(['when_supported', 'when_required'])
+      .default('when_supported')
+      .describe("`when_required` for stores that reject the SDK's default CRC32 checksum headers."),
+    PART_SIZE_MB: int(5, 5_120)
+      .default(16)
+      .describe(
+        "Smallest multipart part; raised so a dump of twice the database's size estimate stays under 10,000 parts.",
+      ),
+    QUEUE_SIZE: int(1, 16)
+      .default(2)
+      .describe('Parts uploaded at once; memory per upload is about part size × (queue size + 1).'),
+    MAX_ATTEMPTS: int(1, 20)
+      .default(3)
+      .describe("Attempts of each S3 request (the SDK's retries)."),
   })
   .refine((value) => Boolean(value.ACCESS_KEY_ID) === Boolean(value.SECRET_ACCESS_KEY), {
     message: 'ACCESS_KEY_ID and SECRET_ACCESS_KEY go together',
@@ -63,7 +96,7 @@ export function s3Destinations(
     for (const [key, value] of Object.entries(env)) {
       if (key.startsWith(prefix)) raw[key.slice(prefix.length)] = value;
     }
-    const parsed = s3Settings.safeParse(raw);
+    const parsed = s3DestinationSchema.safeParse(raw);
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
         issues.push(`${prefix}${issue.path.join('.')}: ${issue.message}`);

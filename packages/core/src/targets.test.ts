@@ -323,7 +323,7 @@ describe('parseTargetsFile', () => {
     expect(fromJson.servers.map((server) => server.password)).toEqual(['from-env-pw', 'inline-pw']);
   });
 
-  it('reads targets.example.yaml, the example of the README', () => {
+  it('reads targets.example.yaml, the example of docs/targets.md', () => {
     const text = readFileSync(new URL('../../../targets.example.yaml', import.meta.url), 'utf8');
     const env = { ...fullEnv, MAIN_DB_PASSWORD: 'main-pw' };
     const targets = parseTargetsFile(text, 'targets.example.yaml', config(env), env, {

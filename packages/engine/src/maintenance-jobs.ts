@@ -261,15 +261,17 @@ export async function signCatalog(
 /**
  * Adds back to the catalog the backups whose manifests a remote destination holds (the local
  * disk was lost, or this is a new machine). Skipped (at start) or waited for (the command)
- * while a job that changes the catalog runs.
+ * while a job that changes the catalog runs. `dryRun`: what it would add, nothing written; it
+ * takes no lock, so it neither waits for a long restore nor holds up a job: a report of now.
  */
 export async function rebuildCatalog(
   engine: Pick<EngineContext, 'config' | 'storage' | 'locks' | 'logger'>,
-  options: { wait: boolean } = { wait: false },
+  options: { wait: boolean; dryRun?: boolean } = { wait: false },
 ): Promise<{ added: string[]; unreachable: string[] } | undefined> {
   if (!engine.storage.destinations.some((destination) => destination.kind !== 'local')) {
     return { added: [], unreachable: [] };
   }
+  if (options.dryRun) return engine.storage.rebuildCatalog({ dryRun: true });
   return withCatalogAlone(engine, 'catalog rebuild', options.wait, () =>
     engine.storage.rebuildCatalog(),
   );

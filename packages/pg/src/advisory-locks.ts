@@ -50,17 +50,30 @@ export interface HeldLock {
  */
 export class AdvisoryLocks {
   private readonly namespaceKey: number;
+  /** application_name of a spare session (names its deployment, for pg_stat_activity). */
+  private readonly spareName: string;
+  /** Connected sessions holding nothing, ready for the next lock (see `options.spares`). */
+  private readonly spares = new Set<pg.Client>();
+  private sparesConnecting = 0;
+  private closed = false;
 
+  /**
+   * `spares`: sessions kept connected ahead of need, so taking a lock costs a round trip and
+   * not a connection (a job takes three before pg_dump starts). A lock's session still ends
+   * when the lock is released: a spare never held anything.
+   */
   constructor(
     private readonly maintenance: PgTarget,
     namespace: string,
     private readonly logger: Logger,
+    private readonly options: { spares?: number } = {},
   ) {
     this.namespaceKey = int32Of(`pgkeep:${namespace}`);
+    this.spareName = `pgkeep-lock-spare:${namespace}`.slice(0, 63);
   }
 
-  private async connect(resource: string): Promise<pg.Client> {
-    const client = new pg.Client(clientConfig(this.maintenance, `pgkeep-lock:${resource}`));
+  private async newSession(name: string): Promise<pg.Client> {
+    const client = new pg.Client(clientConfig(this.maintenance, name));
     client.on('error', () => {
       // Reported through the `lost` signal; an unhandled 'error' would crash the process.
     });
@@ -68,6 +81,57 @@ export class AdvisoryLocks {
     // client within seconds, so an abandoned wait never turns into a lock held for nobody.
     await client.connect();
     return client;
+  }
+
+  private async connect(resource: string): Promise<pg.Client> {
+    const name = `pgkeep-lock:${resource}`;
+    const spare = this.spares.values().next().value as pg.Client | undefined;
+    if (spare) {
+      this.spares.delete(spare);
+      this.refill();
+      try {
+        await spare.query("SELECT set_config('application_name', $1, false)", [name]);
+        return spare;
+      } catch {
+        // It died while idle: a new session instead.
+        await spare.end().catch(() => {});
+      }
+    }
+    this.refill();
+    return this.newSession(name);
+  }
+
+  /** Tops the spares up in the background; a failed connect is tried again at the next lock. */
+  private refill(): void {
+    const wanted = this.options.spares ?? 0;
+    while (!this.closed && this.spares.size + this.sparesConnecting < wanted) {
+      this.sparesConnecting += 1;
+      void this.newSession(this.spareName)
+        .then((client) => {
+          if (this.closed) {
+            void client.end().catch(() => {});
+            return;
+          }
+          const drop = () => this.spares.delete(client);
+          client.once('end', drop);
+          client.once('error', drop);
+          this.spares.add(client);
+        })
+        .catch((error: unknown) => {
+          this.logger.debug({ err: error }, 'could not connect a spare lock session');
+        })
+        .finally(() => {
+          this.sparesConnecting -= 1;
+        });
+    }
+  }
+
+  /** Ends the spare sessions; held locks are released by their holders. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const spares = [...this.spares];
+    this.spares.clear();
+    await Promise.all(spares.map((client) => client.end().catch(() => {})));
   }
 
   async acquire(

@@ -5,6 +5,7 @@ export * from './connection.js';
 export * from './database-admin.js';
 export * from './database-swap.js';
 export * from './discovery.js';
+export * from './dump-archive.js';
 export * from './pg-dump.js';
 export * from './pg-restore.js';
 export * from './pg-tools.js';

@@ -12,6 +12,8 @@ export interface PgDumpOptions {
   /** A snapshot exported by another session, so row counts and dump see the same data. */
   snapshot?: string | undefined;
   signal?: AbortSignal | undefined;
+  /** This process reads the archive (to count its rows): pg_dump writes it in 1 MB blocks. */
+  readHere?: boolean | undefined;
 }
 
 export function pgDumpArgs(options: Omit<PgDumpOptions, 'target' | 'signal'>): string[] {
@@ -37,5 +39,6 @@ export function startPgDump(options: PgDumpOptions): RunningChild {
   return startChild('pg_dump', pgDumpArgs(options), {
     env: libpqEnv(options.target, { PATH: process.env.PATH }),
     signal: options.signal,
+    stdoutBuffer: options.readHere ? '1M' : undefined,
   });
 }

@@ -347,6 +347,18 @@ describe('BackupStore.rebuildCatalog', () => {
     const unreachable = bucket('far', { endpoint: proxy.endpoint });
     await proxy.stop();
     const rebuilt = newStore(local, [local, offsite, unreachable]);
+    // A dry run says the same and leaves the directory as it was, byte for byte.
+    const snapshot = async () =>
+      Promise.all(
+        (await readdir(local.dir))
+          .sort()
+          .map(async (name) => [name, await readFile(path.join(local.dir, name))]),
+      );
+    const before = await snapshot();
+    const dryRun = await rebuilt.rebuildCatalog({ dryRun: true });
+    expect(dryRun.added.sort()).toEqual([intact.id, gone.id, cut.id].sort());
+    expect(dryRun.unreachable).toEqual(['far']);
+    expect(await snapshot()).toEqual(before);
     const result = await rebuilt.rebuildCatalog();
     expect(result.added.sort()).toEqual([intact.id, gone.id, cut.id].sort());
     expect(result.unreachable).toEqual(['far']);

@@ -382,9 +382,11 @@ export class BackupStore {
 
   /**
    * Adds to the catalog every backup whose manifest a remote destination holds and the catalog
-   * does not (see rebuildCatalog).
+   * does not (see rebuildCatalog); `dryRun` writes nothing.
    */
-  rebuildCatalog(): Promise<{ added: string[]; unreachable: string[] }> {
-    return rebuildCatalog(this.catalog, this.destinations, this.logger);
+  rebuildCatalog(
+    options: { dryRun?: boolean } = {},
+  ): Promise<{ added: string[]; unreachable: string[] }> {
+    return rebuildCatalog(this.catalog, this.destinations, this.logger, options);
   }
 }

@@ -5,14 +5,17 @@ import type { LocalStorage } from './local-storage.js';
 /**
  * Adds to the catalog every backup whose manifest a remote destination holds and the catalog
  * does not (after the local disk was lost, or on a new machine). A local copy listed in such a
- * manifest is kept only if its artifact is really there.
+ * manifest is kept only if its artifact is really there. `dryRun`: reads all the same and
+ * returns what it would add, writing nothing (not even the catalog directory).
  */
 export async function rebuildCatalog(
   catalog: LocalStorage,
   destinations: Destination[],
   logger: Logger,
+  options: { dryRun?: boolean } = {},
 ): Promise<{ added: string[]; unreachable: string[] }> {
-  await catalog.ensureDir();
+  const dryRun = options.dryRun === true;
+  if (!dryRun) await catalog.ensureDir();
   const known = new Set((await catalog.listManifests()).manifests.map((m) => m.id));
   const added: string[] = [];
   const unreachable: string[] = [];
@@ -40,12 +43,12 @@ export async function rebuildCatalog(
         copies.push(copy);
       }
       if (copies.length === 0) continue;
-      await catalog.writeManifest({ ...manifest, copies });
+      if (!dryRun) await catalog.writeManifest({ ...manifest, copies });
       known.add(manifest.id);
       added.push(manifest.id);
     }
   }
-  if (added.length > 0) {
+  if (added.length > 0 && !dryRun) {
     logger.info({ added: added.length }, 'catalog: backups added back from destinations');
   }
   return { added, unreachable };

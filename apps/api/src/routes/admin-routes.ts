@@ -2,7 +2,8 @@ import { AppError } from '@pgkeep/core';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { adminPaths, refusalOf } from '../plugins/app/admin-session.js';
-import { errorResponses, okEnvelope } from '../schemas.js';
+import { BODY_PARSING, documented } from '../route-docs.js';
+import { okEnvelope } from '../schemas.js';
 import { isSignInRefusal, loginPage } from './admin-login-page.js';
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -22,15 +23,6 @@ const htmlPage = (description: string) => ({
 });
 
 const seeOther = (description: string) => z.undefined().describe(description);
-
-const {
-  400: badRequest,
-  401: unauthorized,
-  403: forbidden,
-  413: tooLarge,
-  415: mediaType,
-  429: tooMany,
-} = errorResponses;
 
 /**
  * Signing in to and out of the operators' board (see plugins/app/admin-session.ts). JSON in,
@@ -54,11 +46,20 @@ export const adminRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     adminPaths.login,
     {
-      schema: {
-        summary: 'The sign-in page of the operators’ board',
-        querystring: z.object({ error: z.string().max(40).optional() }),
-        response: { 200: htmlPage('a form that posts an admin token to /admin/login') },
-      },
+      schema: documented(
+        {
+          operationId: 'getBoardSignInPage',
+          summary: 'The sign-in page of the operators’ board',
+          description:
+            'An HTML form that posts an admin token to /admin/login; when the board cookie is already good, who is signed in and a sign-out button. `error` names one of the page’s fixed refusal messages.',
+          access: 'public',
+          errors: [],
+        },
+        {
+          querystring: z.object({ error: z.string().max(40).optional() }),
+          response: { 200: htmlPage('a form that posts an admin token to /admin/login') },
+        },
+      ),
     },
     async (request, reply) => {
       const refusal = isSignInRefusal(request.query.error) ? request.query.error : null;
@@ -71,22 +72,25 @@ export const adminRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       bodyLimit: 16 * 1024,
       schema: {
-        summary: 'Sign in to the operators’ board',
-        description:
-          'Checks the admin token like the API does and keeps it in an HttpOnly, SameSite=Strict cookie for /admin, expiring with the token. JSON gets 200 or an error; the page’s form gets 303 to the board, or back to the sign-in page with the reason.',
+        ...documented(
+          {
+            operationId: 'signInToBoard',
+            summary: 'Sign in to the operators’ board',
+            description:
+              'Checks the admin token like the API does and keeps it in an HttpOnly, SameSite=Strict cookie for /admin, expiring with the token. JSON gets 200 or an error; the page’s form gets 303 to the board, or back to the sign-in page with the reason. A form posted from another site is refused (FORBIDDEN).',
+            access: 'public',
+            errors: ['UNAUTHORIZED', 'FORBIDDEN', 'TOO_MANY_AUTH_FAILURES'],
+          },
+          {
+            body: loginBody,
+            response: {
+              200: sessionView,
+              303: seeOther('form post: signed in (Location: /admin/queues) or refused'),
+            },
+          },
+        ),
         security: [],
         consumes: ['application/json', FORM],
-        body: loginBody,
-        response: {
-          200: sessionView,
-          303: seeOther('form post: signed in (Location: /admin/queues) or refused'),
-          400: badRequest,
-          401: unauthorized,
-          403: forbidden,
-          413: tooLarge,
-          415: mediaType,
-          429: tooMany,
-        },
       },
     },
     async (request, reply) => {
@@ -108,16 +112,23 @@ export const adminRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       bodyLimit: 16 * 1024,
       schema: {
-        summary: 'Sign out of the operators’ board',
-        description: 'Clears the board cookie. JSON gets 200; the page’s form gets 303.',
+        ...documented(
+          {
+            operationId: 'signOutOfBoard',
+            summary: 'Sign out of the operators’ board',
+            description:
+              'Clears the board cookie. JSON gets 200; the page’s form gets 303. A form posted from another site is refused (FORBIDDEN).',
+            access: 'public',
+            errors: ['FORBIDDEN', ...BODY_PARSING],
+          },
+          {
+            response: {
+              200: okEnvelope(z.null()),
+              303: seeOther('form post: signed out (Location: /admin/login)'),
+            },
+          },
+        ),
         security: [],
-        response: {
-          200: okEnvelope(z.null()),
-          303: seeOther('form post: signed out (Location: /admin/login)'),
-          403: forbidden,
-          413: tooLarge,
-          415: mediaType,
-        },
       },
     },
     async (request, reply) => {

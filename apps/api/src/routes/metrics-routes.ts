@@ -3,7 +3,7 @@ import type { Config } from '@pgkeep/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { errorEnvelope } from '../schemas.js';
+import { documented } from '../route-docs.js';
 import type { ApiServices } from '../services/api-services.js';
 import { renderMetrics } from '../services/metrics-service.js';
 
@@ -32,19 +32,25 @@ export const metricsRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = a
   app.get(
     '/metrics',
     {
-      schema: {
-        response: {
-          // Prometheus text, declared by content type so that it is documented and sent as is.
-          200: {
-            description: 'Prometheus text exposition format',
-            content: { 'text/plain': { schema: z.string() } },
-          },
-          401: errorEnvelope,
-          403: errorEnvelope,
-          429: errorEnvelope,
-          503: errorEnvelope,
+      schema: documented(
+        {
+          operationId: 'getMetrics',
+          summary: 'Prometheus metrics',
+          description:
+            'Backups, jobs, queues, workers, targets and point-in-time recovery in the Prometheus text format. Open to anyone with METRICS_PUBLIC=true; else a Bearer token equal to METRICS_TOKEN (for Prometheus) or an admin’s JWT. A source that cannot be read is left out and `pgkeep_metrics_source_up` says which.',
+          access: 'admin',
+          errors: [],
         },
-      },
+        {
+          response: {
+            // Prometheus text, declared by content type so that it is documented and sent as is.
+            200: {
+              description: 'Prometheus text exposition format',
+              content: { 'text/plain': { schema: z.string() } },
+            },
+          },
+        },
+      ),
       onRequest: metricsAccess(app, services.config),
     },
     async (_request, reply) => {

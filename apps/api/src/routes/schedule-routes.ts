@@ -1,13 +1,8 @@
 import { changeSchedule, listSchedules } from '@pgkeep/queue';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import {
-  errorResponses,
-  okEnvelope,
-  scheduleChangeBody,
-  scheduleParams,
-  scheduleViewSchema,
-} from '../schemas.js';
+import { documented } from '../route-docs.js';
+import { okEnvelope, scheduleChangeBody, scheduleParams, scheduleViewSchema } from '../schemas.js';
 import type { ApiServices } from '../services/api-services.js';
 
 export const scheduleRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = async (
@@ -18,7 +13,19 @@ export const scheduleRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = 
 
   app.get(
     '/api/schedules',
-    { schema: { response: { 200: okEnvelope(z.array(scheduleViewSchema)), ...errorResponses } } },
+    {
+      schema: documented(
+        {
+          operationId: 'listSchedules',
+          summary: 'List schedules',
+          description:
+            'The schedules of backups, clean-up and verification: each one’s cron pattern, time zone, whether it is on, its next run, and whether it comes from the configuration or was changed at run time (by whom, when).',
+          access: 'admin',
+          errors: ['QUEUE_UNAVAILABLE'],
+        },
+        { response: { 200: okEnvelope(z.array(scheduleViewSchema)) } },
+      ),
+    },
     async () => {
       const schedules = await listSchedules(services.queues, services.redis, services.config);
       return { success: true as const, data: schedules, count: schedules.length };
@@ -28,11 +35,21 @@ export const scheduleRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = 
   app.put(
     '/api/schedules/:name',
     {
-      schema: {
-        params: scheduleParams,
-        body: scheduleChangeBody,
-        response: { 200: okEnvelope(scheduleViewSchema), ...errorResponses },
-      },
+      schema: documented(
+        {
+          operationId: 'changeSchedule',
+          summary: 'Change a schedule',
+          description:
+            'Changes a schedule’s cron pattern, time zone or switch at run time, on every worker; it stays changed across restarts until changed again. Answers the schedule as it now is.',
+          access: 'admin',
+          errors: ['QUEUE_UNAVAILABLE'],
+        },
+        {
+          params: scheduleParams,
+          body: scheduleChangeBody,
+          response: { 200: okEnvelope(scheduleViewSchema) },
+        },
+      ),
     },
     async (request) => {
       const schedule = await changeSchedule(

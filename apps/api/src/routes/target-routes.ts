@@ -2,13 +2,8 @@ import { AppError, ConfigError } from '@pgkeep/core';
 import { requestReload } from '@pgkeep/queue';
 import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import {
-  backupIdParams,
-  errorResponses,
-  okEnvelope,
-  targetFailureSchema,
-  targetParams,
-} from '../schemas.js';
+import { BODY_PARSING, documented } from '../route-docs.js';
+import { backupIdParams, okEnvelope, targetFailureSchema, targetParams } from '../schemas.js';
 import type { ApiServices } from '../services/api-services.js';
 import { forTarget } from '../services/target-scope.js';
 import { getTarget, listTargets } from '../services/target-service.js';
@@ -60,7 +55,19 @@ export const targetRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
 
     adminApp.get(
       '/api/targets',
-      { schema: { response: { 200: okEnvelope(z.array(targetView)), ...errorResponses } } },
+      {
+        schema: documented(
+          {
+            operationId: 'listTargets',
+            summary: 'List targets',
+            description:
+              'Every target: those of the targets file, the databases a discovery target finds now, and those whose backups outlive their place in the file; each with its schedules, retention, destinations, last backup, last failure and health.',
+            access: 'admin',
+            errors: ['DATABASE_UNAVAILABLE'],
+          },
+          { response: { 200: okEnvelope(z.array(targetView)) } },
+        ),
+      },
       async () => {
         const targets = await listTargets(services);
         return { success: true as const, data: targets, count: targets.length };
@@ -70,12 +77,17 @@ export const targetRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
     adminApp.post(
       '/api/targets/reload',
       {
-        schema: {
-          response: {
-            202: okEnvelope(z.object({ workers: z.number().int() })),
-            ...errorResponses,
+        schema: documented(
+          {
+            operationId: 'reloadTargets',
+            summary: 'Reload the targets file',
+            description:
+              'This process reads the targets file again (a file that does not parse is refused with VALIDATION_ERROR and its issues), then every worker is asked to; `workers` is how many were asked. Each worker keeps its last good file if it cannot read the new one.',
+            access: 'admin',
+            errors: [...BODY_PARSING, 'QUEUE_UNAVAILABLE'],
           },
-        },
+          { response: { 202: okEnvelope(z.object({ workers: z.number().int() })) } },
+        ),
       },
       async (request, reply) => {
         // This process first: a file that does not parse is refused here, before any worker
@@ -106,10 +118,17 @@ export const targetRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
     adminApp.get(
       '/api/targets/:target',
       {
-        schema: {
-          params: targetParams,
-          response: { 200: okEnvelope(targetView), ...errorResponses },
-        },
+        schema: documented(
+          {
+            operationId: 'getTarget',
+            summary: 'One target',
+            description:
+              'The target by name (a discovered database’s is `<server>/<database>`, sent as `server%2Fdatabase`), as in the list.',
+            access: 'admin',
+            errors: ['TARGET_NOT_FOUND', 'DATABASE_UNAVAILABLE'],
+          },
+          { params: targetParams, response: { 200: okEnvelope(targetView) } },
+        ),
       },
       async (request) => ({
         success: true as const,
@@ -123,6 +142,10 @@ export const targetRoutes: FastifyPluginAsyncZod<{ services: ApiServices }> = as
       (request: { params: { target: string } }) => forTarget(services, request.params.target),
       targetParams,
       targetBackupParams,
+      {
+        operationId: (name) => name.replace('Backup', 'TargetBackup'),
+        scope: 'the target named in the path',
+      },
     );
   });
 };

@@ -5,6 +5,7 @@ import { AppError, errorStatus } from '@pgkeep/core';
 import type { PgkeepQueues } from '@pgkeep/queue';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { adminPaths } from '../app/admin-session.js';
+import { quietLogLevel } from '../app/request-log.js';
 
 /**
  * Bull Board at /admin/queues, showing every pgkeep queue, for admins signed in with the board
@@ -38,6 +39,10 @@ export default async function bullBoard(
     },
   });
 
+  // Each page of the board loads a dozen static files: no line for each (request-log.ts).
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith(`${adminPaths.board}/static/`)) route.logLevel = quietLogLevel;
+  });
   app.addHook('onRequest', app.requireAdminSession);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     void reply.header('cache-control', 'no-store').header('x-frame-options', 'DENY');
