@@ -170,7 +170,9 @@ export const configSchema = z
       )
       .default('auto'),
     BACKUP_DIR: z.string().min(1).default('backups'),
-    BACKUP_FORMAT: z.enum(['custom', 'plain']).default('custom'),
+    BACKUP_FORMAT: z.enum(['custom', 'plain', 'directory']).default('custom'),
+    // pg_dump --jobs of a directory-format backup; unset: min(4, the worker's cores).
+    BACKUP_DUMP_JOBS: int(1, 32).optional(),
     BACKUP_COMPRESSION: z.enum(['zstd', 'gzip', 'none']).default('zstd'),
     BACKUP_ZSTD_LEVEL: int(1, 19).default(3),
     BACKUP_GZIP_LEVEL: int(1, 9).default(6),

@@ -5,6 +5,7 @@ import {
   AppError,
   artifactFilename,
   type BackupManifest,
+  type DirectoryDump,
   databaseNameSchema,
   encryptionAlgorithm,
   isStorageFull,
@@ -32,8 +33,10 @@ import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
 import { takeServerSlot } from './caps.js';
 import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
+import { writeDirectoryBackup } from './directory-dump.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { assertRoom, backupSpaceNeeded, previousOfKind } from './free-space.js';
+import { pgDumpError } from './pg-dump-error.js';
 
 type BackupPayload = JobPayload<'backup'>;
 
@@ -47,22 +50,6 @@ async function bytesWrittenBy(pid: number | undefined): Promise<number | undefin
   } catch {
     return undefined; // gone, or not Linux
   }
-}
-
-function pgDumpError(error: unknown): AppError {
-  if (error instanceof AppError) return error;
-  if (error instanceof ChildProcessError) {
-    // A lost connection is worth another try; a refused table or permission is not.
-    const transient = /could not connect|connection to server|server closed|timeout|terminat/i;
-    return new AppError('PG_DUMP_FAILED', error.message, {
-      retryable: error.signalName === null && transient.test(error.stderrTail),
-      cause: error,
-    });
-  }
-  return new AppError('PG_DUMP_FAILED', (error as Error).message, {
-    retryable: true,
-    cause: error,
-  });
 }
 
 /** pg_dump stopped only because what read its output went away (a copy or disk failed). */
@@ -152,7 +139,8 @@ export async function runBackup(
       (await listUserTables(snapshotClient)).filter((table) => !excludedKeys.has(tableKey(table)));
     const estimate = await estimateDumpBytes(snapshotClient, tables);
     const local = storage.local;
-    if (local) {
+    // (A directory-format backup checks for its scratch directory too: directory-dump.ts.)
+    if (local && payload.format !== 'directory') {
       // Refused now, before pg_dump starts, when it surely cannot fit (see free-space.ts).
       const previous = previousOfKind((await storage.listManifests()).manifests, {
         database: target.database,
@@ -176,6 +164,51 @@ export async function runBackup(
     const filename = artifactFilename(id, payload.format, payload.compression, !!encryption);
     const log = run.logger.child({ backupId: id });
     log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
+
+    // ── Directory format (pg_dump --jobs into a scratch directory, then one tar): its own
+    // module, directory-dump.ts. The stream below is the custom and plain formats' path. ──
+    if (payload.format === 'directory') {
+      const written = await writeDirectoryBackup(engine, run, {
+        payload,
+        id,
+        filename,
+        snapshot,
+        tables,
+        excludeTables: excluded,
+        estimate,
+        previous: previousOfKind((await storage.listManifests()).manifests, {
+          database: target.database,
+          tables: tables ? tables.map(tableKey) : null,
+          format: payload.format,
+          compression: payload.compression,
+        }),
+        encryption,
+        signal,
+        countRows: () => countRows(snapshotClient, counted),
+      });
+      await snapshotClient.query('COMMIT');
+      const manifest = await commitBackup(engine, run, {
+        payload,
+        started,
+        id,
+        filename,
+        tables,
+        excluded,
+        serverVersion: server.version,
+        encryption,
+        artifact: written.artifact,
+        rowCounts: written.rowCounts,
+        directory: written.directory,
+      });
+      const bytesWritten = written.artifact.size;
+      run.onProgress?.({
+        phase: 'completed',
+        percent: 100,
+        bytesRead: written.bytesRead,
+        bytesWritten,
+      });
+      return manifest;
+    }
 
     const dump = startPgDump({
       target,
@@ -316,69 +349,20 @@ export async function runBackup(
       );
     }
     await snapshotClient.query('COMMIT');
-    const completed = new Date();
-    const manifest: BackupManifest = {
-      manifestVersion: 2,
+    const manifest = await commitBackup(engine, run, {
+      payload,
+      started,
       id,
       filename,
-      size: artifact.size,
-      sha256: artifact.sha256,
-      createdAt: started.toISOString(),
-      completedAt: completed.toISOString(),
-      durationMs: completed.getTime() - started.getTime(),
-      type: payload.type,
-      status: 'completed',
-      format: payload.format,
-      compression: payload.compression,
-      tables: tables ? tables.map(tableKey) : null,
-      database: target.database,
-      target: targetInfo.name,
-      server: targetInfo.server,
-      ...(excluded.length > 0 ? { excludedTables: excluded.map(tableKey) } : {}),
+      tables,
+      excluded,
       serverVersion: server.version,
-      pgDumpVersion: engine.pgDump.version,
+      encryption,
+      artifact,
       rowCounts,
-      requestedBy: payload.requestedBy,
-      label: payload.label,
-      jobId: run.jobId,
-      encryption: encryption
-        ? {
-            algorithm: encryptionAlgorithm,
-            keyId: encryption.keyId,
-            chunkBytes: encryption.chunkBytes,
-          }
-        : null,
-      copies: artifact.copies,
-      failedCopies: artifact.failedCopies,
-    };
-    try {
-      await storage.commitManifest(manifest);
-    } catch (error) {
-      // Nothing of this backup may stay behind, or a catalog rebuild would bring it back.
-      for (const copy of manifest.copies) {
-        await storage
-          .destination(copy.destination)
-          ?.deleteManifest(id)
-          .catch(() => {});
-      }
-      await artifact.discard();
-      throw error;
-    }
+    });
     bytesRead = (await bytesWrittenBy(dump.child.pid)) ?? bytesRead;
     run.onProgress?.({ phase: 'completed', percent: 100, bytesRead, bytesWritten });
-    log.info(
-      {
-        filename,
-        size: artifact.size,
-        durationMs: manifest.durationMs,
-        copies: manifest.copies.map((copy) => copy.destination),
-        ...(artifact.failedCopies.length > 0
-          ? { failedCopies: artifact.failedCopies.map((copy) => copy.destination) }
-          : {}),
-        encrypted: manifest.encryption !== null,
-      },
-      'backup completed',
-    );
     return manifest;
   } finally {
     // The server's slot first: closing the snapshot's session is no dump, and the next backup
@@ -400,6 +384,99 @@ export async function runBackup(
     await databaseLock?.release();
     await writeLock.release();
   }
+}
+
+interface DumpWritten {
+  payload: BackupPayload;
+  started: Date;
+  id: string;
+  filename: string;
+  tables: readonly QualifiedTable[] | null;
+  excluded: readonly QualifiedTable[];
+  serverVersion: string;
+  encryption: { keyId: string; chunkBytes: number } | null;
+  artifact: WrittenCopies;
+  rowCounts: Record<string, number>;
+  /** The directory format's dump (directory-dump.ts). */
+  directory?: DirectoryDump | undefined;
+}
+
+/**
+ * The manifest, written last, beside every copy and in the catalog: from then on the backup
+ * exists. Both dump paths end here; a failure removes every copy written.
+ */
+async function commitBackup(
+  engine: EngineContext,
+  run: RunContext,
+  written: DumpWritten,
+): Promise<BackupManifest> {
+  const { storage, target, targetInfo } = engine;
+  const { payload, started, id, filename, tables, excluded, encryption, artifact } = written;
+  const log = run.logger.child({ backupId: id });
+  const completed = new Date();
+  const manifest: BackupManifest = {
+    manifestVersion: 2,
+    id,
+    filename,
+    size: artifact.size,
+    sha256: artifact.sha256,
+    createdAt: started.toISOString(),
+    completedAt: completed.toISOString(),
+    durationMs: completed.getTime() - started.getTime(),
+    type: payload.type,
+    status: 'completed',
+    format: payload.format,
+    compression: payload.compression,
+    ...(written.directory ? { directory: written.directory } : {}),
+    tables: tables ? tables.map(tableKey) : null,
+    database: target.database,
+    target: targetInfo.name,
+    server: targetInfo.server,
+    ...(excluded.length > 0 ? { excludedTables: excluded.map(tableKey) } : {}),
+    serverVersion: written.serverVersion,
+    pgDumpVersion: engine.pgDump.version,
+    rowCounts: written.rowCounts,
+    requestedBy: payload.requestedBy,
+    label: payload.label,
+    jobId: run.jobId,
+    encryption: encryption
+      ? {
+          algorithm: encryptionAlgorithm,
+          keyId: encryption.keyId,
+          chunkBytes: encryption.chunkBytes,
+        }
+      : null,
+    copies: artifact.copies,
+    failedCopies: artifact.failedCopies,
+  };
+  try {
+    await storage.commitManifest(manifest);
+  } catch (error) {
+    // Nothing of this backup may stay behind, or a catalog rebuild would bring it back.
+    for (const copy of manifest.copies) {
+      await storage
+        .destination(copy.destination)
+        ?.deleteManifest(id)
+        .catch(() => {});
+    }
+    await artifact.discard();
+    throw error;
+  }
+  log.info(
+    {
+      filename,
+      size: artifact.size,
+      durationMs: manifest.durationMs,
+      copies: manifest.copies.map((copy) => copy.destination),
+      ...(artifact.failedCopies.length > 0
+        ? { failedCopies: artifact.failedCopies.map((copy) => copy.destination) }
+        : {}),
+      encrypted: manifest.encryption !== null,
+      ...(written.directory ? { directory: written.directory } : {}),
+    },
+    'backup completed',
+  );
+  return manifest;
 }
 
 /**
