@@ -234,6 +234,21 @@ describe('directory-format backups, in BACKUP_DIR and a bucket', () => {
     );
   });
 
+  it('is downloaded as it is stored, under its own name', async () => {
+    const response = await api.app.inject({
+      method: 'GET',
+      url: `/api/backup/${manifest.id}/download`,
+      headers: adminHeaders(),
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-disposition']).toBe(
+      `attachment; filename="${manifest.filename}"`,
+    );
+    expect(
+      response.rawPayload.equals(await readFile(path.join(env.backupDir, manifest.filename))),
+    ).toBe(true);
+  });
+
   it('is a tar of pg_dump directory that zstd, tar and pg_restore -Fd -j restore by hand', async () => {
     const scratch = await mkdtemp(path.join(os.tmpdir(), 'pgkeep-by-hand-'));
     const byHand = `${env.name}_by_hand`;

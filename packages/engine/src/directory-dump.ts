@@ -9,7 +9,7 @@ import {
   isStorageFull,
   type JobPayload,
   type QualifiedTable,
-  toAppError,
+  storageFullError,
 } from '@pgkeep/core';
 import { ChildProcessError, startPgDump } from '@pgkeep/pg';
 import type { WrittenCopies } from '@pgkeep/storage';
@@ -124,7 +124,8 @@ export async function writeDirectoryBackup(
       await dump.done;
     } catch (error) {
       throwIfAborted(signal);
-      if (isStorageFull(error)) throw toAppError(error);
+      // pg_dump says so on its stderr when the scratch directory's disk is full.
+      if (isStorageFull(error)) throw storageFullError(storage.catalog.where, error);
       throw pgDumpError(error);
     } finally {
       clearInterval(progress);
@@ -173,7 +174,7 @@ export async function writeDirectoryBackup(
       });
     } catch (error) {
       throwIfAborted(signal);
-      if (isStorageFull(error)) throw toAppError(error);
+      if (isStorageFull(error)) throw storageFullError(storage.catalog.where, error);
       if (error instanceof ChildProcessError && error.command === 'zstd') {
         throw new AppError('COMPRESSION_FAILED', error.message, { cause: error });
       }
