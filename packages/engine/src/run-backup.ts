@@ -200,12 +200,12 @@ export async function runBackup(
         rowCounts: written.rowCounts,
         directory: written.directory,
       });
-      const bytesWritten = written.artifact.size;
+      const { bytesRead, artifact } = written;
       run.onProgress?.({
         phase: 'completed',
         percent: 100,
-        bytesRead: written.bytesRead,
-        bytesWritten,
+        bytesRead,
+        bytesWritten: artifact.size,
       });
       return manifest;
     }
