@@ -432,6 +432,34 @@ describe('directory-format backups, in BACKUP_DIR and a bucket', () => {
     expect(await bucketKeys()).toEqual(keysBefore);
   });
 
+  it("sweeps a dead worker's scratch directory at the next start, and the backup is made again", async () => {
+    const jobId = await postJob(api, '/api/backup', { format: 'directory', jobs: 2 });
+    const scratch = await vi.waitFor(
+      async () => {
+        const found = (await readdir(env.backupDir, { withFileTypes: true })).find(
+          (entry) =>
+            entry.isDirectory() && /^backup-.+\.dump-[0-9a-f]{8}\.partial$/.test(entry.name),
+        );
+        if (!found) throw new Error('no scratch directory yet');
+        expect((await readdir(path.join(env.backupDir, found.name))).length).toBeGreaterThan(0);
+        return found.name;
+      },
+      { timeout: 30_000, interval: 10 },
+    );
+    await worker.kill();
+    worker = await startWorker(env.env);
+    const swept = await worker.waitForLine(
+      (line) => line.msg === 'removed leftovers of unfinished backups',
+    );
+    expect(swept.removed).toContain(scratch);
+    const job = await waitForJob(api, jobId, (polled) => polled.state === 'completed', 120_000);
+    const remade = job.result as unknown as BackupManifest;
+    expect(remade.format).toBe('directory');
+    const entries = await backupDirEntries();
+    expect(entries.filter((name) => name.endsWith('.partial'))).toEqual([]);
+    expect(entries).toEqual(expect.arrayContaining([remade.filename, manifestFilename(remade.id)]));
+  });
+
   it.each([
     { name: 'jobs 0', body: { format: 'directory', jobs: 0 } },
     { name: 'jobs 33', body: { format: 'directory', jobs: 33 } },
