@@ -25,9 +25,9 @@ type Progress = (progress: JobProgress) => void;
 
 /**
  * A backup's pg_dump output as a local file (a directory-format dump: a directory) that has
- * passed every check: the sha256 of the
- * stored bytes matches the manifest and, when encrypted, every chunk authenticated. Nothing
- * reads it before that. `compression` says whether it still needs decompressing.
+ * passed every check: the sha256 of the stored bytes matches the manifest and, when encrypted,
+ * every chunk authenticated. Nothing reads it before that. `compression` says whether it still
+ * needs decompressing.
  */
 export interface PreparedArtifact {
   file: string;
@@ -194,7 +194,12 @@ async function extractDirectoryCopy(
   scratch: string,
   options: PrepareOptions,
 ): Promise<void> {
-  await mkdir(scratch, { mode: 0o700 });
+  // Opened first: a copy that is missing starts no decompressor.
+  const copy = await destination.openArtifact(manifest.filename);
+  await mkdir(scratch, { mode: 0o700 }).catch((error: unknown) => {
+    copy.destroy();
+    throw error;
+  });
   const { tap, result } = progressTap(manifest, options.onProgress);
   const input = new PassThrough({ highWaterMark: 1024 * 1024 });
   const stages: [Readable, ...Duplex[]] = [input];
@@ -204,10 +209,7 @@ async function extractDirectoryCopy(
   const extractor = dumpDirectoryExtractor(scratch, expected);
   const signalOption = options.signal ? { signal: options.signal } : {};
   const [fed, extracted] = await Promise.allSettled([
-    pipeline(
-      [await destination.openArtifact(manifest.filename), tap, feedWhileRead(input)],
-      signalOption,
-    ),
+    pipeline([copy, tap, feedWhileRead(input)], signalOption),
     Promise.all([pipeline([...stages, extractor.sink], signalOption), decompress.done]),
   ]);
   if (fed.status === 'rejected') throw fed.reason;
