@@ -5,6 +5,7 @@ import {
   AppError,
   artifactFilename,
   type BackupManifest,
+  type DirectoryDump,
   databaseNameSchema,
   encryptionAlgorithm,
   isStorageFull,
@@ -34,8 +35,10 @@ import type { WrittenCopies } from '@pgkeep/storage';
 import pg from 'pg';
 import { takeServerSlot } from './caps.js';
 import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
+import { writeDirectoryBackup } from './directory-dump.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { assertRoom, backupSpaceNeeded, previousOfKind } from './free-space.js';
+import { pgDumpError } from './pg-dump-error.js';
 
 type BackupPayload = JobPayload<'backup'>;
 
@@ -49,22 +52,6 @@ async function bytesWrittenBy(pid: number | undefined): Promise<number | undefin
   } catch {
     return undefined; // gone, or not Linux
   }
-}
-
-function pgDumpError(error: unknown): AppError {
-  if (error instanceof AppError) return error;
-  if (error instanceof ChildProcessError) {
-    // A lost connection is worth another try; a refused table or permission is not.
-    const transient = /could not connect|connection to server|server closed|timeout|terminat/i;
-    return new AppError('PG_DUMP_FAILED', error.message, {
-      retryable: error.signalName === null && transient.test(error.stderrTail),
-      cause: error,
-    });
-  }
-  return new AppError('PG_DUMP_FAILED', (error as Error).message, {
-    retryable: true,
-    cause: error,
-  });
 }
 
 /** pg_dump stopped only because what read its output went away (a copy or disk failed). */
@@ -153,6 +140,11 @@ export async function runBackup(
         ? await existingTables(snapshotClient, payload.excludeTables)
         : [];
     const excludedKeys = new Set(excluded.map(tableKey));
+    // Rows are counted where they live: a partitioned table's are its partitions' (listed with
+    // it), so none is counted twice. A full backup's list holds no partitioned table either.
+    const countedTables = async (): Promise<QualifiedTable[]> =>
+      tables?.filter((table) => !table.partitioned) ??
+      (await listUserTables(snapshotClient)).filter((table) => !excludedKeys.has(tableKey(table)));
 
     const id = newBackupId(started);
     const encryption =
@@ -162,6 +154,53 @@ export async function runBackup(
     const filename = artifactFilename(id, payload.format, payload.compression, !!encryption);
     const log = run.logger.child({ backupId: id });
     log.info({ tables: tables?.map(tableKey) ?? 'all', format: payload.format }, 'backup started');
+
+    // ── Directory format (pg_dump --jobs into a scratch directory, then one tar): its own
+    // module, directory-dump.ts. The stream below is the custom and plain formats' path. ──
+    if (payload.format === 'directory') {
+      const counted = await countedTables();
+      const estimate = await estimateDumpBytes(snapshotClient, tables);
+      const written = await writeDirectoryBackup(engine, run, {
+        payload,
+        id,
+        filename,
+        snapshot,
+        tables,
+        excludeTables: excluded,
+        estimate,
+        previous: previousOfKind((await storage.listManifests()).manifests, {
+          database: target.database,
+          tables: tables ? tables.map(tableKey) : null,
+          format: payload.format,
+          compression: payload.compression,
+        }),
+        encryption,
+        signal,
+        countRows: () => countRows(snapshotClient, counted),
+      });
+      await snapshotClient.query('COMMIT');
+      const manifest = await commitBackup(engine, run, {
+        payload,
+        started,
+        id,
+        filename,
+        tables,
+        excluded,
+        serverVersion: server.version,
+        encryption,
+        artifact: written.artifact,
+        rowCounts: written.rowCounts,
+        directory: written.directory,
+      });
+      const { bytesRead, artifact } = written;
+      run.onProgress?.({
+        phase: 'completed',
+        percent: 100,
+        bytesRead,
+        bytesWritten: artifact.size,
+      });
+      return manifest;
+    }
 
     // Where this process reads pg_dump's output anyway (gzip, none), a custom archive's COPY
     // data gives the exact row counts as it passes: no second scan of every table. Where zstd
@@ -184,13 +223,7 @@ export async function runBackup(
     let estimate = 0;
     let counted: QualifiedTable[];
     try {
-      // Rows are counted where they live: a partitioned table's are its partitions' (listed
-      // with it), so none is counted twice. A full backup's list holds no partitioned table.
-      counted =
-        tables?.filter((table) => !table.partitioned) ??
-        (await listUserTables(snapshotClient)).filter(
-          (table) => !excludedKeys.has(tableKey(table)),
-        );
+      counted = await countedTables();
       estimate = await estimateDumpBytes(snapshotClient, tables);
       const local = storage.local;
       if (local) {
@@ -374,72 +407,21 @@ export async function runBackup(
       );
     }
     await snapshotClient.query('COMMIT');
-    const completed = new Date();
-    const manifest: BackupManifest = {
-      manifestVersion: 2,
+    const manifest = await commitBackup(engine, run, {
+      payload,
+      started,
       id,
       filename,
-      size: artifact.size,
-      sha256: artifact.sha256,
-      createdAt: started.toISOString(),
-      completedAt: completed.toISOString(),
-      durationMs: completed.getTime() - started.getTime(),
-      type: payload.type,
-      status: 'completed',
-      format: payload.format,
-      compression: payload.compression,
-      tables: tables ? tables.map(tableKey) : null,
-      database: target.database,
-      target: targetInfo.name,
-      server: targetInfo.server,
-      ...(excluded.length > 0 ? { excludedTables: excluded.map(tableKey) } : {}),
+      tables,
+      excluded,
       serverVersion: server.version,
-      pgDumpVersion: engine.pgDump.version,
+      encryption,
+      artifact,
       rowCounts,
-      requestedBy: payload.requestedBy,
-      label: payload.label,
-      jobId: run.jobId,
-      encryption: encryption
-        ? {
-            algorithm: encryptionAlgorithm,
-            keyId: encryption.keyId,
-            chunkBytes: encryption.chunkBytes,
-          }
-        : null,
-      copies: artifact.copies,
-      failedCopies: artifact.failedCopies,
-    };
-    try {
-      await storage.commitManifest(manifest);
-    } catch (error) {
-      // Nothing of this backup may stay behind, or a catalog rebuild would bring it back.
-      for (const copy of manifest.copies) {
-        await storage
-          .destination(copy.destination)
-          ?.deleteManifest(id)
-          .catch(() => {});
-      }
-      await artifact.discard();
-      throw error;
-    }
+      timings: { spawnedMs, firstByteMs },
+    });
     bytesRead = (await bytesWrittenBy(dump.child.pid)) ?? bytesRead;
     run.onProgress?.({ phase: 'completed', percent: 100, bytesRead, bytesWritten });
-    log.info(
-      {
-        filename,
-        size: artifact.size,
-        durationMs: manifest.durationMs,
-        copies: manifest.copies.map((copy) => copy.destination),
-        ...(artifact.failedCopies.length > 0
-          ? { failedCopies: artifact.failedCopies.map((copy) => copy.destination) }
-          : {}),
-        encrypted: manifest.encryption !== null,
-        // From the job's start: pg_dump started, and its first byte arrived.
-        ...(spawnedMs === undefined ? {} : { spawnedMs }),
-        ...(firstByteMs === undefined ? {} : { firstByteMs }),
-      },
-      'backup completed',
-    );
     return manifest;
   } finally {
     // The server's slot first: closing the snapshot's session is no dump, and the next backup
@@ -461,6 +443,102 @@ export async function runBackup(
     await databaseLock?.release();
     await writeLock?.release();
   }
+}
+
+interface DumpWritten {
+  payload: BackupPayload;
+  started: Date;
+  id: string;
+  filename: string;
+  tables: readonly QualifiedTable[] | null;
+  excluded: readonly QualifiedTable[];
+  serverVersion: string;
+  encryption: { keyId: string; chunkBytes: number } | null;
+  artifact: WrittenCopies;
+  rowCounts: Record<string, number>;
+  /** The directory format's dump (directory-dump.ts). */
+  directory?: DirectoryDump | undefined;
+  /** From the job's start, for the log: pg_dump started, and its first byte arrived (ms). */
+  timings?: { spawnedMs?: number | undefined; firstByteMs?: number | undefined } | undefined;
+}
+
+/**
+ * The manifest, written last, beside every copy and in the catalog: from then on the backup
+ * exists. Both dump paths end here; a failure removes every copy written.
+ */
+async function commitBackup(
+  engine: EngineContext,
+  run: RunContext,
+  written: DumpWritten,
+): Promise<BackupManifest> {
+  const { storage, target, targetInfo } = engine;
+  const { payload, started, id, filename, tables, excluded, encryption, artifact } = written;
+  const log = run.logger.child({ backupId: id });
+  const completed = new Date();
+  const manifest: BackupManifest = {
+    manifestVersion: 2,
+    id,
+    filename,
+    size: artifact.size,
+    sha256: artifact.sha256,
+    createdAt: started.toISOString(),
+    completedAt: completed.toISOString(),
+    durationMs: completed.getTime() - started.getTime(),
+    type: payload.type,
+    status: 'completed',
+    format: payload.format,
+    compression: payload.compression,
+    ...(written.directory ? { directory: written.directory } : {}),
+    tables: tables ? tables.map(tableKey) : null,
+    database: target.database,
+    target: targetInfo.name,
+    server: targetInfo.server,
+    ...(excluded.length > 0 ? { excludedTables: excluded.map(tableKey) } : {}),
+    serverVersion: written.serverVersion,
+    pgDumpVersion: engine.pgDump.version,
+    rowCounts: written.rowCounts,
+    requestedBy: payload.requestedBy,
+    label: payload.label,
+    jobId: run.jobId,
+    encryption: encryption
+      ? {
+          algorithm: encryptionAlgorithm,
+          keyId: encryption.keyId,
+          chunkBytes: encryption.chunkBytes,
+        }
+      : null,
+    copies: artifact.copies,
+    failedCopies: artifact.failedCopies,
+  };
+  try {
+    await storage.commitManifest(manifest);
+  } catch (error) {
+    // Nothing of this backup may stay behind, or a catalog rebuild would bring it back.
+    for (const copy of manifest.copies) {
+      await storage
+        .destination(copy.destination)
+        ?.deleteManifest(id)
+        .catch(() => {});
+    }
+    await artifact.discard();
+    throw error;
+  }
+  log.info(
+    {
+      filename,
+      size: artifact.size,
+      durationMs: manifest.durationMs,
+      copies: manifest.copies.map((copy) => copy.destination),
+      ...(artifact.failedCopies.length > 0
+        ? { failedCopies: artifact.failedCopies.map((copy) => copy.destination) }
+        : {}),
+      encrypted: manifest.encryption !== null,
+      ...(written.directory ? { directory: written.directory } : {}),
+      ...written.timings,
+    },
+    'backup completed',
+  );
+  return manifest;
 }
 
 /**
