@@ -68,6 +68,7 @@ const { values } = parseArgs({
     'api-connections': { type: 'string', default: '10' },
     'api-cpu-prof': { type: 'boolean', default: false },
     'api-panel-steps': { type: 'string', default: '200,400,800,1600,3200' },
+    'parallel-jobs': { type: 'string', default: '0' },
     'api-panel-seconds': { type: 'string', default: '10' },
     'api-panel-p99-ms': { type: 'string', default: '100' },
     'results-file': { type: 'string', default: path.join(ROOT, 'bench/results.json') },
@@ -86,6 +87,7 @@ if (values.help) {
       '                 [--pitr-scale 0.33] [--pitr-load-seconds 60] [--pitr-runs 1]',
       '                 [--api-duration 5] [--api-connections 10] [--api-cpu-prof]',
       '                 [--api-panel-steps 200,400,800,1600,3200] [--api-panel-seconds 10]',
+      "                 [--parallel-jobs 0]   (N > 0: backup also runs pgkeep's directory format with --jobs=N)",
       '                 [--api-panel-p99-ms 100]',
       'npm run bench -- --render-only   (BENCHMARKS.md again from bench/results.json)',
       '(memory is measured during backup and restore; "memory" in --sections is accepted)',
@@ -270,6 +272,7 @@ try {
     }
     ctx = {
       scale,
+      parallelJobs: Number(values['parallel-jobs']),
       kind,
       sizeBytes: dataset.sizeBytes,
       dumpBytes,

@@ -63,6 +63,7 @@ async function scansOfOneBackup(format: BackupFormat, compression: Compression) 
     {
       tables: null,
       format,
+      jobs: null,
       compression,
       label: null,
       type: 'manual',

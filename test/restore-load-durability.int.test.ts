@@ -150,6 +150,7 @@ describe('a crash right after a restore', () => {
         {
           tables: null,
           format,
+          jobs: null,
           compression,
           label: null,
           type: 'manual',

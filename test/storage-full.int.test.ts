@@ -210,6 +210,25 @@ describe.skipIf(skipReason !== null)('a full backup directory', () => {
     }
   });
 
+  it('a directory-format backup is refused before anything is written when its uncompressed dump surely cannot fit', async () => {
+    const { result: job, names } = await filesCreatedDuring(() =>
+      postJob(api, '/api/backup', { format: 'directory', jobs: 2 }).then((jobId) =>
+        waitForJob(api, jobId, failedOnce),
+      ),
+    );
+    expect(job.lastError ?? job.error, JSON.stringify(job)).toMatchObject({
+      code: 'STORAGE_FULL',
+    });
+    expect(job.state).toBe('failed');
+    expect(job.attemptsMade).toBe(1);
+    // The message says why a directory-format backup needs more: the dump whole on disk first.
+    expect(job.error?.message).toMatch(/directory-format backup/);
+    expect(job.error?.message).toMatch(/uncompressed dump in a scratch directory/);
+    expect(job.error?.message).toContain(mountPoint);
+    expect(names, 'files the refused backup created').toEqual([]);
+    await expectOnlyTheFirstBackup();
+  });
+
   describe('restore', () => {
     const target = () => `${env.name}_copy`;
     const restore = () =>

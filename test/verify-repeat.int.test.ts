@@ -66,6 +66,7 @@ beforeAll(async () => {
       {
         tables: null,
         format,
+        jobs: null,
         compression,
         label: null,
         type: 'manual',

@@ -12,6 +12,8 @@ import { runPipeline, runTool } from './tools.js';
 /** What the sections share: the dataset, the running pgkeep, and artifacts made on the way. */
 export interface BenchContext {
   scale: number;
+  /** pg_dump --jobs of a pgkeep directory-format backup run beside the single stream; 0: none. */
+  parallelJobs?: number;
   /** Which generated dataset the database holds (bench/generate-dataset.ts). */
   kind: DatasetKind;
   /** pg_database_size of the dataset, and the bytes `pg_dump -Fc -Z0` writes for it. */
@@ -75,14 +77,17 @@ export function phasesSince(seen: Record<string, number>, t0: number): Record<st
 }
 
 /** A full pgkeep backup through the API; its id, artifact path and the job as reported. */
-export async function pgkeepBackup(ctx: BenchContext) {
+export async function pgkeepBackup(ctx: BenchContext, body: Record<string, unknown> = {}) {
   const t0 = Date.now();
-  const jobId = await ctx.stack.enqueue('/api/backup', {});
+  const jobId = await ctx.stack.enqueue('/api/backup', body);
   const seen: Record<string, number> = {};
   const job = await ctx.stack.waitForJob(jobId, { phases: seen });
   const result = job.result as { id: string; filename: string; size: number; durationMs: number };
   const ms = Date.parse(job.finishedAt ?? '') - t0;
-  ctx.pgkeepBackup = { id: result.id, file: path.join(ctx.stack.backupDir, result.filename) };
+  // The restore section restores the default (custom) backup.
+  if (body.format === undefined) {
+    ctx.pgkeepBackup = { id: result.id, file: path.join(ctx.stack.backupDir, result.filename) };
+  }
   return { ms, bytes: result.size, jobMs: result.durationMs, phases: phasesSince(seen, t0), jobId };
 }
 

@@ -91,6 +91,15 @@ export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
       label: 'the same, plus row counts, sha256 of the file and fsync (as pgkeep does)',
       runs: [],
     },
+    ...(ctx.parallelJobs
+      ? {
+          pgkeepParallel: {
+            label: `pgkeep, directory format, pg_dump --jobs=${ctx.parallelJobs} (POST → job completed)`,
+            runs: [],
+            shape: { variant: 'parallel' as const, jobs: ctx.parallelJobs, format: 'directory' },
+          },
+        }
+      : {}),
     fc: { label: '`pg_dump -Fc` (built-in gzip)', runs: [] },
     plain: { label: '`pg_dump` plain SQL (panel, old)', runs: [] },
   };
@@ -110,6 +119,14 @@ export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
     const peaks = sampler.stop();
     mergePeaks(memory, peaks);
     record(variants.pgkeep, { ...pgkeep, workerCpuMs });
+    if (variants.pgkeepParallel && ctx.parallelJobs) {
+      const parallelCpu = cpuMs(pid);
+      const { jobId: _parallelJob, ...parallel } = await pgkeepBackup(ctx, {
+        format: 'directory',
+        jobs: ctx.parallelJobs,
+      });
+      record(variants.pgkeepParallel, { ...parallel, workerCpuMs: cpuMs(pid) - parallelCpu });
+    }
     record(variants.zstd, await rawZstd(ctx));
     record(variants.zstdChecked as Variant, await rawZstdChecked(ctx, countsSql));
     // The two references pgkeep is not measured against (and the restore section's archive)

@@ -6,6 +6,7 @@ import {
   cronSchema,
   databaseNameSchema,
   labelSchema,
+  MAX_DUMP_JOBS,
   manifestObjectSchema,
   pitrScheduleNameSchema,
   recoverableWindowSchema,
@@ -52,11 +53,31 @@ export const targetParams = z.object({ target: targetRefSchema });
 export const createBackupBody = z
   .object({
     tables: tableListSchema.optional(),
-    format: backupFormatSchema.optional(),
+    format: backupFormatSchema.optional().meta({
+      description:
+        "custom (pg_dump -Fc), plain (SQL) or directory (pg_dump -Fd --jobs, stored as one tar); default: the target's format",
+    }),
+    jobs: z
+      .number({ error: `must be a whole number from 1 to ${MAX_DUMP_JOBS}` })
+      .int(`must be a whole number from 1 to ${MAX_DUMP_JOBS}`)
+      .min(1, 'must be at least 1')
+      .max(MAX_DUMP_JOBS, `must be at most ${MAX_DUMP_JOBS}`)
+      .optional()
+      .meta({
+        description: `Parallel pg_dump jobs of a directory-format backup (1 to ${MAX_DUMP_JOBS}); only with format directory. Default: the target's \`jobs\`, else BACKUP_DUMP_JOBS, else min(4, the worker's cores).`,
+        examples: [4],
+      }),
     compression: compressionSchema.optional(),
     label: labelSchema.optional(),
   })
   .strict()
+  .refine(
+    (body) => body.jobs === undefined || body.format === undefined || body.format === 'directory',
+    {
+      message: 'jobs goes with format directory',
+      path: ['jobs'],
+    },
+  )
   // `curl -X POST /api/backup` with no body at all means a full backup with the defaults.
   .nullish();
 

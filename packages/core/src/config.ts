@@ -261,10 +261,15 @@ export const configSchema = z
         'Directory of backups and manifests (the catalog), relative to the working directory; created if missing.',
       ),
     BACKUP_FORMAT: z
-      .enum(['custom', 'plain'])
+      .enum(['custom', 'plain', 'directory'])
       .default('custom')
       .describe(
-        'Default format: `custom` (`pg_dump -Fc`, restorable table by table) or `plain` (SQL).',
+        'Default format: `custom` (`pg_dump -Fc`, restorable table by table), `plain` (SQL) or `directory` (`pg_dump -Fd --jobs`, stored as one tar; docs/parallel-dumps.md).',
+      ),
+    BACKUP_DUMP_JOBS: int(1, 32)
+      .optional()
+      .describe(
+        "pg_dump `--jobs` of a directory-format backup; unset: min(4, the worker's cores).",
       ),
     BACKUP_COMPRESSION: z
       .enum(['zstd', 'gzip', 'none'])

@@ -5,6 +5,7 @@ import {
   backupFormatSchema,
   backupTypeSchema,
   compressionSchema,
+  dumpJobsSchema,
   manifestSchema,
 } from './manifest.js';
 import { databaseNameSchema, labelSchema, requesterSchema } from './names.js';
@@ -112,6 +113,8 @@ export const jobCatalog = {
     payload: z.object({
       tables: tableListSchema.nullable(),
       format: backupFormatSchema,
+      /** pg_dump --jobs of a directory-format backup; null: the worker's default. */
+      jobs: dumpJobsSchema.nullable().default(null),
       compression: compressionSchema,
       label: labelSchema.nullable(),
       type: backupTypeSchema,

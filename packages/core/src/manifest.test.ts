@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   artifactExtension,
   artifactFilename,
+  artifactIdOf,
   type BackupManifest,
   manifestFilename,
   manifestSchema,
@@ -54,9 +55,21 @@ describe('artifactFilename', () => {
     ['plain', 'zstd', 'sql.zst'],
     ['plain', 'gzip', 'sql.gz'],
     ['plain', 'none', 'sql'],
+    ['directory', 'zstd', 'dir.tar.zst'],
+    ['directory', 'gzip', 'dir.tar.gz'],
+    ['directory', 'none', 'dir.tar'],
   ] as const)('%s + %s → .%s', (format, compression, extension) => {
     expect(artifactExtension(format, compression)).toBe(extension);
     expect(artifactFilename(id, format, compression)).toBe(`backup-${id}.${extension}`);
+  });
+
+  it('knows the id of every artifact it names, a directory-format tar included', () => {
+    for (const format of ['custom', 'plain', 'directory'] as const) {
+      expect(artifactIdOf(artifactFilename(id, format, 'zstd', true))).toBe(id);
+      expect(artifactIdOf(artifactFilename(id, format, 'none'))).toBe(id);
+    }
+    expect(artifactIdOf(`backup-${id}.tar.zst`)).toBeUndefined();
+    expect(artifactIdOf(`backup-${id}.dir.zst`)).toBeUndefined();
   });
 
   it('names the manifest after the id', () => {
@@ -77,6 +90,37 @@ describe('manifestSchema', () => {
       jobId: null,
     });
     expect(manifestSchema.safeParse(tableOnly).success).toBe(true);
+  });
+
+  describe('a directory-format backup', () => {
+    const directory = manifest({
+      format: 'directory',
+      filename: `backup-${id}.dir.tar.zst`,
+      directory: { jobs: 4, files: 12, bytes: 987_654 },
+    });
+
+    it('is accepted with its dump described', () => {
+      expect(manifestSchema.parse(directory)).toEqual(directory);
+    });
+
+    it.each([
+      ['without its dump', { directory: undefined }],
+      ['with jobs 0', { directory: { jobs: 0, files: 12, bytes: 1 } }],
+      ['with jobs 33', { directory: { jobs: 33, files: 12, bytes: 1 } }],
+      ['with no file', { directory: { jobs: 2, files: 0, bytes: 1 } }],
+      ['with negative bytes', { directory: { jobs: 2, files: 3, bytes: -1 } }],
+      ['with an unknown key', { directory: { jobs: 2, files: 3, bytes: 1, path: '/etc' } }],
+      ['named as a custom archive', { filename: `backup-${id}.dump.zst` }],
+      ['named as a tar without its kind', { filename: `backup-${id}.tar.zst` }],
+    ])('is rejected %s', (_label, overrides) => {
+      const result = manifestSchema.safeParse({ ...directory, ...overrides });
+      expect(result.success).toBe(false);
+    });
+
+    it('is what a custom or plain backup may never claim to be', () => {
+      const claimed = manifest({ directory: { jobs: 2, files: 3, bytes: 10 } });
+      expect(manifestSchema.safeParse(claimed).success).toBe(false);
+    });
   });
 
   it('accepts a legacy id without suffix', () => {

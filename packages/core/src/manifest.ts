@@ -4,7 +4,11 @@ import { type CatalogKeys, signatureProblem, unsignedCatalog } from './manifest-
 import { databaseNameSchema, labelSchema, requesterSchema } from './names.js';
 import { MAX_BACKUP_TABLES, qualifiedTableNameSchema } from './tables.js';
 
-export const backupFormats = ['custom', 'plain'] as const;
+/**
+ * `directory`: `pg_dump --format=directory --jobs=N`, stored as one tar of the dump's directory
+ * (see docs/parallel-dumps.md).
+ */
+export const backupFormats = ['custom', 'plain', 'directory'] as const;
 export const compressions = ['zstd', 'gzip', 'none'] as const;
 /** `pitr`: the dump of a database recovered to a point in time, kept as a backup of its target. */
 export const backupTypes = ['manual', 'scheduled', 'pitr'] as const;
@@ -14,6 +18,21 @@ export const compressionSchema = z.enum(compressions);
 export const backupTypeSchema = z.enum(backupTypes);
 
 export type BackupFormat = z.infer<typeof backupFormatSchema>;
+
+/** Parallel jobs of a directory-format pg_dump (each one a connection to the server). */
+export const MAX_DUMP_JOBS = 32;
+export const dumpJobsSchema = z.number().int().min(1).max(MAX_DUMP_JOBS);
+
+/** What a directory-format backup records about the dump its tar holds. */
+export const directoryDumpSchema = z.strictObject({
+  /** pg_dump's --jobs. */
+  jobs: dumpJobsSchema,
+  /** Files in the dump's directory (toc.dat and one per table's data, large objects). */
+  files: z.number().int().min(1).max(10_000_000),
+  /** Their bytes, uncompressed: the scratch space a restore extracts them into. */
+  bytes: z.number().int().nonnegative(),
+});
+export type DirectoryDump = z.infer<typeof directoryDumpSchema>;
 export type Compression = z.infer<typeof compressionSchema>;
 export type BackupType = z.infer<typeof backupTypeSchema>;
 
@@ -77,6 +96,8 @@ export const manifestObjectSchema = z.object({
   status: z.literal('completed'),
   format: backupFormatSchema,
   compression: compressionSchema,
+  /** Present exactly when `format` is `directory`. */
+  directory: directoryDumpSchema.optional(),
   // The same rules the API applies to the tables it is asked for: a table restore drops these.
   tables: z.array(qualifiedTableNameSchema).min(1).max(MAX_BACKUP_TABLES).nullable(),
   database: databaseNameSchema,
@@ -131,6 +152,10 @@ export const manifestSchema = manifestObjectSchema
       path: ['filename'],
     },
   )
+  .refine((manifest) => (manifest.format === 'directory') === (manifest.directory !== undefined), {
+    message: 'is required with format directory and not allowed with any other',
+    path: ['directory'],
+  })
   .refine(
     (manifest) =>
       manifest.tables === null || new Set(manifest.tables).size === manifest.tables.length,
@@ -223,8 +248,15 @@ export function newestFirst(a: Dated, b: Dated): number {
   return Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.id.localeCompare(a.id);
 }
 
+const artifactBase: Record<BackupFormat, string> = {
+  custom: 'dump',
+  plain: 'sql',
+  // One tar of pg_dump's directory.
+  directory: 'dir.tar',
+};
+
 export function artifactExtension(format: BackupFormat, compression: Compression): string {
-  const base = format === 'custom' ? 'dump' : 'sql';
+  const base = artifactBase[format];
   if (compression === 'zstd') return `${base}.zst`;
   if (compression === 'gzip') return `${base}.gz`;
   return base;
@@ -240,11 +272,11 @@ export function artifactFilename(
 }
 
 /**
- * `backup-<id>.<dump|sql>[.zst|.gz][.enc]`: the id, if `name` is an artifact pgkeep names (its
+ * `backup-<id>.<dump|sql|dir.tar>[.zst|.gz][.enc]`: the id, if `name` is an artifact pgkeep names (its
  * ids carry a random suffix; the panel's old `backup-<timestamp>.sql` files do not match).
  */
 export function artifactIdOf(name: string): string | undefined {
-  const match = /^backup-(.+Z-[0-9a-f]{12})\.(dump|sql)(\.zst|\.gz)?(\.enc)?$/.exec(name);
+  const match = /^backup-(.+Z-[0-9a-f]{12})\.(dump|sql|dir\.tar)(\.zst|\.gz)?(\.enc)?$/.exec(name);
   return match?.[1];
 }
 

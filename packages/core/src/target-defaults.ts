@@ -57,6 +57,7 @@ export function targetDefaultsFromConfig(config: Config): TargetDefaults {
     encryption: encryptionConfigured(config),
     restoreEnabled: config.RESTORE_ENABLED,
     format: config.BACKUP_FORMAT,
+    dumpJobs: config.BACKUP_DUMP_JOBS ?? null,
     compression: config.BACKUP_COMPRESSION,
     verifyRestore: config.VERIFY_RESTORE,
     tables: { include: null, exclude: [] },

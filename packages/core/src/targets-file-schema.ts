@@ -1,7 +1,12 @@
 import picomatch from 'picomatch';
 import { z } from 'zod';
 import { isValidCron, timeZoneSchema } from './config.js';
-import { backupFormatSchema, compressionSchema, destinationNameRegex } from './manifest.js';
+import {
+  backupFormatSchema,
+  compressionSchema,
+  destinationNameRegex,
+  MAX_DUMP_JOBS,
+} from './manifest.js';
 import { databaseNameSchema } from './names.js';
 import { MAX_TABLES, tableListSchema, tableNameSchema } from './tables.js';
 import type { FileIssues, FilePath } from './targets-document.js';
@@ -136,6 +141,8 @@ export const targetEntrySchema = z.strictObject({
   encryption: fileBoolean.optional(),
   restore: fileBoolean.optional(),
   format: backupFormatSchema.optional(),
+  /** pg_dump --jobs of a directory-format backup. */
+  jobs: fileInt(1, MAX_DUMP_JOBS).optional(),
   compression: compressionSchema.optional(),
   verifyRestore: fileBoolean.optional(),
   tables: z

@@ -209,6 +209,10 @@ function resolveTarget(
       'is true but neither BACKUP_ENCRYPTION_KEY nor BACKUP_ENCRYPTION_PASSPHRASE is set',
     );
   }
+  const format = entry.format ?? defaults.format;
+  if (entry.jobs !== undefined && format !== 'directory') {
+    issue(['jobs'], `goes with format: directory (this target's format is ${format})`);
+  }
   const tables = entry.tables ?? {};
   if (tables.include !== undefined && (tables.exclude?.length ?? 0) > 0) {
     issue(['tables'], 'give include or exclude, not both');
@@ -225,7 +229,8 @@ function resolveTarget(
     destinations: entry.destinations ?? defaults.destinations,
     encryption: entry.encryption ?? defaults.encryption,
     restoreEnabled: entry.restore ?? defaults.restoreEnabled,
-    format: entry.format ?? defaults.format,
+    format,
+    dumpJobs: entry.jobs ?? defaults.dumpJobs,
     compression: entry.compression ?? defaults.compression,
     verifyRestore: entry.verifyRestore ?? defaults.verifyRestore,
     tables: { include: tables.include ?? null, exclude: tables.exclude ?? [] },

@@ -136,6 +136,7 @@ describe('loadTargets with DATABASE_URL alone', () => {
         encryption: false,
         restoreEnabled: true,
         format: 'custom',
+        dumpJobs: null,
         compression: 'zstd',
         verifyRestore: false,
         tables: { include: null, exclude: [] },
@@ -252,6 +253,7 @@ describe('parseTargetsFile', () => {
       encryption: true,
       restoreEnabled: false,
       format: 'plain',
+      dumpJobs: null,
       compression: 'gzip',
       verifyRestore: true,
       tables: { include: ['User', 'public.Message'], exclude: [] },
@@ -273,6 +275,7 @@ describe('parseTargetsFile', () => {
       encryption: true,
       restoreEnabled: true,
       format: 'custom',
+      dumpJobs: null,
       compression: 'zstd',
       verifyRestore: false,
       tables: { include: null, exclude: ['audit_log'] },
@@ -589,11 +592,26 @@ targets:
       'targets.panel.tables.include[0]: must be a table name',
     ],
     ['    format: tar', 'targets.panel.format:'],
+    ['    format: directory\n    jobs: 0', 'targets.panel.jobs:'],
+    ['    format: directory\n    jobs: 33', 'targets.panel.jobs:'],
+    ['    format: directory\n    jobs: many', 'targets.panel.jobs:'],
+    [
+      '    jobs: 4',
+      "targets.panel.jobs: goes with format: directory (this target's format is custom)",
+    ],
     ['    encryption: maybe', 'targets.panel.encryption:'],
   ])('refuses %j, naming %j', (lines, expected) => {
     const found = yamlIssues(oneTarget(lines));
     expect(found).toHaveLength(1);
     expect(found[0]).toContain(`targets file: ${expected}`);
+  });
+
+  it("takes a directory-format target's jobs from the file, else from BACKUP_DUMP_JOBS", () => {
+    const own = parseYaml(oneTarget('    format: directory\n    jobs: "6"'));
+    expect(target(own, 'panel')).toMatchObject({ format: 'directory', dumpJobs: 6 });
+    const fromEnv = parseYaml(oneTarget('    format: directory'), { BACKUP_DUMP_JOBS: '3' });
+    expect(target(fromEnv, 'panel')).toMatchObject({ format: 'directory', dumpJobs: 3 });
+    expect(target(parseYaml(oneTarget('')), 'panel').dumpJobs).toBeNull();
   });
 
   it('refuses encryption: true when no key or passphrase is configured', () => {

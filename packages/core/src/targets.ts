@@ -62,6 +62,8 @@ export interface TargetSettings {
   encryption: boolean;
   restoreEnabled: boolean;
   format: BackupFormat;
+  /** pg_dump --jobs of a directory-format backup; null: the worker's default. */
+  dumpJobs: number | null;
   compression: Compression;
   verifyRestore: boolean;
   tables: { include: string[] | null; exclude: string[] };

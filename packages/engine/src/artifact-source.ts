@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { type Duplex, type Readable, Transform, Writable } from 'node:stream';
+import { mkdir, rm } from 'node:fs/promises';
+import { type Duplex, PassThrough, type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AppError,
   type BackupManifest,
   type Compression,
+  type DirectoryDump,
   isStorageFull,
   type JobProgress,
   storageFullError,
@@ -15,15 +16,18 @@ import {
 import { lockResources, startChild } from '@pgkeep/pg';
 import type { Destination } from '@pgkeep/storage';
 import { decompressionStage } from './compression.js';
+import { dumpDirectoryExtractor } from './directory-archive.js';
 import type { EngineContext } from './engine-context.js';
+import { feedWhileRead } from './feed-while-read.js';
 import { assertRoom, scratchSpaceNeeded } from './free-space.js';
 
 type Progress = (progress: JobProgress) => void;
 
 /**
- * A backup's pg_dump output as a local file that has passed every check: the sha256 of the
- * stored bytes matches the manifest and, when encrypted, every chunk authenticated. Nothing
- * reads it before that. `compression` says whether it still needs decompressing.
+ * A backup's pg_dump output as a local file (a directory-format dump: a directory) that has
+ * passed every check: the sha256 of the stored bytes matches the manifest and, when encrypted,
+ * every chunk authenticated. Nothing reads it before that. `compression` says whether it still
+ * needs decompressing.
  */
 export interface PreparedArtifact {
   file: string;
@@ -177,6 +181,51 @@ async function streamCopy(
 }
 
 /**
+ * A directory-format backup's copy, extracted into the directory `scratch` as it streams by:
+ * decryption, decompression and tar's reading (directory-archive.ts, strict about what it
+ * writes) all in one pass. Every byte of the copy is hashed even when the extraction stops
+ * early, so that a changed copy is reported as such, before whatever it made a stage fail.
+ */
+async function extractDirectoryCopy(
+  engine: EngineContext,
+  manifest: BackupManifest,
+  expected: DirectoryDump,
+  destination: Destination,
+  scratch: string,
+  options: PrepareOptions,
+): Promise<void> {
+  // Opened first: a copy that is missing starts no decompressor.
+  const copy = await destination.openArtifact(manifest.filename);
+  await mkdir(scratch, { mode: 0o700 }).catch((error: unknown) => {
+    copy.destroy();
+    throw error;
+  });
+  const { tap, result } = progressTap(manifest, options.onProgress);
+  const input = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const stages: [Readable, ...Duplex[]] = [input];
+  if (manifest.encryption) stages.push(engine.keyRing.decryptStream(manifest.encryption.keyId));
+  const decompress = decompressionStage(manifest.compression, options.signal);
+  stages.push(decompress.stream);
+  const extractor = dumpDirectoryExtractor(scratch, expected);
+  const signalOption = options.signal ? { signal: options.signal } : {};
+  const [fed, extracted] = await Promise.allSettled([
+    pipeline([copy, tap, feedWhileRead(input)], signalOption),
+    Promise.all([pipeline([...stages, extractor.sink], signalOption), decompress.done]),
+  ]);
+  if (fed.status === 'rejected') throw fed.reason;
+  assertMatches(manifest, destination.name, result());
+  if (extracted.status === 'rejected') {
+    const error: unknown = extracted.reason;
+    if (isStorageFull(error) || error instanceof AppError) throw error;
+    throw new AppError(
+      'PG_RESTORE_FAILED',
+      `the copy of backup ${manifest.id} in ${destination.name} could not be extracted: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
  * The first copy that passes every check, local first. A copy that is missing, differs from
  * the manifest, fails decryption or cannot be read is reported and the next one is tried; with
  * no good copy left, the first copy's error is the job's.
@@ -200,6 +249,7 @@ export async function prepareArtifact(
     const inPlace =
       destination === local &&
       !manifest.encryption &&
+      manifest.format !== 'directory' &&
       (!options.decompress || manifest.compression === 'none');
     try {
       if (inPlace && local) {
@@ -256,7 +306,8 @@ async function intoScratch(
   });
   const scratch = engine.storage.scratchPath(manifest, 'restore');
   const cleanup = async () => {
-    await rm(scratch, { force: true });
+    // Recursive: a directory-format dump is extracted into a directory.
+    await rm(scratch, { force: true, recursive: true });
     await writeLock.release();
   };
   // The scratch file is in BACKUP_DIR: refused now when it surely cannot fit there.
@@ -269,7 +320,16 @@ async function intoScratch(
       await engine.storage.freeBytes(),
     );
     const local = engine.storage.local;
-    if (
+    if (manifest.directory) {
+      await extractDirectoryCopy(
+        engine,
+        manifest,
+        manifest.directory,
+        destination,
+        scratch,
+        options,
+      );
+    } else if (
       destination === local &&
       !manifest.encryption &&
       options.decompress &&
@@ -285,7 +345,7 @@ async function intoScratch(
   }
   return {
     file: scratch,
-    compression: options.decompress ? 'none' : manifest.compression,
+    compression: options.decompress || manifest.directory ? 'none' : manifest.compression,
     destination: destination.name,
     cleanup,
   };

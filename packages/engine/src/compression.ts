@@ -15,8 +15,9 @@ function zstdFrom(
   level: number,
   signal: AbortSignal | undefined,
   into?: number,
+  threads = 0,
 ): RunningChild {
-  const zstd = startChild('zstd', [`-${level}`, '-T0', '-q', '-c'], {
+  const zstd = startChild('zstd', [`-${level}`, `-T${threads}`, '-q', '-c'], {
     env: { PATH: process.env.PATH },
     signal,
     stdin: input,
@@ -36,8 +37,10 @@ export function zstdReading(
   input: Readable,
   level: number,
   signal: AbortSignal | undefined,
+  /** zstd -T: 0 is one thread per core. */
+  threads = 0,
 ): { output: Readable; done: Promise<void> } {
-  const zstd = zstdFrom(input, level, signal);
+  const zstd = zstdFrom(input, level, signal, undefined, threads);
   const { stdout } = zstd.child;
   if (!stdout) throw new Error('zstd was started without a stdout pipe');
   return { output: stdout, done: zstd.done };
@@ -76,8 +79,12 @@ export function compressionStage(
   compression: Compression,
   levels: { zstd: number; gzip: number },
   signal?: AbortSignal,
+  /** zstd -T: 0 is one thread per core. */
+  threads = 0,
 ): CompressionStage {
-  if (compression === 'zstd') return zstdStage([`-${levels.zstd}`, '-T0', '-q', '-c'], signal);
+  if (compression === 'zstd') {
+    return zstdStage([`-${levels.zstd}`, `-T${threads}`, '-q', '-c'], signal);
+  }
   if (compression === 'gzip') {
     return { stream: createGzip({ level: levels.gzip }), done: Promise.resolve() };
   }

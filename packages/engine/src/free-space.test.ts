@@ -1,6 +1,12 @@
 import type { BackupManifest } from '@pgkeep/core';
 import { describe, expect, it } from 'vitest';
-import { assertRoom, backupSpaceNeeded, previousOfKind, scratchSpaceNeeded } from './free-space.js';
+import {
+  assertRoom,
+  backupSpaceNeeded,
+  directoryScratchNeeded,
+  previousOfKind,
+  scratchSpaceNeeded,
+} from './free-space.js';
 
 let counter = 0;
 
@@ -97,6 +103,24 @@ describe('scratchSpaceNeeded', () => {
     expect(scratchSpaceNeeded(backup('2026-01-01T00:00:00.000Z', { size: 500 }), false)).toBe(500);
     const plain = backup('2026-01-01T00:00:00.000Z', { size: 500, compression: 'none' });
     expect(scratchSpaceNeeded(plain, true)).toBe(500);
+  });
+});
+
+describe('directory-format dumps', () => {
+  it('need the uncompressed dump in scratch: as the previous recorded it, else half the estimate', () => {
+    const directory = { jobs: 2, files: 9, bytes: 30_000_000 };
+    expect(directoryScratchNeeded(50_000_000, { directory })).toBe(30_000_000);
+    expect(directoryScratchNeeded(10_000_000, { directory })).toBe(10_000_000);
+    expect(directoryScratchNeeded(50_000_000, undefined)).toBe(25_000_000);
+  });
+
+  it('restore into exactly the bytes their manifest records, whatever the artifact weighs', () => {
+    const manifest = backup('2026-01-01T00:00:00.000Z', {
+      size: 500,
+      format: 'directory',
+      directory: { jobs: 2, files: 3, bytes: 7_000 },
+    });
+    expect(scratchSpaceNeeded(manifest, true)).toBe(7_000);
   });
 });
 

@@ -73,11 +73,26 @@ export function backupSpaceNeeded(
 }
 
 /**
+ * Bytes the scratch directory of a directory-format dump will surely need: pg_dump's
+ * uncompressed output, whole on disk before its artifact is written. The previous dump of its
+ * kind recorded its size (never more than the database's estimate), else half the estimate.
+ */
+export function directoryScratchNeeded(
+  estimate: number,
+  previous: Pick<BackupManifest, 'directory'> | undefined,
+): number {
+  if (previous?.directory) return Math.min(previous.directory.bytes, estimate);
+  return Math.floor(estimate / FIRST_BACKUP_SHRINK.none);
+}
+
+/**
  * Bytes the scratch copy of a restore or verify will surely need: the artifact's size, twice
  * that when it is decompressed on the way. (The decompressed size is known only once
  * decompressed; the manifest records the stored bytes.)
  */
 export function scratchSpaceNeeded(manifest: BackupManifest, decompress: boolean): number {
+  // A directory-format dump is extracted whole: its manifest records those bytes exactly.
+  if (manifest.directory) return manifest.directory.bytes;
   return decompress && manifest.compression !== 'none'
     ? manifest.size * MIN_DECOMPRESSION_RATIO
     : manifest.size;

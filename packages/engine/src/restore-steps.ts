@@ -63,7 +63,8 @@ export interface LoadOptions {
 }
 
 /**
- * Loads a backup into `database`: custom archives with `pg_restore -j --exit-on-error`, plain
+ * Loads a backup into `database`: custom archives and directory-format dumps with
+ * `pg_restore -j --exit-on-error`, plain
  * SQL with `psql --single-transaction -v ON_ERROR_STOP=1`. Any error stops it.
  */
 export async function restoreIntoDatabase(
@@ -73,7 +74,8 @@ export async function restoreIntoDatabase(
   database: PgTarget,
   { onProgress, signal, settings }: LoadOptions = {},
 ): Promise<void> {
-  if (manifest.format === 'custom') {
+  // A custom archive file, or a directory-format dump's extracted directory: pg_restore -j.
+  if (manifest.format !== 'plain') {
     onProgress?.({ phase: 'restoring', percent: 0 });
     if (artifact.compression !== 'none') {
       throw new Error('pg_restore -j needs the archive decompressed first');

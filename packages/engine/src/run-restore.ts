@@ -171,9 +171,9 @@ async function restoreTables(
     yield* dump;
   };
   let feeding: Promise<unknown>;
-  if (manifest.format === 'custom') {
-    // The archive (decompressed: pg_restore reads the file itself, to its last byte) as SQL,
-    // fed to the same transaction.
+  if (manifest.format !== 'plain') {
+    // The archive (decompressed: pg_restore reads the file, or the extracted directory, itself,
+    // to its last byte) as SQL, fed to the same transaction.
     const dump = startPgRestoreToScript(into, { clean: false, signal, file: artifact.file });
     const { stdout: sqlOut } = dump.child;
     if (!sqlOut) throw new Error('pg_restore was started without a stdout pipe');

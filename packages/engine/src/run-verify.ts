@@ -44,8 +44,9 @@ async function readWholeArchive(
   artifact: PreparedArtifact,
   signal: AbortSignal | undefined,
 ) {
-  if (manifest.format === 'custom' && artifact.compression === 'none') {
-    // A plain archive file: pg_restore reads it itself (through a pipe, it may stop before the
+  if (manifest.format !== 'plain' && artifact.compression === 'none') {
+    // A plain archive file, or a directory-format dump's extracted directory (whose every data
+    // file pg_restore reads): pg_restore reads it itself (through a pipe, it may stop before the
     // archive's last bytes and leave the writer with a broken pipe).
     await runChild('pg_restore', ['--file=/dev/null', artifact.file], {
       env: { PATH: process.env.PATH },
@@ -215,9 +216,11 @@ export async function runVerify(
         });
         await readWholeArchive(verified, artifact, run.signal);
         const how =
-          verified.format === 'custom'
-            ? 'pg_restore read every entry'
-            : 'the SQL decompressed completely';
+          verified.format === 'plain'
+            ? 'the SQL decompressed completely'
+            : verified.format === 'directory'
+              ? 'the tar extracted as recorded; pg_restore read every entry'
+              : 'pg_restore read every entry';
         return verified.encryption
           ? `${artifact.destination}: every chunk authenticated; ${how}`
           : `${artifact.destination}: ${how}`;

@@ -25,6 +25,26 @@ describe('pgDumpArgs', () => {
     expect(args).not.toContain('--compress=0');
   });
 
+  it('dumps the directory format in parallel into the directory it is given', () => {
+    const args = pgDumpArgs({
+      format: 'directory',
+      tables: null,
+      directory: '/backups/backup-x.dump-1234.partial',
+      jobs: 6,
+      snapshot: '00000003-0000001B-1',
+    });
+    expect(args).toEqual(
+      expect.arrayContaining([
+        '--format=directory',
+        '--compress=0',
+        '--jobs=6',
+        '--file=/backups/backup-x.dump-1234.partial',
+        '--snapshot=00000003-0000001B-1',
+      ]),
+    );
+    expect(() => pgDumpArgs({ format: 'directory', tables: null, jobs: 2 })).toThrow(/directory/);
+  });
+
   it('asks for strict names and one exact --table per table', () => {
     const tables = ['User', 'WhatsappMessage', 'audit.Log'].map((name) => parseTableName(name));
     const args = pgDumpArgs({ format: 'custom', tables });

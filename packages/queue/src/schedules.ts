@@ -57,10 +57,14 @@ export function scheduleTemplate(
   const requestedBy = 'scheduler';
   // A target's own settings; without one, the environment's (the target `default`).
   const targetName = target ? { targetName: target.name } : {};
+  const format = target?.format ?? config.BACKUP_FORMAT;
+  const dumpJobs = target ? target.dumpJobs : (config.BACKUP_DUMP_JOBS ?? null);
   const data: Record<ScheduleName, Record<string, unknown>> = {
     backup: {
       tables: target?.tables.include ?? null,
-      format: target?.format ?? config.BACKUP_FORMAT,
+      format,
+      // Only when set: a template without it stays the same as before directory dumps existed.
+      ...(format === 'directory' && dumpJobs !== null ? { jobs: dumpJobs } : {}),
       compression: target?.compression ?? config.BACKUP_COMPRESSION,
       label: null,
       type: 'scheduled',

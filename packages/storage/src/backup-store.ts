@@ -81,6 +81,11 @@ export class BackupStore {
     return this.catalog.scratchPath(manifest, purpose);
   }
 
+  /** A scratch file or directory in BACKUP_DIR for a backup being made, swept the same way. */
+  scratchPathOf(id: string, purpose: string): string {
+    return this.catalog.scratchPathOf(id, purpose);
+  }
+
   destination(name: string): Destination | undefined {
     return this.destinations.find((destination) => destination.name === name);
   }

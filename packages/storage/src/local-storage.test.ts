@@ -361,6 +361,18 @@ describe('LocalStorage.sweepLeftovers', () => {
     expect(await fs.readFile(path.join(dir, complete.filename), 'utf8')).toBe('ok');
   });
 
+  it("removes a directory-format dump's scratch directory, files and all", async () => {
+    const scratch = path.join(dir, `backup-${idC}.dump-0a1b2c3d.partial`);
+    await fs.mkdir(scratch);
+    await fs.writeFile(path.join(scratch, 'toc.dat'), 'toc');
+    await fs.writeFile(path.join(scratch, '3456.dat'), 'rows');
+    const orphan = artifactFilename(idB, 'directory', 'zstd', true);
+    await fs.writeFile(path.join(dir, orphan), 'tar');
+    const removed = await storage.sweepLeftovers();
+    expect(removed.sort()).toEqual([orphan, path.basename(scratch)].sort());
+    expect(await files()).toEqual([]);
+  });
+
   it("never touches the panel's old backups, which have no manifest", async () => {
     const legacy = ['backup-2026-01-22T16-30-00-000Z.sql', 'backup-2025-12-01T02-00-00-000Z.sql'];
     for (const name of legacy) await fs.writeFile(path.join(dir, name), 'panel dump');

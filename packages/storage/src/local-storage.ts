@@ -263,8 +263,14 @@ export class LocalStorage implements Destination {
    * so that the leftover sweep removes it if the worker dies while it exists.
    */
   scratchPath(manifest: BackupManifest, purpose: string): string {
+    return this.scratchPathOf(manifest.id, purpose);
+  }
+
+  /** As scratchPath, for a backup being made (no manifest yet); a file or a directory. */
+  scratchPathOf(id: string, purpose: string): string {
+    if (!isBackupId(id)) throw new AppError('INVALID_BACKUP_ID', 'invalid backup id');
     return this.pathOf(
-      `backup-${manifest.id}.${purpose}-${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`,
+      `backup-${id}.${purpose}-${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`,
     );
   }
 
@@ -348,7 +354,8 @@ export class LocalStorage implements Destination {
   }
 
   /**
-   * Removes what an interrupted backup of pgkeep's own left: `.partial` files, and artifacts
+   * Removes what an interrupted backup of pgkeep's own left: `.partial` files and directories
+   * (scratch copies, directory-format dumps), and artifacts
    * named with a pgkeep id (which carries a random suffix) that have no manifest. Anything else
    * in the directory, the panel's old `backup-<timestamp>.sql` files included, is never touched.
    * Only call this while no backup can be writing (the storage-write lock held exclusively).
@@ -364,7 +371,8 @@ export class LocalStorage implements Destination {
       const id = artifactIdOf(name);
       const orphan = id !== undefined && isBackupId(id) && !manifests.has(manifestFilename(id));
       if (partial || orphan) {
-        await fs.rm(this.pathOf(name), { force: true });
+        // Recursive: a directory-format dump's scratch directory is a `.partial` too.
+        await fs.rm(this.pathOf(name), { force: true, recursive: true });
         removed.push(name);
       }
     }

@@ -31,11 +31,19 @@ export async function enqueueBackup(
   body: {
     tables?: string[] | undefined;
     format?: BackupFormat | undefined;
+    jobs?: number | undefined;
     compression?: Compression | undefined;
     label?: string | undefined;
   },
 ): Promise<string> {
   const settings = services.target.info.settings;
+  const format = body.format ?? settings.format;
+  if (body.jobs !== undefined && format !== 'directory') {
+    throw new AppError(
+      'VALIDATION_ERROR',
+      `jobs goes with format directory (this target's format is ${format}): send "format": "directory"`,
+    );
+  }
   const tables = body.tables ?? settings.tables.include;
   if (body.tables) {
     // Checked up front so the admin hears of a typo at once; the worker checks again with
@@ -55,7 +63,8 @@ export async function enqueueBackup(
   }
   return enqueue(services.queues, services.config, 'backup', {
     tables,
-    format: body.format ?? settings.format,
+    format,
+    jobs: format === 'directory' ? (body.jobs ?? settings.dumpJobs) : null,
     compression: body.compression ?? settings.compression,
     label: body.label ?? null,
     type: 'manual',

@@ -262,6 +262,7 @@ export async function runPitrRestore(
       {
         tables: null,
         format: 'custom',
+        jobs: null,
         compression: 'zstd',
         label: `pitr ${payload.pointInTime}`,
         type: 'pitr',
