@@ -12,4 +12,5 @@ export * from './restore-steps.js';
 export * from './run-backup.js';
 export * from './run-restore.js';
 export * from './run-verify.js';
+export * from './scratch-sweep.js';
 export * from './target-registry.js';

@@ -1,41 +1,28 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
-import {
-  AppError,
-  type BackupManifest,
-  type JobPayload,
-  type JobResult,
-  parseTableName,
-} from '@pgkeep/core';
+import { AppError, type BackupManifest, type JobPayload, type JobResult } from '@pgkeep/core';
 import {
   clientConfig,
   createRestoreDatabase,
   databaseExists,
   dropDatabaseForce,
-  listScratchDatabases,
   lockResources,
   scratchDatabaseName,
-  startPgRestoreToScript,
-  startPsqlScript,
   swapDatabases,
-  tableRestoreScript,
   withDatabase,
 } from '@pgkeep/pg';
 import pg from 'pg';
 import { type PreparedArtifact, prepareArtifact } from './artifact-source.js';
-import { destructiveSlots, releaseAll, serverSlots, tryAcquireAll } from './caps.js';
-import { decompressionStage } from './compression.js';
+import { destructiveSlots, serverSlots } from './caps.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
 import { temporaryDatabaseLoadSettings } from './load-settings.js';
 import {
   assertPgRestoreCanRead,
-  awaitPsql,
   compareRowCounts,
   restoreIntoDatabase,
   throwIfAborted,
 } from './restore-steps.js';
+import { restoreTables } from './restore-tables.js';
 import { assertRestoreStillWanted } from './restore-window.js';
 
 /** `<db>_pre_restore_<when>_<rand>`, cut to PostgreSQL's 63-byte limit on the db side. */
@@ -134,64 +121,6 @@ async function restoreDatabase(
   } finally {
     await admin.end().catch(() => {});
   }
-}
-
-/**
- * Table restore, in the target itself and in one transaction: drop the backup's tables, load
- * them, check their row counts. A table that other tables reference through foreign keys
- * cannot be dropped, so that restore fails with PostgreSQL's reason and changes nothing.
- */
-async function restoreTables(
-  engine: EngineContext,
-  manifest: BackupManifest,
-  artifact: PreparedArtifact,
-  target: string,
-  run: RunContext,
-  signal: AbortSignal,
-) {
-  const script = tableRestoreScript(
-    (manifest.tables ?? []).map((key) => ({
-      ...parseTableName(key),
-      rows: manifest.rowCounts[key] ?? null,
-    })),
-  );
-  const into = withDatabase(engine.target, target);
-  const psql = startPsqlScript(into, {
-    variables: script.variables,
-    after: [script.check],
-    signal,
-  });
-  const { stdin } = psql.child;
-  if (!stdin) throw new Error('psql was started without stdin');
-  run.onProgress?.({ phase: 'restoring', percent: null });
-  const started = Date.now();
-  // The drops go first, on the same stdin as the dump: psql fills in the variables there.
-  const withPrelude = async function* (dump: AsyncIterable<Buffer>) {
-    yield Buffer.from(script.prelude);
-    yield* dump;
-  };
-  let feeding: Promise<unknown>;
-  if (manifest.format !== 'plain') {
-    // The archive (decompressed: pg_restore reads the file, or the extracted directory, itself,
-    // to its last byte) as SQL, fed to the same transaction.
-    const dump = startPgRestoreToScript(into, { clean: false, signal, file: artifact.file });
-    const { stdout: sqlOut } = dump.child;
-    if (!sqlOut) throw new Error('pg_restore was started without a stdout pipe');
-    feeding = Promise.all([pipeline(sqlOut, withPrelude, stdin, { signal }), dump.done]);
-  } else {
-    const stage = decompressionStage(artifact.compression, signal);
-    const source = createReadStream(artifact.file);
-    feeding = Promise.all([
-      pipeline(source, stage.stream, withPrelude, stdin, { signal }),
-      stage.done,
-    ]);
-  }
-  await awaitPsql(psql, feeding, signal);
-  return {
-    previousDatabase: null,
-    downtimeMs: Date.now() - started,
-    rowCounts: manifest.rowCounts,
-  };
 }
 
 export async function runRestore(
@@ -294,42 +223,4 @@ export async function runRestore(
   } finally {
     await held.releaseAll();
   }
-}
-
-/**
- * Drops scratch databases left by restores and verifies whose worker died, but only those of
- * this deployment, and only while none can be in use: no restore runs (the destructive lock is
- * free) and no verify holds a scratch database (the verify-scratch lock is free).
- */
-export async function dropAbandonedScratchDatabases(
-  engine: Pick<EngineContext, 'config' | 'locks' | 'logger' | 'maintenance'>,
-): Promise<string[]> {
-  const dropped: string[] = [];
-  const kinds = [
-    { kind: 'restore', resources: destructiveSlots(engine.config) },
-    { kind: 'verify', resources: [lockResources.verifyScratch as string] },
-  ] as const satisfies readonly { kind: string; resources: string[] }[];
-  for (const { kind, resources } of kinds) {
-    const locks = await tryAcquireAll(engine.locks, resources);
-    if (!locks) continue;
-    try {
-      const admin = await maintenanceClient(engine);
-      try {
-        for (const name of await listScratchDatabases(admin, kind, engine.config.LOCK_NAMESPACE)) {
-          await dropDatabaseForce(admin, name);
-          dropped.push(name);
-        }
-      } finally {
-        await admin.end().catch(() => {});
-      }
-    } finally {
-      await releaseAll(locks);
-    }
-  }
-  if (dropped.length > 0)
-    engine.logger.info(
-      { dropped },
-      'dropped scratch databases of unfinished restores and verifies',
-    );
-  return dropped;
 }
