@@ -162,6 +162,14 @@ export function restoreTables(section: RestoreSection, checks: TargetCheck[]): s
     ok: ratio <= 1.15,
     miss: `${pct(ratio / 1.15 - 1)} over`,
   });
+  const toFile = p / medianMs(rawFile);
+  checks.push({
+    section: 'restore',
+    target: 'pgkeep ≤ 1.0 × `zstd -d -o f && pg_restore -j 2 f` of the same artifact',
+    measured: x(toFile),
+    ok: toFile <= 1.0,
+    miss: `${pct(toFile - 1)} over`,
+  });
   return [
     metaLine(section),
     '',
