@@ -8,6 +8,7 @@ import {
   manifestFilename,
   newBackupId,
 } from '@pgkeep/core';
+import { scratchDatabasePrefix } from '@pgkeep/pg';
 import { enqueue } from '@pgkeep/queue';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -89,19 +90,22 @@ async function openPreviousDatabase(name: string): Promise<string> {
   return databaseUrl(name);
 }
 
+/** This deployment's scratch databases (the server is shared with other files' restores). */
 async function temporaryDatabases(): Promise<string[]> {
+  const namespace = env.env.LOCK_NAMESPACE ?? env.name;
   return withClient(env.serverUrl, async (client) => {
     const { rows } = await client.query<{ datname: string }>(
       `SELECT datname FROM pg_database
-       WHERE datname LIKE 'pgkeep\\_restore\\_%' OR datname LIKE 'pgkeep\\_verify\\_%' ORDER BY 1`,
+       WHERE starts_with(datname, $1) OR starts_with(datname, $2) ORDER BY 1`,
+      [scratchDatabasePrefix('restore', namespace), scratchDatabasePrefix('verify', namespace)],
     );
     return rows.map((row) => row.datname);
   });
 }
 
 /**
- * No temporary restore (or verify scratch) database is left. Bounded poll: the server is shared
- * with the integration file running beside this one, whose own restores may hold one a moment.
+ * No temporary restore (or verify scratch) database of this deployment is left. Bounded poll:
+ * a failed restore's drop may still be under way when its job reports the failure.
  */
 async function expectNoTemporaryDatabase(): Promise<void> {
   await vi.waitFor(async () => expect(await temporaryDatabases()).toEqual([]), {

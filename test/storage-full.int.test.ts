@@ -4,6 +4,7 @@ import { watch } from 'node:fs';
 import { appendFile, mkdtemp, readdir, readFile, rm, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { scratchDatabasePrefix } from '@pgkeep/pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   adminHeaders,
@@ -235,9 +236,10 @@ describe.skipIf(skipReason !== null)('a full backup directory', () => {
       postJob(api, `/api/backup/${first.id}/restore`, { target: target(), confirm: target() });
     const databasesLeft = () =>
       withClient(env.serverUrl, async (client) => {
+        // This deployment's temporary databases: other files restore on the same server.
         const { rows } = await client.query<{ datname: string }>(
-          "SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE 'pgkeep\\_restore\\_%'",
-          [target()],
+          'SELECT datname FROM pg_database WHERE datname = $1 OR starts_with(datname, $2)',
+          [target(), scratchDatabasePrefix('restore', env.env.LOCK_NAMESPACE ?? env.name)],
         );
         return rows.map((row) => row.datname);
       });
