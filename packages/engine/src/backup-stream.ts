@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { type Duplex, PassThrough, type Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { type Duplex, type Readable, Transform } from 'node:stream';
 import {
   AppError,
   isStorageFull,
@@ -20,7 +19,7 @@ import {
 import type { KeyRing, WrittenCopies } from '@pgkeep/storage';
 import type pg from 'pg';
 import type { BackupSnapshot } from './backup-snapshot.js';
-import { compressionStage, zstdIntoFile, zstdReading } from './compression.js';
+import { compressionStage, joinStages, zstdIntoFile, zstdReading } from './compression.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { assertRoom, backupSpaceNeeded, previousOfKind } from './free-space.js';
 import { pgDumpError } from './pg-dump-error.js';
@@ -258,14 +257,7 @@ function dataPath(job: StreamJob, started: StartedDump, progress: DumpProgress):
   const counting = counter ? null : countRows(job.client, started.counted);
   counting?.catch(() => {});
 
-  let source: Readable | null = null;
-  if (stages && stages.length === 1 && !encryption) {
-    source = stages[0];
-  } else if (stages) {
-    const tail: Duplex = encryption ? encryption.stream : new PassThrough();
-    pipeline([...stages, tail]).catch((error: unknown) => tail.destroy(error as Error));
-    source = tail;
-  }
+  const source = stages ? joinStages(stages, encryption) : null;
   return {
     source,
     intoFile: (fd) => {
@@ -350,7 +342,7 @@ async function writeFailure(
 }
 
 /** Bytes a live process has written so far (Linux: /proc/<pid>/io), if it can be read. */
-export async function bytesWrittenBy(pid: number | undefined): Promise<number | undefined> {
+async function bytesWrittenBy(pid: number | undefined): Promise<number | undefined> {
   if (pid === undefined) return undefined;
   try {
     const io = await readFile(`/proc/${pid}/io`, 'utf8');

@@ -1,4 +1,5 @@
 import { Duplex, PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Compression } from '@pgkeep/core';
 import { type RunningChild, startChild } from '@pgkeep/pg';
@@ -99,4 +100,18 @@ export function decompressionStage(
   if (compression === 'zstd') return zstdStage(['-d', '-c', '-q'], signal);
   if (compression === 'gzip') return { stream: createGunzip(), done: Promise.resolve() };
   return { stream: new PassThrough(), done: Promise.resolve() };
+}
+
+/**
+ * The stages of a backup joined into the one stream every destination reads, encryption (when
+ * on) last so that each gets the same bytes. A failure anywhere ends that stream with the error.
+ */
+export function joinStages(
+  stages: [Readable, ...Duplex[]],
+  encryption: { stream: Duplex } | null,
+): Readable {
+  if (stages.length === 1 && !encryption) return stages[0];
+  const tail: Duplex = encryption ? encryption.stream : new PassThrough();
+  pipeline([...stages, tail]).catch((error: unknown) => tail.destroy(error as Error));
+  return tail;
 }

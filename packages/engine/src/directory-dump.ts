@@ -1,7 +1,6 @@
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
-import { type Duplex, PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Duplex, Readable } from 'node:stream';
 import {
   AppError,
   type BackupManifest,
@@ -13,7 +12,7 @@ import {
 } from '@pgkeep/core';
 import { ChildProcessError, startPgDump } from '@pgkeep/pg';
 import type { WrittenCopies } from '@pgkeep/storage';
-import { compressionStage, zstdReading } from './compression.js';
+import { compressionStage, joinStages, zstdReading } from './compression.js';
 import { directoryBytes, listDumpDirectory, startTarOfDirectory } from './directory-archive.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { assertRoom, backupSpaceNeeded, directoryScratchNeeded } from './free-space.js';
@@ -153,13 +152,12 @@ export async function writeDirectoryBackup(
       stages = [stdout, compressor.stream];
       compressed = compressor.done;
     }
-    const tail: Duplex = input.encryption ? input.encryption.stream : new PassThrough();
-    pipeline([...stages, tail]).catch((error: unknown) => tail.destroy(error as Error));
+    const source = joinStages(stages, input.encryption);
 
     let rowCounts: Record<string, number> = {};
     let artifact: WrittenCopies;
     try {
-      artifact = await storage.writeCopies(input.filename, tail, {
+      artifact = await storage.writeCopies(input.filename, source, {
         signal,
         sizeHint: listing.bytes,
         onBytes: (written: number) => {

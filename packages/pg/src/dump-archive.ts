@@ -294,7 +294,6 @@ export class CustomArchiveRowCounter {
   private inBlobs = false;
   private tally = new CopyRowTally();
   private readonly rows = new Map<number, number>();
-  private blocks = 0;
   bytes = 0;
 
   push(chunk: Buffer): void {
@@ -408,7 +407,6 @@ export class CustomArchiveRowCounter {
           if (!this.entries.has(this.intValue)) {
             throw new ArchiveFormatError(`data block for unknown entry ${this.intValue}`);
           }
-          this.blocks++;
           if (this.inBlobs) {
             this.state = 'blob-oid';
           } else {
@@ -476,7 +474,7 @@ export class CustomArchiveRowCounter {
    * unknown (left out), never as zero.
    */
   result():
-    | { ok: true; rows: Map<string, { table: QualifiedTable; rows: number }>; blocks: number }
+    | { ok: true; rows: Map<string, { table: QualifiedTable; rows: number }> }
     | { ok: false; reason: string } {
     if (this.failure !== null) return { ok: false, reason: this.failure };
     if (this.inToc) return { ok: false, reason: 'the archive ended inside its table of contents' };
@@ -490,6 +488,6 @@ export class CustomArchiveRowCounter {
       if (!table) continue;
       rows.set(tableKey(table), { table, rows: count });
     }
-    return { ok: true, rows, blocks: this.blocks };
+    return { ok: true, rows };
   }
 }
