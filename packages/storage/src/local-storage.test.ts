@@ -14,7 +14,7 @@ import {
   createLogger,
   manifestFilename,
 } from '@pgkeep/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LocalStorage } from './local-storage.js';
 
 const logger = createLogger('silent', 'test');
@@ -226,6 +226,65 @@ describe('LocalStorage.writeArtifact', () => {
       await expect(fs.access(path.join(dir, '..', 'escape.dump'))).rejects.toThrow();
     },
   );
+});
+
+describe('LocalStorage: the artifact reaches the disk while it is written', () => {
+  /** Counts fdatasync calls on every open file (FileHandle's own method). */
+  async function datasyncSpy() {
+    const probe = await fs.open(path.join(dir, 'probe'), 'w');
+    const prototype = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    await fs.rm(path.join(dir, 'probe'));
+    return vi.spyOn(prototype, 'datasync');
+  }
+
+  it('writeArtifact flushes behind the stream, before its end', async () => {
+    const spy = await datasyncSpy();
+    try {
+      const pieces = Array.from({ length: 40 }, (_, i) => Buffer.alloc(1024 * 1024, i));
+      let flushesBeforeEnd = -1;
+      const source = Readable.from(
+        (async function* () {
+          for (const [i, piece] of pieces.entries()) {
+            if (i === pieces.length - 1) flushesBeforeEnd = spy.mock.calls.length;
+            yield piece;
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        })(),
+      );
+      const filename = artifactFilename(idA, 'custom', 'none');
+      const written = await write(filename, [source]);
+      expect(flushesBeforeEnd).toBeGreaterThanOrEqual(1);
+      expect(written.sha256).toBe(sha256(Buffer.concat(pieces)));
+      expect(await files()).toEqual([filename]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('writeArtifactFrom flushes behind the other writer, before it is done', async () => {
+    const spy = await datasyncSpy();
+    try {
+      const pieces = Array.from({ length: 40 }, (_, i) => Buffer.alloc(1024 * 1024, i));
+      let flushesBeforeEnd = -1;
+      const filename = artifactFilename(idA, 'custom', 'zstd');
+      const staged = await storage.writeArtifactFrom(filename, async (fd) => {
+        for (const piece of pieces) {
+          await new Promise<void>((resolve, reject) =>
+            fsCallbacks.write(fd, piece, (error) => (error ? reject(error) : resolve())),
+          );
+          // Gives the reader behind the writer its turn, as zstd's pauses do.
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+        flushesBeforeEnd = spy.mock.calls.length;
+      });
+      expect(flushesBeforeEnd).toBeGreaterThanOrEqual(1);
+      expect(staged.sha256).toBe(sha256(Buffer.concat(pieces)));
+      await staged.commit();
+    } finally {
+      spy.mockRestore();
+    }
+  });
 });
 
 describe('LocalStorage manifests', () => {

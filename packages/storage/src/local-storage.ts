@@ -27,7 +27,7 @@ import type {
   StagedArtifact,
   WriteOptions,
 } from './destination.js';
-import { fsyncDir, PARTIAL_SUFFIX } from './durable-files.js';
+import { FlushBehind, fsyncDir, PARTIAL_SUFFIX } from './durable-files.js';
 import { hashFile, hashGrowingFile } from './file-hash.js';
 
 const MANIFEST_SUFFIX = '.manifest.json';
@@ -85,7 +85,7 @@ export class LocalStorage implements Destination {
 
   /**
    * Streams `source` into `<filename>.partial` (opened O_EXCL, mode 0600) with sha256 and size
-   * computed on the way, then fsync. `commit` links it to its final name (refusing to replace
+   * computed on the way, sent to disk as it grows (FlushBehind), then fsync. `commit` links it to its final name (refusing to replace
    * anything) and fsyncs the directory; `discard` removes whichever exists. On any failure the
    * partial file is removed and nothing else is touched.
    */
@@ -99,25 +99,29 @@ export class LocalStorage implements Destination {
     const hash = createHash('sha256');
     let size = 0;
     const { onBytes } = options;
+    // 'wx': never overwrite an artifact of the same name, partial or not.
+    const handle = await fs.open(partialPath, 'wx', 0o600).catch((error: unknown) => {
+      throw this.writeError(error);
+    });
+    const flush = new FlushBehind(handle);
+    const file = createWriteStream('', { fd: handle.fd, autoClose: false });
     const measure = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         hash.update(chunk);
         size += chunk.length;
         onBytes?.(size);
+        // Flushed behind what the file stream has written, not what it still buffers.
+        flush.written(file.bytesWritten);
         callback(null, chunk);
       },
     });
-    // 'wx': never overwrite an artifact of the same name, partial or not.
-    const handle = await fs.open(partialPath, 'wx', 0o600).catch((error: unknown) => {
-      throw this.writeError(error);
-    });
     try {
-      const file = createWriteStream('', { fd: handle.fd, autoClose: false });
       await pipeline([source, measure, file], options.signal ? { signal: options.signal } : {});
-      await handle.sync();
+      await flush.finish();
       await handle.close();
     } catch (error) {
       source.destroy();
+      await flush.settle();
       await handle.close().catch(() => {});
       await fs.rm(partialPath, { force: true });
       throw this.writeError(error);
@@ -170,19 +174,28 @@ export class LocalStorage implements Destination {
       throw this.writeError(error);
     });
     let hashed: { sha256: string; size: number };
+    const flush = new FlushBehind(handle);
     try {
       let finished = false;
       const producing = produce(handle.fd).finally(() => {
         finished = true;
       });
-      const reading = hashGrowingFile(partialPath, () => finished, options);
+      const reading = hashGrowingFile(partialPath, () => finished, {
+        ...options,
+        onBytes: (size) => {
+          // What the hash has read, the writer has written: flushed behind it.
+          flush.written(size);
+          options.onBytes?.(size);
+        },
+      });
       const [produced, read] = await Promise.allSettled([producing, reading]);
       if (produced.status === 'rejected') throw produced.reason;
       if (read.status === 'rejected') throw read.reason;
       hashed = read.value;
-      await handle.sync();
+      await flush.finish();
       await handle.close();
     } catch (error) {
+      await flush.settle();
       await handle.close().catch(() => {});
       await fs.rm(partialPath, { force: true });
       // zstd writing the file itself reports a full disk on its stderr.
