@@ -36,9 +36,10 @@ const shopUrl = () => urlWithDatabase(cluster.url, DATABASE);
 const LOAD_PROBE = `
   CREATE FUNCTION load_probe_seen(id int) RETURNS boolean LANGUAGE plpgsql AS $$
   BEGIN
-    RAISE LOG 'load probe: database=% application=% synchronous_commit=% maintenance_work_mem=%',
+    RAISE LOG 'load probe: database=% application=% synchronous_commit=% maintenance_work_mem=% workers=%',
       current_database(), current_setting('application_name'),
-      current_setting('synchronous_commit'), current_setting('maintenance_work_mem');
+      current_setting('synchronous_commit'), current_setting('maintenance_work_mem'),
+      current_setting('max_parallel_maintenance_workers');
     RETURN id > 0;
   END $$;
   CREATE TABLE load_probe (id int PRIMARY KEY CHECK (load_probe_seen(id)));
@@ -227,13 +228,14 @@ describe('a crash right after a restore', () => {
       const settings = temporaryDatabaseLoadSettings(loadConfig(env.env, { requireAuth: false }));
       const probes = [
         ...log.matchAll(
-          /load probe: database=(\S+) application=(\S+) synchronous_commit=(\S+) maintenance_work_mem=(\S+)/g,
+          /load probe: database=(\S+) application=(\S+) synchronous_commit=(\S+) maintenance_work_mem=(\S+) workers=(\S+)/g,
         ),
-      ].map(([, database, application, synchronousCommit, maintenanceWorkMem]) => ({
+      ].map(([, database, application, synchronousCommit, maintenanceWorkMem, workers]) => ({
         database: database?.startsWith('pgkeep_restore_') ? 'temporary' : database,
         application,
         synchronousCommit,
         maintenanceWorkMem,
+        workers,
       }));
       expect(probes).toEqual([
         {
@@ -241,6 +243,8 @@ describe('a crash right after a restore', () => {
           application: 'pgkeep',
           synchronousCommit: 'off',
           maintenanceWorkMem: settings.maintenance_work_mem,
+          // No workers per index build by default (the server's own is 2).
+          workers: '0',
         },
       ]);
     },

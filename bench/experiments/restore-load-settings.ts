@@ -32,6 +32,7 @@ const variants: Record<string, string> = {
   'maintenance_work_mem=256MB': `${base} -c maintenance_work_mem=256MB`,
   'both (pgkeep now)': `${base} -c synchronous_commit=off -c maintenance_work_mem=256MB`,
   'both + max_parallel_maintenance_workers=0': `${base} -c synchronous_commit=off -c maintenance_work_mem=256MB -c max_parallel_maintenance_workers=0`,
+  'synchronous_commit=off + max_parallel_maintenance_workers=0': `${base} -c synchronous_commit=off -c max_parallel_maintenance_workers=0`,
 };
 
 const median = (xs: number[]) => {

@@ -216,10 +216,10 @@ describe('loadConfig', () => {
 });
 
 describe('settings of the load into a temporary database', () => {
-  it("defaults to 256MB of maintenance_work_mem and the server's parallel maintenance workers", () => {
+  it('defaults to 256MB of maintenance_work_mem and no parallel maintenance workers', () => {
     const config = loadConfig(minimal);
     expect(config.RESTORE_MAINTENANCE_WORK_MEM).toBe('256MB');
-    expect(config.RESTORE_PARALLEL_MAINTENANCE_WORKERS).toBeUndefined();
+    expect(config.RESTORE_PARALLEL_MAINTENANCE_WORKERS).toBe(0);
   });
 
   it('takes a size with a unit PostgreSQL reads, and a worker count', () => {
@@ -229,9 +229,9 @@ describe('settings of the load into a temporary database', () => {
       });
     }
     expect(
-      loadConfig({ ...minimal, RESTORE_PARALLEL_MAINTENANCE_WORKERS: '0' })
+      loadConfig({ ...minimal, RESTORE_PARALLEL_MAINTENANCE_WORKERS: '4' })
         .RESTORE_PARALLEL_MAINTENANCE_WORKERS,
-    ).toBe(0);
+    ).toBe(4);
   });
 
   it.each([

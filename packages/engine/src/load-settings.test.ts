@@ -10,11 +10,15 @@ const minimal = {
 const temporary = parseDatabaseUrl('postgres://pgkeep@db.example:5432/pgkeep_restore_x');
 
 describe('the settings of the load into a temporary database', () => {
-  it('reach pg_restore and psql as PGOPTIONS: no commit waits for the disk, 256MB to sort in', () => {
+  it('reach pg_restore and psql as PGOPTIONS: no commit waits for the disk, 256MB to sort in, no workers per index build', () => {
     const settings = temporaryDatabaseLoadSettings(loadConfig(minimal));
-    expect(settings).toEqual({ synchronous_commit: 'off', maintenance_work_mem: '256MB' });
+    expect(settings).toEqual({
+      synchronous_commit: 'off',
+      maintenance_work_mem: '256MB',
+      max_parallel_maintenance_workers: '0',
+    });
     expect(restoreToolEnv(temporary, settings).PGOPTIONS).toBe(
-      '-c client_connection_check_interval=2000 -c synchronous_commit=off -c maintenance_work_mem=256MB',
+      '-c client_connection_check_interval=2000 -c synchronous_commit=off -c maintenance_work_mem=256MB -c max_parallel_maintenance_workers=0',
     );
   });
 
@@ -22,12 +26,12 @@ describe('the settings of the load into a temporary database', () => {
     const config = loadConfig({
       ...minimal,
       RESTORE_MAINTENANCE_WORK_MEM: '1GB',
-      RESTORE_PARALLEL_MAINTENANCE_WORKERS: '0',
+      RESTORE_PARALLEL_MAINTENANCE_WORKERS: '3',
     });
     expect(temporaryDatabaseLoadSettings(config)).toEqual({
       synchronous_commit: 'off',
       maintenance_work_mem: '1GB',
-      max_parallel_maintenance_workers: '0',
+      max_parallel_maintenance_workers: '3',
     });
   });
 });

@@ -18,11 +18,15 @@ import type { SessionSettings } from '@pgkeep/pg';
  *   crashes the server right after a restore to show it).
  * - `maintenance_work_mem` (RESTORE_MAINTENANCE_WORK_MEM): index builds sort in memory instead
  *   of in temporary files. Each pg_restore job has its own, so the load may use RESTORE_JOBS
- *   times it. PostgreSQL gives an index build a parallel worker per 32MB of it (up to
- *   max_parallel_maintenance_workers), and parallel workers hand their sorted runs over in
- *   temporary files whatever the memory.
- * - `max_parallel_maintenance_workers` (RESTORE_PARALLEL_MAINTENANCE_WORKERS), when set: how many
- *   workers one index build may add; unset, the server's own value holds.
+ *   times it.
+ * - `max_parallel_maintenance_workers` (RESTORE_PARALLEL_MAINTENANCE_WORKERS, 0 by default): how
+ *   many workers one index build may add. pg_restore already runs RESTORE_JOBS builds at once;
+ *   PostgreSQL would give each a worker per 32MB of maintenance_work_mem on top (up to the
+ *   server's max_parallel_maintenance_workers, 2 by default), and those workers hand their
+ *   sorted runs over in temporary files whatever the memory. On 2 cores with RESTORE_JOBS=2,
+ *   the load took 0.91x the time of no settings with 0 workers against 1.04x with the server's 2,
+ *   and wrote no temporary files against 141 MB (scale 0.3, medians of 3,
+ *   bench/experiments/restore-load-settings.ts).
  */
 export function temporaryDatabaseLoadSettings(
   config: Pick<Config, 'RESTORE_MAINTENANCE_WORK_MEM' | 'RESTORE_PARALLEL_MAINTENANCE_WORKERS'>,
@@ -31,8 +35,6 @@ export function temporaryDatabaseLoadSettings(
     synchronous_commit: 'off',
     maintenance_work_mem: config.RESTORE_MAINTENANCE_WORK_MEM,
   };
-  if (config.RESTORE_PARALLEL_MAINTENANCE_WORKERS !== undefined) {
-    settings.max_parallel_maintenance_workers = String(config.RESTORE_PARALLEL_MAINTENANCE_WORKERS);
-  }
+  settings.max_parallel_maintenance_workers = String(config.RESTORE_PARALLEL_MAINTENANCE_WORKERS);
   return settings;
 }
