@@ -58,6 +58,8 @@ export function assertPgRestoreCanRead(engine: EngineContext, manifest: BackupMa
 export interface LoadOptions {
   onProgress?: Progress | undefined;
   signal?: AbortSignal | undefined;
+  /** pg_restore -j finished (committed) the archive entry `dumpId`. */
+  onItemFinished?: ((dumpId: number) => void) | undefined;
   /** Settings of the loading sessions (see temporaryDatabaseLoadSettings); none by default. */
   settings?: SessionSettings | undefined;
 }
@@ -72,7 +74,7 @@ export async function restoreIntoDatabase(
   manifest: BackupManifest,
   artifact: PreparedArtifact,
   database: PgTarget,
-  { onProgress, signal, settings }: LoadOptions = {},
+  { onProgress, signal, settings, onItemFinished }: LoadOptions = {},
 ): Promise<void> {
   // A custom archive file, or a directory-format dump's extracted directory: pg_restore -j.
   if (manifest.format !== 'plain') {
@@ -89,6 +91,7 @@ export async function restoreIntoDatabase(
         jobs: engine.config.RESTORE_JOBS,
         signal,
         settings,
+        onItemFinished,
         onEntry: () => {
           itemsDone += 1;
           onProgress?.({
@@ -148,17 +151,21 @@ export async function awaitPsql(
   }
 }
 
-/** Exact row counts of the manifest's tables in `client`'s database, against the manifest. */
+/**
+ * Exact row counts of the manifest's tables in `client`'s database, against the manifest;
+ * `known` holds counts already taken there (RowCountsDuringLoad), the rest are counted now.
+ */
 export async function compareRowCounts(
   client: pg.ClientBase,
   expected: Record<string, number>,
+  known: Record<string, number> = {},
 ): Promise<{ actual: Record<string, number>; mismatches: string[] }> {
   const actual: Record<string, number> = {};
   const mismatches: string[] = [];
   for (const [key, count] of Object.entries(expected)) {
-    let found: number | null = null;
+    let found: number | null = Object.hasOwn(known, key) ? (known[key] as number) : null;
     try {
-      found = await countTableRows(client, parseTableName(key));
+      found ??= await countTableRows(client, parseTableName(key));
       actual[key] = found;
     } catch {
       // a missing table counts as a mismatch below

@@ -16,14 +16,10 @@ import { destructiveSlots, serverSlots } from './caps.js';
 import type { EngineContext, RunContext } from './engine-context.js';
 import { HeldLocks } from './held-locks.js';
 import { temporaryDatabaseLoadSettings } from './load-settings.js';
-import {
-  assertPgRestoreCanRead,
-  compareRowCounts,
-  restoreIntoDatabase,
-  throwIfAborted,
-} from './restore-steps.js';
+import { assertPgRestoreCanRead, restoreIntoDatabase, throwIfAborted } from './restore-steps.js';
 import { restoreTables } from './restore-tables.js';
 import { assertRestoreStillWanted } from './restore-window.js';
+import { type CheckedRowCounts, rowCountsDuringLoad } from './row-counts-during-load.js';
 
 /** `<db>_pre_restore_<when>_<rand>`, cut to PostgreSQL's 63-byte limit on the db side. */
 export function previousDatabaseName(target: string, now: Date = new Date()): string {
@@ -66,24 +62,34 @@ async function restoreDatabase(
     let swapped = false;
     try {
       const into = withDatabase(engine.target, temporary);
-      // Settings a live database could not take; safe here, see temporaryDatabaseLoadSettings.
-      await restoreIntoDatabase(engine, manifest, artifact, into, {
-        onProgress: run.onProgress,
-        signal,
-        settings: temporaryDatabaseLoadSettings(engine.config),
-      });
-      throwIfAborted(signal);
-
-      run.onProgress?.({ phase: 'validating', percent: null });
+      // The session that counts the restored rows, each table as soon as it is loaded; it
+      // ends before the swap, which renames the database.
       const check = new pg.Client(clientConfig(into, 'pgkeep-restore'));
       check.on('error', () => {});
       await check.connect();
-      let counts: Awaited<ReturnType<typeof compareRowCounts>>;
+      let counts: CheckedRowCounts;
       try {
-        counts = await compareRowCounts(check, manifest.rowCounts);
+        const counting = await rowCountsDuringLoad(check, manifest, artifact.file, run.logger);
+        // Settings a live database could not take; safe here, see temporaryDatabaseLoadSettings.
+        await restoreIntoDatabase(engine, manifest, artifact, into, {
+          onProgress: run.onProgress,
+          signal,
+          settings: temporaryDatabaseLoadSettings(engine.config),
+          onItemFinished: (dumpId) => counting.itemFinished(dumpId),
+        });
+        throwIfAborted(signal);
+        run.onProgress?.({ phase: 'validating', percent: null });
+        counts = await counting.check();
       } finally {
         await check.end().catch(() => {});
       }
+      run.logger.debug(
+        {
+          tables: Object.keys(manifest.rowCounts).length,
+          countedDuringLoad: counts.countedDuringLoad.length,
+        },
+        'row counts checked',
+      );
       if (counts.mismatches.length > 0) {
         throw new AppError(
           'ROW_COUNT_MISMATCH',

@@ -1,3 +1,5 @@
+import { open, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { type QualifiedTable, tableKey } from '@pgkeep/core';
 
 /**
@@ -160,13 +162,22 @@ function readTocEntry(reader: Reader, header: ArchiveHeader): ArchiveTocEntry {
   return { dumpId, hasData, desc, tag, namespace, filename };
 }
 
-/** The header and table of contents of a whole buffer (a directory dump's toc.dat). */
-export function readArchiveToc(buf: Buffer): {
+interface ArchiveToc {
   header: ArchiveHeader;
   entries: ArchiveTocEntry[];
   /** Where the table of contents ends (a custom archive's data starts there). */
   end: number;
-} {
+}
+
+/** The header and table of contents of a whole buffer (a directory dump's toc.dat). */
+export function readArchiveToc(buf: Buffer): ArchiveToc {
+  const toc = readTocFrom(buf);
+  if (!toc) throw new ArchiveFormatError('the table of contents is cut short');
+  return toc;
+}
+
+/** As readArchiveToc; null when `buf` ends before the table of contents does. */
+function readTocFrom(buf: Buffer): ArchiveToc | null {
   const reader = new Reader(buf);
   try {
     const header = readHeader(reader);
@@ -175,8 +186,31 @@ export function readArchiveToc(buf: Buffer): {
     for (let i = 0; i < count; i++) entries.push(readTocEntry(reader, header));
     return { header, entries, end: reader.pos };
   } catch (error) {
-    if (error === NEED_MORE) throw new ArchiveFormatError('the table of contents is cut short');
+    if (error === NEED_MORE) return null;
     throw error;
+  }
+}
+
+/**
+ * The table of contents of an archive on disk: a custom-format file (read from its start, as
+ * far as the table of contents goes) or a directory-format dump's directory (its toc.dat).
+ */
+export async function readArchiveTocFile(file: string): Promise<ArchiveToc> {
+  if ((await stat(file)).isDirectory()) {
+    return readArchiveToc(await readFile(path.join(file, 'toc.dat')));
+  }
+  const handle = await open(file, 'r');
+  try {
+    const size = (await handle.stat()).size;
+    for (let length = 256 * 1024; ; length *= 4) {
+      const buf = Buffer.alloc(Math.min(length, size));
+      const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+      const toc = readTocFrom(buf.subarray(0, bytesRead));
+      if (toc) return toc;
+      if (bytesRead >= size) throw new ArchiveFormatError('the table of contents is cut short');
+    }
+  } finally {
+    await handle.close();
   }
 }
 

@@ -21,6 +21,11 @@ export interface PgRestoreOptions {
   signal?: AbortSignal | undefined;
   /** Called once per archive entry processed. */
   onEntry?: (() => void) | undefined;
+  /**
+   * Called with an entry's dump id once a parallel restore (jobs > 1) has finished it: its
+   * work is committed. pg_restore -j 1 names no finished entries.
+   */
+  onItemFinished?: ((dumpId: number) => void) | undefined;
   /** Settings of every session pg_restore opens (one per job). */
   settings?: SessionSettings | undefined;
 }
@@ -39,6 +44,8 @@ export function pgRestoreArgs(options: { file: string; jobs: number; database: s
 
 /** pg_restore --verbose announces each entry it processes on its own line. */
 const entryLine = /^pg_restore: (creating|processing|launching|finished item|executing)/;
+/** The parallel leader's "finished item <dump id> <desc> <tag>" (the tag is not quoted). */
+const finishedItemLine = /^pg_restore: finished item (\d+) /;
 
 export function startPgRestore(options: PgRestoreOptions): RunningChild {
   return startChild(
@@ -49,6 +56,8 @@ export function startPgRestore(options: PgRestoreOptions): RunningChild {
       signal: options.signal,
       onStderrLine: (line) => {
         if (entryLine.test(line)) options.onEntry?.();
+        const finished = finishedItemLine.exec(line);
+        if (finished) options.onItemFinished?.(Number(finished[1]));
         // --verbose chatter is progress; "pg_restore: error: …" and what follows stay in the
         // stderr tail that a failure reports.
         return (

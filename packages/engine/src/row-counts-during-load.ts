@@ -1,0 +1,88 @@
+import { type BackupManifest, type Logger, parseTableName, tableKey } from '@pgkeep/core';
+import { type ArchiveTocEntry, countTableRows, readArchiveTocFile, tableOfEntry } from '@pgkeep/pg';
+import type pg from 'pg';
+import { compareRowCounts } from './restore-steps.js';
+
+export interface CheckedRowCounts {
+  actual: Record<string, number>;
+  mismatches: string[];
+  /** Tables counted while pg_restore was still loading others. */
+  countedDuringLoad: string[];
+}
+
+/**
+ * The row counts a restore checks against the manifest, each table counted as soon as
+ * pg_restore -j reports its data finished (committed), on a session of its own, while the
+ * load goes on with other tables, index builds and constraints. What is left when the load
+ * ends (pg_restore -j 1, which reports no finished entries; a table whose count failed) is
+ * counted then, as before. The tail of a parallel restore is often one index build on one core;
+ * the counts use the other.
+ *
+ * A table's count is final once its TABLE DATA entry is: its rows come from that entry alone
+ * (pgkeep's pg_dump never loads through a partition root), and the triggers and rules that
+ * could add rows are created after all the data.
+ */
+export class RowCountsDuringLoad {
+  /** TABLE DATA entries of the manifest's tables, by dump id. */
+  private readonly tableOfItem = new Map<number, string>();
+  private readonly counted = new Map<string, number>();
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly client: pg.ClientBase,
+    private readonly expected: Record<string, number>,
+    entries: readonly ArchiveTocEntry[],
+  ) {
+    for (const entry of entries) {
+      const table = tableOfEntry(entry);
+      if (!table) continue;
+      const key = tableKey(table);
+      if (Object.hasOwn(expected, key)) this.tableOfItem.set(entry.dumpId, key);
+    }
+  }
+
+  /** pg_restore finished the entry `dumpId` (its `onItemFinished`). */
+  itemFinished(dumpId: number): void {
+    const key = this.tableOfItem.get(dumpId);
+    if (key === undefined) return;
+    this.tableOfItem.delete(dumpId);
+    // One count at a time on the session, in the order the tables finished.
+    this.queue = this.queue.then(async () => {
+      try {
+        this.counted.set(key, await countTableRows(this.client, parseTableName(key)));
+      } catch {
+        // Counted again once the load is over.
+      }
+    });
+  }
+
+  /** Once pg_restore has exited well: every table's count against the manifest. */
+  async check(): Promise<CheckedRowCounts> {
+    await this.queue;
+    const known = Object.fromEntries(this.counted);
+    const { actual, mismatches } = await compareRowCounts(this.client, this.expected, known);
+    return { actual, mismatches, countedDuringLoad: Object.keys(known) };
+  }
+}
+
+/**
+ * A RowCountsDuringLoad for the archive that `file` holds: its table of contents maps pg_restore's
+ * finished entries to tables. Plain SQL, or a table of contents that cannot be read: every table
+ * is counted after the load.
+ */
+export async function rowCountsDuringLoad(
+  client: pg.ClientBase,
+  manifest: Pick<BackupManifest, 'format' | 'rowCounts'>,
+  file: string,
+  log: Pick<Logger, 'debug'>,
+): Promise<RowCountsDuringLoad> {
+  let entries: ArchiveTocEntry[] = [];
+  if (manifest.format !== 'plain') {
+    try {
+      entries = (await readArchiveTocFile(file)).entries;
+    } catch (error) {
+      log.debug({ err: error }, 'table of contents not read: the rows are counted after the load');
+    }
+  }
+  return new RowCountsDuringLoad(client, manifest.rowCounts, entries);
+}
