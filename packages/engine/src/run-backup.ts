@@ -116,10 +116,14 @@ export async function runBackup(
     });
     return manifest;
   } finally {
-    // The server's slot first: closing the snapshot's session is no dump, and the next backup
-    // waiting for the slot should not wait for it.
-    const slotReleasedAt = await slot?.release();
-    await snapshotClient.end().catch(() => {});
+    // All at once, each lock's unlock sent without waiting for another session to close (about
+    // 10 ms each): the server's slot first, which the next backup may be waiting for.
+    const [slotReleasedAt] = await Promise.all([
+      slot?.release(),
+      snapshotClient.end().catch(() => {}),
+      databaseLock?.release(),
+      writeLock?.release(),
+    ]);
     if (slot && slotReleasedAt) {
       // The evidence that the server's cap held: each holder's interval, in one log line.
       run.logger.info(
@@ -132,8 +136,6 @@ export async function runBackup(
         'server slot released',
       );
     }
-    await databaseLock?.release();
-    await writeLock?.release();
   }
 }
 
