@@ -103,7 +103,7 @@ export function renderMarkdown(results: BenchResults, analysis: string | null): 
   return [
     '# pgkeep benchmarks',
     '',
-    "Measured by `npm run bench` (bench/run.ts): pgkeep end to end (its API and worker as real processes, driven over HTTP) against the raw PostgreSQL tools and the panel's old way, on the same generated database in the same run, alternating methods (ABAB) and taking medians. The raw numbers are in [bench/results.json](bench/results.json); this file is rendered from them.",
+    "Measured by `npm run bench` (bench/run.ts): pgkeep end to end (its API and worker as real processes, driven over HTTP) against the raw PostgreSQL tools and the panel's old way, on the same generated database in the same run, alternating methods (ABAB) and taking medians. In the backup and restore sections every timed run starts after a `CHECKPOINT` and a `sync` (since 2026-12-02), so that none pays for the write-back of the run before it. The raw numbers are in [bench/results.json](bench/results.json); this file is rendered from them.",
     '',
     '```sh',
     'npm run bench                                  # scale 0.1 (≈ 0.3 GB), every section, 3 runs: ≈ 4 min',

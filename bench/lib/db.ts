@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import pg from 'pg';
 
 /** The PostgreSQL server the bench runs against (trust authentication on these machines). */
@@ -48,4 +49,16 @@ export async function listDatabases(like: string): Promise<string[]> {
     );
     return rows.map((row) => row.datname);
   });
+}
+
+/**
+ * Before each timed run: PostgreSQL's dirty buffers written (CHECKPOINT) and the kernel's dirty
+ * pages with them (`sync`), so that no run pays for the write-back of the one before it (the
+ * raw methods' unsynced files, a load's pages, the hint bits a scan set). Not timed.
+ */
+export async function settleWrites(): Promise<void> {
+  await withClient(serverUrl('postgres'), (client) => client.query('CHECKPOINT'));
+  await new Promise<void>((resolve, reject) =>
+    execFile('sync', [], (error) => (error ? reject(error) : resolve())),
+  );
 }

@@ -17,7 +17,7 @@ import {
   workerHwmMb,
   workerRssMb,
 } from '../lib/context.js';
-import { toolEnv } from '../lib/db.js';
+import { settleWrites, toolEnv } from '../lib/db.js';
 import { cpuMs, emptyPeaks, mergePeaks, RssSampler } from '../lib/memory.js';
 import type { BackupSection, TimedRun, Variant } from '../lib/results.js';
 import { runPipeline, runTool } from '../lib/tools.js';
@@ -113,6 +113,7 @@ export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
     ctx.log(` round ${round}/${ctx.runs}`);
     const pid = ctx.stack.worker.pid ?? 0;
     const sampler = new RssSampler(pid).start();
+    await settleWrites();
     const cpuBefore = cpuMs(pid);
     const { jobId: _jobId, ...pgkeep } = await pgkeepBackup(ctx);
     const workerCpuMs = cpuMs(pid) - cpuBefore;
@@ -120,6 +121,7 @@ export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
     mergePeaks(memory, peaks);
     record(variants.pgkeep, { ...pgkeep, workerCpuMs });
     if (variants.pgkeepParallel && ctx.parallelJobs) {
+      await settleWrites();
       const parallelCpu = cpuMs(pid);
       const { jobId: _parallelJob, ...parallel } = await pgkeepBackup(ctx, {
         format: 'directory',
@@ -127,13 +129,17 @@ export async function benchBackup(ctx: BenchContext): Promise<BackupSection> {
       });
       record(variants.pgkeepParallel, { ...parallel, workerCpuMs: cpuMs(pid) - parallelCpu });
     }
+    await settleWrites();
     record(variants.zstd, await rawZstd(ctx));
+    await settleWrites();
     record(variants.zstdChecked as Variant, await rawZstdChecked(ctx, countsSql));
     // The two references pgkeep is not measured against (and the restore section's archive)
     // once: at scale 1 the built-in gzip alone takes minutes a run.
     if (round === 1) {
+      await settleWrites();
       const fcMs = await dumpCustom(ctx);
       record(variants.fc, { ms: fcMs, bytes: await fileSize(ctx.fcFile as string) });
+      await settleWrites();
       const plainMs = await dumpPlain(ctx);
       record(variants.plain, { ms: plainMs, bytes: await fileSize(ctx.plainFile as string) });
     }

@@ -12,7 +12,7 @@ import {
   workerHwmMb,
   workerRssMb,
 } from '../lib/context.js';
-import { dropDatabase, toolEnv } from '../lib/db.js';
+import { dropDatabase, settleWrites, toolEnv } from '../lib/db.js';
 import { cpuMs, emptyPeaks, mergePeaks, RssSampler } from '../lib/memory.js';
 import type { RestoreSection, Variant } from '../lib/results.js';
 import { runPipeline } from '../lib/tools.js';
@@ -50,6 +50,7 @@ async function intoEmptyDatabase(
 ): Promise<number> {
   const database = `${ctx.database}_raw`;
   await dropDatabase(database);
+  await settleWrites();
   const started = performance.now();
   await runPipeline([{ command: 'createdb', args: ['-T', 'template0', database] }], {
     env: toolEnv('postgres'),
@@ -92,6 +93,7 @@ export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
     ctx.log(` round ${round}/${ctx.runs}`);
     const pid = ctx.stack.worker.pid ?? 0;
     const sampler = new RssSampler(pid).start();
+    await settleWrites();
     const cpuBefore = cpuMs(pid);
     const pgkeep = await pgkeepRestore(ctx);
     const workerCpuMs = cpuMs(pid) - cpuBefore;
