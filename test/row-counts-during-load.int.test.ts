@@ -61,29 +61,53 @@ afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-/** pg_restore -j `jobs` of the archive into a new database, counted as it loads. */
-async function restoreCounting(jobs: number, manifestCounts: Record<string, number>) {
+/**
+ * A session on `url` whose queries' answer times are recorded, as `connect` gives it to
+ * RowCountsDuringLoad; `sessions` counts the sessions opened.
+ */
+function recordingSessions(url: string) {
+  const answeredAt: number[] = [];
+  let sessions = 0;
+  const connect = async () => {
+    sessions += 1;
+    const client = new pg.Client({ connectionString: url, application_name: APP });
+    client.on('error', () => {});
+    await client.connect();
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    client.query = (async (...args: unknown[]) => {
+      const result = await query(...args);
+      answeredAt.push(Date.now());
+      return result;
+    }) as typeof client.query;
+    return client;
+  };
+  return { connect, answeredAt, sessions: () => sessions };
+}
+
+const APP = `pgkeep-duringload-${process.pid}`;
+
+async function newDatabase(): Promise<string> {
   const database = `pgkeep_duringload_${process.pid}_${restored.length}`;
   restored.push(database);
   await createDatabase(serverUrl, database);
-  const url = urlWithDatabase(serverUrl, database);
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  // When each of the session's queries (the counts) came back.
-  const answeredAt: number[] = [];
-  const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-  client.query = (async (...args: unknown[]) => {
-    const result = await query(...args);
-    answeredAt.push(Date.now());
-    return result;
-  }) as typeof client.query;
+  return urlWithDatabase(serverUrl, database);
+}
+
+/** pg_restore -j `jobs` of the archive into a new database, counted as it loads. */
+async function restoreCounting(
+  jobs: number,
+  manifestCounts: Record<string, number>,
+  afterLoad: () => Promise<void> = async () => {},
+) {
+  const url = await newDatabase();
+  const recording = recordingSessions(url);
+  const counting = await rowCountsDuringLoad(
+    recording.connect,
+    { format: 'custom', rowCounts: manifestCounts },
+    archive,
+    logger,
+  );
   try {
-    const counting = await rowCountsDuringLoad(
-      client,
-      { format: 'custom', rowCounts: manifestCounts },
-      archive,
-      logger,
-    );
     const restore = startPgRestore({
       target: parseDatabaseUrl(url),
       file: archive,
@@ -92,10 +116,15 @@ async function restoreCounting(jobs: number, manifestCounts: Record<string, numb
     });
     await restore.done;
     const exitedAt = Date.now();
+    await afterLoad();
     const checked = await counting.check();
-    return { checked, answeredBeforeExit: answeredAt.filter((at) => at < exitedAt).length };
+    return {
+      checked,
+      answeredBeforeExit: recording.answeredAt.filter((at) => at < exitedAt).length,
+      sessions: recording.sessions(),
+    };
   } finally {
-    await client.end();
+    await counting.close();
   }
 }
 
@@ -134,22 +163,41 @@ describe('row counts taken while pg_restore loads', () => {
     expect(checked.mismatches).toEqual([]);
   });
 
+  it('counts again on a new session when its own was ended during the load', async () => {
+    const { checked, answeredBeforeExit, sessions } = await restoreCounting(2, expected, () =>
+      // What idle_session_timeout or an operator would do to a session idle through a long load.
+      withClient(serverUrl, (client) =>
+        client.query(
+          'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+          [APP],
+        ),
+      ).then(() => {}),
+    );
+    // Counted during the load, then the session ended: the check still reports the exact
+    // counts (no table reported missing) from a second session.
+    expect(answeredBeforeExit).toBe(3);
+    expect(sessions).toBe(2);
+    expect(checked.mismatches).toEqual([]);
+    expect(checked.actual).toEqual(expected);
+  });
+
   it('counts after the load when the table of contents cannot be read', async () => {
-    const database = `pgkeep_duringload_${process.pid}_${restored.length}`;
-    restored.push(database);
-    await createDatabase(serverUrl, database);
-    await withClient(urlWithDatabase(serverUrl, database), async (client) => {
-      const counting = await rowCountsDuringLoad(
-        client,
-        { format: 'custom', rowCounts: { 'public.t': 0 } },
-        path.join(scratch, 'no-such-archive'),
-        logger,
-      );
+    const url = await newDatabase();
+    const recording = recordingSessions(url);
+    const counting = await rowCountsDuringLoad(
+      recording.connect,
+      { format: 'custom', rowCounts: { 'public.t': 0 } },
+      path.join(scratch, 'no-such-archive'),
+      logger,
+    );
+    try {
       // Nothing maps to a table: a finished entry is ignored.
       counting.itemFinished(1);
-      await client.query('CREATE TABLE t (id int)');
+      await withClient(url, (client) => client.query('CREATE TABLE t (id int)'));
       const checked = await counting.check();
       expect(checked).toEqual({ actual: { 'public.t': 0 }, mismatches: [], countedDuringLoad: [] });
-    });
+    } finally {
+      await counting.close();
+    }
   });
 });

@@ -22,14 +22,21 @@ export interface CheckedRowCounts {
  * (pgkeep's pg_dump never loads through a partition root), and the triggers and rules that
  * could add rows are created after all the data.
  */
+/** A session the counts run on, ended by `close`. */
+export type CountSession = pg.ClientBase & { end(): Promise<void> };
+
 export class RowCountsDuringLoad {
   /** TABLE DATA entries of the manifest's tables, by dump id. */
   private readonly tableOfItem = new Map<number, string>();
   private readonly counted = new Map<string, number>();
   private queue: Promise<void> = Promise.resolve();
+  /** The session of the counts; connected at the first, replaced when it fails. */
+  private session: Promise<CountSession> | null = null;
+  /** A count failed during the load: the rest wait for the end, on a new session. */
+  private broken = false;
 
   constructor(
-    private readonly client: pg.ClientBase,
+    private readonly connect: () => Promise<CountSession>,
     private readonly expected: Record<string, number>,
     entries: readonly ArchiveTocEntry[],
   ) {
@@ -48,10 +55,15 @@ export class RowCountsDuringLoad {
     this.tableOfItem.delete(dumpId);
     // One count at a time on the session, in the order the tables finished.
     this.queue = this.queue.then(async () => {
+      if (this.broken) return;
       try {
-        this.counted.set(key, await countTableRows(this.client, parseTableName(key)));
+        const client = await this.client();
+        this.counted.set(key, await countTableRows(client, parseTableName(key)));
       } catch {
-        // Counted again once the load is over.
+        // The session may be gone (a restart, idle_session_timeout during a long load): this
+        // table and the ones after it are counted once the load is over, on a new session.
+        this.broken = true;
+        await this.close();
       }
     });
   }
@@ -60,8 +72,40 @@ export class RowCountsDuringLoad {
   async check(): Promise<CheckedRowCounts> {
     await this.queue;
     const known = Object.fromEntries(this.counted);
-    const { actual, mismatches } = await compareRowCounts(this.client, this.expected, known);
+    // A session idle through a long load may have been ended meanwhile: tried, and replaced.
+    const client = await this.client();
+    const alive = await client.query('SELECT 1').then(
+      () => true,
+      () => false,
+    );
+    const { actual, mismatches } = await compareRowCounts(
+      alive ? client : await this.reconnect(),
+      this.expected,
+      known,
+    );
     return { actual, mismatches, countedDuringLoad: Object.keys(known) };
+  }
+
+  /** Ends the session (before the swap, which renames the database). */
+  async close(): Promise<void> {
+    const session = this.session;
+    this.session = null;
+    if (session) {
+      await session.then(
+        (client) => client.end().catch(() => {}),
+        () => {},
+      );
+    }
+  }
+
+  private client(): Promise<CountSession> {
+    this.session ??= this.connect();
+    return this.session;
+  }
+
+  private async reconnect(): Promise<CountSession> {
+    await this.close();
+    return this.client();
   }
 }
 
@@ -71,7 +115,7 @@ export class RowCountsDuringLoad {
  * is counted after the load.
  */
 export async function rowCountsDuringLoad(
-  client: pg.ClientBase,
+  connect: () => Promise<CountSession>,
   manifest: Pick<BackupManifest, 'format' | 'rowCounts'>,
   file: string,
   log: Pick<Logger, 'debug'>,
@@ -84,5 +128,5 @@ export async function rowCountsDuringLoad(
       log.debug({ err: error }, 'table of contents not read: the rows are counted after the load');
     }
   }
-  return new RowCountsDuringLoad(client, manifest.rowCounts, entries);
+  return new RowCountsDuringLoad(connect, manifest.rowCounts, entries);
 }

@@ -62,14 +62,21 @@ async function restoreDatabase(
     let swapped = false;
     try {
       const into = withDatabase(engine.target, temporary);
-      // The session that counts the restored rows, each table as soon as it is loaded; it
-      // ends before the swap, which renames the database.
-      const check = new pg.Client(clientConfig(into, 'pgkeep-restore'));
-      check.on('error', () => {});
-      await check.connect();
+      // The rows are counted on a session of their own, each table as soon as it is loaded;
+      // it ends before the swap, which renames the database.
+      const counting = await rowCountsDuringLoad(
+        async () => {
+          const check = new pg.Client(clientConfig(into, 'pgkeep-restore'));
+          check.on('error', () => {});
+          await check.connect();
+          return check;
+        },
+        manifest,
+        artifact.file,
+        run.logger,
+      );
       let counts: CheckedRowCounts;
       try {
-        const counting = await rowCountsDuringLoad(check, manifest, artifact.file, run.logger);
         // Settings a live database could not take; safe here, see temporaryDatabaseLoadSettings.
         await restoreIntoDatabase(engine, manifest, artifact, into, {
           onProgress: run.onProgress,
@@ -81,7 +88,7 @@ async function restoreDatabase(
         run.onProgress?.({ phase: 'validating', percent: null });
         counts = await counting.check();
       } finally {
-        await check.end().catch(() => {});
+        await counting.close();
       }
       run.logger.debug(
         {
