@@ -10,21 +10,22 @@ export interface CheckedRowCounts {
   countedDuringLoad: string[];
 }
 
+/** A session the counts run on, ended by `close`. */
+export type CountSession = pg.ClientBase & { end(): Promise<void> };
+
 /**
  * The row counts a restore checks against the manifest, each table counted as soon as
  * pg_restore -j reports its data finished (committed), on a session of its own, while the
  * load goes on with other tables, index builds and constraints. What is left when the load
  * ends (pg_restore -j 1, which reports no finished entries; a table whose count failed) is
- * counted then, as before. The tail of a parallel restore is often one index build on one core;
- * the counts use the other.
+ * counted then, as before. Where cores are idle during the load (more of them than pg_restore's
+ * jobs, or a tail of one index build), the counts use them and the check after the load is
+ * short; on cores the load already fills they take the same time, only earlier.
  *
  * A table's count is final once its TABLE DATA entry is: its rows come from that entry alone
  * (pgkeep's pg_dump never loads through a partition root), and the triggers and rules that
  * could add rows are created after all the data.
  */
-/** A session the counts run on, ended by `close`. */
-export type CountSession = pg.ClientBase & { end(): Promise<void> };
-
 export class RowCountsDuringLoad {
   /** TABLE DATA entries of the manifest's tables, by dump id. */
   private readonly tableOfItem = new Map<number, string>();
@@ -34,6 +35,8 @@ export class RowCountsDuringLoad {
   private session: Promise<CountSession> | null = null;
   /** A count failed during the load: the rest wait for the end, on a new session. */
   private broken = false;
+  /** Closed by the restore: nothing more is counted, no session is opened. */
+  private closed = false;
 
   constructor(
     private readonly connect: () => Promise<CountSession>,
@@ -55,7 +58,7 @@ export class RowCountsDuringLoad {
     this.tableOfItem.delete(dumpId);
     // One count at a time on the session, in the order the tables finished.
     this.queue = this.queue.then(async () => {
-      if (this.broken) return;
+      if (this.broken || this.closed) return;
       try {
         const client = await this.client();
         this.counted.set(key, await countTableRows(client, parseTableName(key)));
@@ -63,7 +66,7 @@ export class RowCountsDuringLoad {
         // The session may be gone (a restart, idle_session_timeout during a long load): this
         // table and the ones after it are counted once the load is over, on a new session.
         this.broken = true;
-        await this.close();
+        await this.endSession();
       }
     });
   }
@@ -86,8 +89,13 @@ export class RowCountsDuringLoad {
     return { actual, mismatches, countedDuringLoad: Object.keys(known) };
   }
 
-  /** Ends the session (before the swap, which renames the database). */
+  /** Ends the session for good (before the swap, which renames the database). */
   async close(): Promise<void> {
+    this.closed = true;
+    await this.endSession();
+  }
+
+  private async endSession(): Promise<void> {
     const session = this.session;
     this.session = null;
     if (session) {
@@ -99,12 +107,13 @@ export class RowCountsDuringLoad {
   }
 
   private client(): Promise<CountSession> {
+    if (this.closed) return Promise.reject(new Error('the row counts were closed'));
     this.session ??= this.connect();
     return this.session;
   }
 
   private async reconnect(): Promise<CountSession> {
-    await this.close();
+    await this.endSession();
     return this.client();
   }
 }
