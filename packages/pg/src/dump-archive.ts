@@ -191,9 +191,13 @@ function readTocFrom(buf: Buffer): ArchiveToc | null {
   }
 }
 
+/** The most of a custom archive's start read for its table of contents (bounds the memory). */
+const MAX_TOC_BYTES = 32 * 1024 * 1024;
+
 /**
  * The table of contents of an archive on disk: a custom-format file (read from its start, as
- * far as the table of contents goes) or a directory-format dump's directory (its toc.dat).
+ * far as the table of contents goes, at most MAX_TOC_BYTES) or a directory-format dump's
+ * directory (its toc.dat).
  */
 export async function readArchiveTocFile(file: string): Promise<ArchiveToc> {
   if ((await stat(file)).isDirectory()) {
@@ -203,11 +207,14 @@ export async function readArchiveTocFile(file: string): Promise<ArchiveToc> {
   try {
     const size = (await handle.stat()).size;
     for (let length = 256 * 1024; ; length *= 4) {
-      const buf = Buffer.alloc(Math.min(length, size));
+      const buf = Buffer.alloc(Math.min(length, size, MAX_TOC_BYTES));
       const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
       const toc = readTocFrom(buf.subarray(0, bytesRead));
       if (toc) return toc;
       if (bytesRead >= size) throw new ArchiveFormatError('the table of contents is cut short');
+      if (bytesRead >= MAX_TOC_BYTES) {
+        throw new ArchiveFormatError(`the table of contents is longer than ${MAX_TOC_BYTES} bytes`);
+      }
     }
   } finally {
     await handle.close();
