@@ -110,3 +110,41 @@ describe('the rows of a backup', () => {
     },
   );
 });
+
+describe('the count(*) beside pg_dump', () => {
+  it('reads each table once, in one process, where the database plans parallel scans', async () => {
+    const settings = [
+      'max_parallel_workers_per_gather = 2',
+      'parallel_setup_cost = 0',
+      'parallel_tuple_cost = 0',
+      'min_parallel_table_scan_size = 0',
+    ];
+    const database = await withClient(env.databaseUrl, async (client) => {
+      const { rows } = await client.query<{ name: string }>(
+        'SELECT quote_ident(current_database()) AS name',
+      );
+      return rows[0]?.name as string;
+    });
+    await withClient(env.databaseUrl, (client) =>
+      client.query(
+        settings.map((setting) => `ALTER DATABASE ${database} SET ${setting}`).join(';'),
+      ),
+    );
+    try {
+      // A session of the database's own settings counts with workers: each reads the table.
+      await withClient(env.databaseUrl, async (client) => {
+        const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+          'EXPLAIN SELECT count(*) FROM gamma',
+        );
+        expect(rows.map((row) => row['QUERY PLAN']).join('\n')).toContain('Gather');
+      });
+      const { rowCounts, scans } = await scansOfOneBackup('custom', 'zstd');
+      expect(rowCounts).toEqual(expectedCounts);
+      expect(scans).toEqual({ alpha: 2, beta: 2, gamma: 2 });
+    } finally {
+      await withClient(env.databaseUrl, (client) =>
+        client.query(`ALTER DATABASE ${database} RESET ALL`),
+      );
+    }
+  });
+});

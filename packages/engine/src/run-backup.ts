@@ -8,6 +8,7 @@ import {
   tableKey,
 } from '@pgkeep/core';
 import {
+  COUNTING_SESSION_SETTINGS,
   clientConfig,
   countRows,
   estimateDumpBytes,
@@ -47,7 +48,9 @@ export async function runBackup(
   const lockOptions = { timeoutMs: config.LOCK_TIMEOUT_MS, signal: run.signal };
   run.onProgress?.({ phase: 'waiting-for-lock', percent: null });
   // The snapshot's session connects while the locks are taken: its BEGIN waits for them.
-  const snapshotClient = new pg.Client(clientConfig(target, 'pgkeep-backup'));
+  const snapshotClient = new pg.Client(
+    clientConfig(target, 'pgkeep-backup', COUNTING_SESSION_SETTINGS),
+  );
   snapshotClient.on('error', () => {});
   const connecting = snapshotClient.connect();
   connecting.catch(() => {});

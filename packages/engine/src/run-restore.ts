@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { AppError, type BackupManifest, type JobPayload, type JobResult } from '@pgkeep/core';
 import {
+  COUNTING_SESSION_SETTINGS,
   clientConfig,
   createRestoreDatabase,
   databaseExists,
@@ -66,7 +67,9 @@ async function restoreDatabase(
       // it ends before the swap, which renames the database.
       const counting = await rowCountsDuringLoad(
         async () => {
-          const check = new pg.Client(clientConfig(into, 'pgkeep-restore'));
+          const check = new pg.Client(
+            clientConfig(into, 'pgkeep-restore', COUNTING_SESSION_SETTINGS),
+          );
           check.on('error', () => {});
           await check.connect();
           return check;

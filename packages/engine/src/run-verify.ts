@@ -9,6 +9,7 @@ import {
   toAppError,
 } from '@pgkeep/core';
 import {
+  COUNTING_SESSION_SETTINGS,
   clientConfig,
   createRestoreDatabase,
   dropDatabaseForce,
@@ -138,7 +139,7 @@ async function scratchRestore(
     if (!restored) return;
     await attempt('row-counts', async () => {
       run.onProgress?.({ phase: 'validating', percent: null });
-      const client = new pg.Client(clientConfig(into, 'pgkeep-verify'));
+      const client = new pg.Client(clientConfig(into, 'pgkeep-verify', COUNTING_SESSION_SETTINGS));
       client.on('error', () => {});
       await client.connect();
       try {

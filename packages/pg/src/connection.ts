@@ -97,8 +97,15 @@ function nodeSsl(sslmode: string | undefined) {
   }
 }
 
-/** Options for node-postgres built from the same target. */
-export function clientConfig(target: PgTarget, applicationName = 'pgkeep') {
+/**
+ * Options for node-postgres built from the same target; `settings` are sent at connection time
+ * (no round trip of their own) and apply to the whole session.
+ */
+export function clientConfig(
+  target: PgTarget,
+  applicationName = 'pgkeep',
+  settings: SessionSettings = {},
+) {
   return {
     host: target.host,
     port: target.port,
@@ -106,7 +113,7 @@ export function clientConfig(target: PgTarget, applicationName = 'pgkeep') {
     password: target.password,
     database: target.database,
     application_name: applicationName,
-    options: SESSION_OPTIONS,
+    options: sessionOptions(settings),
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
     ssl: nodeSsl(target.sslmode),
