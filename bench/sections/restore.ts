@@ -69,7 +69,8 @@ const pgRestore = (database: string, extra: string[]) => ({
 /**
  * Section 2. Rounds of: pgkeep restore; `zstd -d | pg_restore` and `zstd -d` to a file then
  * `pg_restore -j 2` (the same artifact, into an empty database; the faster of the two is the
- * baseline); and `pg_restore -j 2` of a `pg_dump -Fc` archive.
+ * baseline); and `pg_restore -j 2` of a `pg_dump -Fc` archive. In that order in odd rounds, the
+ * reverse in even ones.
  */
 export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
   await ensureArtifacts(ctx, { pgkeep: true, fc: true });
@@ -89,11 +90,10 @@ export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
     variant.runs.push({ ms });
     ctx.log(`  ${variant.label}: ${seconds(ms)}`);
   };
-  for (let round = 1; round <= ctx.runs; round += 1) {
-    ctx.log(` round ${round}/${ctx.runs}`);
+  const env = toolEnv('postgres');
+  const runPgkeep = async () => {
     const pid = ctx.stack.worker.pid ?? 0;
     const sampler = new RssSampler(pid).start();
-    await settleWrites();
     const cpuBefore = cpuMs(pid);
     const pgkeep = await pgkeepRestore(ctx);
     const workerCpuMs = cpuMs(pid) - cpuBefore;
@@ -108,8 +108,8 @@ export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
     ctx.log(`  ${variants.pgkeep.label}: ${seconds(pgkeep.ms)} (job ${seconds(pgkeep.jobMs)})`);
     swapMs.push(pgkeep.swapMs);
     await dropReplaced(pgkeep.previousDatabase);
-
-    const env = toolEnv('postgres');
+  };
+  const runRawPipe = async () =>
     record(
       variants.rawPipe,
       await intoEmptyDatabase(ctx, async (database) => {
@@ -119,6 +119,7 @@ export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
         );
       }),
     );
+  const runRawFile = async () =>
     record(
       variants.rawFile,
       await intoEmptyDatabase(ctx, async (database) => {
@@ -130,12 +131,22 @@ export async function benchRestore(ctx: BenchContext): Promise<RestoreSection> {
         await rm(file, { force: true });
       }),
     );
+  const runFcJobs = async () =>
     record(
       variants.fcJobs,
       await intoEmptyDatabase(ctx, async (database) => {
         await runPipeline([pgRestore(database, ['-j', '2', fcFile])], { env });
       }),
     );
+  for (let round = 1; round <= ctx.runs; round += 1) {
+    ctx.log(` round ${round}/${ctx.runs}`);
+    // Odd rounds pgkeep first, even rounds last: a machine that speeds up or slows down during
+    // the section favours no variant. Every run starts with the last one's writes on disk.
+    const order = [runPgkeep, runRawPipe, runRawFile, runFcJobs];
+    for (const run of round % 2 === 1 ? order : order.reverse()) {
+      await settleWrites();
+      await run();
+    }
   }
   return {
     ...meta.finish(),
